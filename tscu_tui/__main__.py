@@ -1,0 +1,3 @@
+from tscu_tui.cli import main
+
+raise SystemExit(main())
