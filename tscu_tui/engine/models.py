@@ -89,7 +89,8 @@ def _from_hub(repo_id: str, patterns: list[str], revision: str | None) -> Path:
 
 def load_tokenizer(name: str, revision: str | None = None) -> TokenizerWrapper:
     """Load only the tokenizer of model `name` (no weights are downloaded)."""
-    from mlx_lm.utils import load_config, load_tokenizer as _load
+    from mlx_lm.utils import load_config
+    from mlx_lm.utils import load_tokenizer as _load
 
     path = resolve_model_path(name, tokenizer_only=True, revision=revision)
     try:
@@ -104,7 +105,6 @@ def load_tokenizer(name: str, revision: str | None = None) -> TokenizerWrapper:
 
 def load_model(name: str, revision: str | None = None) -> tuple[Any, TokenizerWrapper, dict]:
     """Load model, tokenizer and config of `name` through `mlx_lm.load`."""
-    import tscu_tui.engine.runtime  # noqa: F401  (optimised BLAS before mlx)
     from mlx_lm import load
 
     path = resolve_model_path(name, revision=revision)

@@ -1,84 +1,14 @@
-"""Import MLX the tscu way: with an optimised BLAS on Linux CPUs.
+"""MLX as engine modules use it: `from tscu_tui.engine.runtime import mx`.
 
-MLX's Linux CPU wheel links a bundled *reference* BLAS, about 35x slower than
-OpenBLAS for fp32 matmul. The dynamic linker resolves MLX's `cblas_sgemm` (and
-LAPACK) symbols through the global scope first, so loading OpenBLAS with
-RTLD_GLOBAL *before* `mlx.core` is imported makes MLX use it, without touching
-MLX itself. OpenBLAS comes from the `cmeel-openblas` wheel (a platform
-dependency) or the system (`libopenblas0`). Every engine module imports `mx`
-from here, never `mlx.core` directly.
-
-`TSCU_BLAS=reference` keeps MLX's own BLAS (for benchmarks); `TSCU_BLAS=/path`
-names a library to load instead.
+Importing any `tscu_tui.engine` module has already loaded OpenBLAS (see
+blas.py), so the MLX imported here runs its CPU matmuls on it. `BLAS` says
+which BLAS MLX is using, for display and run summaries.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
-import site
-import sys
-import sysconfig
-from dataclasses import dataclass
-from pathlib import Path
+import mlx.core as mx
 
-
-@dataclass(frozen=True)
-class BlasStatus:
-    """Which BLAS MLX's CPU backend calls, and why."""
-
-    library: str | None
-    detail: str
-
-    @property
-    def optimised(self) -> bool:
-        return self.library is not None
-
-
-def _site_dirs() -> list[Path]:
-    dirs = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    try:
-        dirs += site.getsitepackages()
-    except AttributeError:  # virtualenvs of old
-        pass
-    dirs += [p for p in sys.path if p.endswith("site-packages")]
-    return list(dict.fromkeys(Path(d) for d in dirs))
-
-
-def _candidates() -> list[str]:
-    found = [str(d / "cmeel.prefix" / "lib" / "libopenblas.so.0") for d in _site_dirs()]
-    found = [p for p in found if Path(p).exists()]
-    system = ctypes.util.find_library("openblas")
-    if system:
-        found.append(system)
-    return found
-
-
-def _load_blas() -> BlasStatus:
-    if sys.platform != "linux":
-        return BlasStatus(None, f"{sys.platform}: MLX uses the platform's own BLAS")
-    choice = os.environ.get("TSCU_BLAS", "").strip()
-    if choice == "reference":
-        return BlasStatus(None, "TSCU_BLAS=reference: MLX's bundled reference BLAS (slow)")
-    if "mlx.core" in sys.modules:
-        return BlasStatus(None, "mlx was imported before tscu could load OpenBLAS")
-    candidates = [choice] if choice else _candidates()
-    reasons = []
-    for path in candidates:
-        try:
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        except OSError as exc:
-            reasons.append(f"{path}: {exc}")
-            continue
-        return BlasStatus(path, f"OpenBLAS loaded from {path}")
-    if not candidates:
-        reasons.append("no OpenBLAS found (pip install cmeel-openblas, or apt install libopenblas0)")
-    return BlasStatus(None, "MLX's reference BLAS (slow): " + "; ".join(reasons))
-
-
-BLAS: BlasStatus = _load_blas()
-
-import mlx.core as mx  # noqa: E402  (must follow the BLAS load above)
+from tscu_tui.engine.blas import BLAS, BlasStatus
 
 __all__ = ["BLAS", "BlasStatus", "mx"]

@@ -1,0 +1,115 @@
+"""Benchmark: tscu's engine against mlx-lm's own trainer, in one run.
+
+Same embedded 4-bit model, same prepared blocks, batch, sequence length, LoRA
+config and optimizer. Prints steady-state training tokens/s (median over
+report windows, compilation excluded) and the ratios. mlx-lm is measured twice:
+as shipped (its quantized_matmul path) and on the same CPU fast path tscu uses,
+so the engine-against-engine ratio is apples to apples.
+
+    python bench/trainer_vs_mlx_lm.py [--steps 40] [--block-size 128] [--batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from tscu_tui.engine import lora
+from tscu_tui.engine.config import load_config
+from tscu_tui.engine.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.events import StepEvent
+from tscu_tui.engine.models import EMBEDDED_MODEL, load_model
+from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
+from tscu_tui.engine.runtime import mx  # noqa: I001  (OpenBLAS before mlx)
+from tscu_tui.engine.trainer import Trainer
+
+DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
+    "unicode_chars.jsonl"
+
+
+class _Blocks:
+    """Prepared blocks in the shape mlx-lm's iterate_batches expects: (tokens, offset)."""
+
+    def __init__(self, blocks) -> None:  # type: ignore[no-untyped-def]
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.blocks[i].tolist(), 0
+
+
+def mlx_lm_tokens_per_s(config, data: PreparedDataset, iters: int, fast_path: bool) -> float:  # type: ignore[no-untyped-def]
+    import mlx.optimizers as optim
+    from mlx_lm.tuner.callbacks import TrainingCallback
+    from mlx_lm.tuner.trainer import TrainingArgs, train
+
+    mx.random.seed(config.train.seed)
+    model, _, _ = load_model(config.model.name)
+    if fast_path:
+        prepare_for_cpu(model)
+    lora.apply_lora(model, config.lora)
+    rates: list[float] = []
+
+    class Callback(TrainingCallback):
+        def on_train_loss_report(self, info):  # type: ignore[no-untyped-def]
+            rates.append(info["tokens_per_second"])
+
+    accum = config.train.gradient_accumulation_steps
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArgs(batch_size=config.train.batch_size, iters=iters * accum,
+                            steps_per_report=accum, steps_per_eval=10**9,
+                            steps_per_save=10**9, max_seq_length=data.meta.block_size,
+                            adapter_file=str(Path(tmp) / "adapters.safetensors"),
+                            grad_accumulation_steps=accum)
+        train(model, optim.AdamW(learning_rate=config.train.learning_rate),
+              _Blocks(data.blocks("train")), None, args=args, training_callback=Callback())
+    return statistics.median(rates[2:] or rates)
+
+
+def tscu_tokens_per_s(config) -> float:  # type: ignore[no-untyped-def]
+    steps: list[StepEvent] = []
+    Trainer(config, lambda e: steps.append(e) if isinstance(e, StepEvent) else None).run()
+    tokens = config.train.batch_size * config.train.gradient_accumulation_steps * (
+        config.data.block_size - 1)
+    return statistics.median(tokens / s.step_s for s in steps[2:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--slow-steps", type=int, default=6,
+                        help="steps for mlx-lm as shipped (its CPU path is slow)")
+    parser.add_argument("--block-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL,
+                                       output_dir=data_dir, block_size=args.block_size,
+                                       validation_fraction=0.02))
+        data = PreparedDataset.open(data_dir)
+        config = load_config(None, [
+            f'model.name="{EMBEDDED_MODEL}"', f'data.path="{data_dir}"',
+            f'output.dir="{Path(tmp) / "run"}"', f"data.block_size={args.block_size}",
+            "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0",
+            f"train.batch_size={args.batch_size}", "train.gradient_accumulation_steps=1",
+            f"train.max_steps={args.steps}", "train.warmup_steps=2",
+            "train.eval_steps=100000", "train.save_steps=100000", "train.eval_batches=1"])
+        tscu = tscu_tokens_per_s(config)
+        fast = mlx_lm_tokens_per_s(config, data, args.steps, fast_path=True)
+        stock = mlx_lm_tokens_per_s(config, data, args.slow_steps, fast_path=False)
+    print(f"\nmodel {EMBEDDED_MODEL}, batch {args.batch_size} x {args.block_size} tokens, "
+          f"LoRA r=8 on q/k/v/o/gate/up/down, AdamW, {mx.default_device()}")
+    print(f"  mlx-lm trainer, as shipped          {stock:10.0f} tokens/s")
+    print(f"  mlx-lm trainer, tscu CPU fast path  {fast:10.0f} tokens/s")
+    print(f"  tscu engine (SCU on)                {tscu:10.0f} tokens/s")
+    print(f"  ratio tscu / mlx-lm (same kernels)  {tscu / fast:10.2f}x")
+    print(f"  ratio tscu / mlx-lm (as shipped)    {tscu / stock:10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""`tscu prepare`: tokenize a dataset once and pack it into training blocks.
+
+Defaults come from the config file (`--config`, default tscu.toml, section
+[data] and model.name); without a config file, built-in defaults apply. The
+engine does the work (tscu_tui.engine.prep); this module only parses options,
+draws a progress bar on stderr and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tscu_tui.engine.errors import DataError
+
+if TYPE_CHECKING:
+    from tscu_tui.engine.prep import DatasetMeta, PrepareOptions, PrepareProgress
+
+DEFAULT_CONFIG = "tscu.toml"
+TXT_SPLITS = ("paragraph", "line", "document")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Option defaults and where they came from (a config file, or built in)."""
+
+    origin: str
+    model: str = "tscu-tiny-qwen3"
+    dataset: str | None = None
+    output_dir: str | None = None
+    block_size: int = 1024
+    max_tokens: int | None = None
+    validation_fraction: float = 0.01
+    text_column: str = "text"
+    dataset_config: str | None = None
+    txt_split: str = "paragraph"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", metavar="SRC",
+                        help="wikitext, wikitext-2, c4, a Hugging Face dataset id (owner/name), "
+                             "or a local .txt/.jsonl file or folder (default: data.dataset)")
+    parser.add_argument("--model", metavar="MODEL",
+                        help="model whose tokenizer to use (default: model.name, or "
+                             "tscu-tiny-qwen3 without a config file)")
+    parser.add_argument("--output-dir", metavar="DIR", type=Path,
+                        help="folder to write (default: data.path)")
+    parser.add_argument("--block-size", metavar="N", type=int,
+                        help="tokens per training block (default: data.block_size, 1024)")
+    parser.add_argument("--max-tokens", metavar="N", type=int,
+                        help="stop after N tokens in all; 0 = no limit (required for c4)")
+    parser.add_argument("--validation-fraction", metavar="F", type=float,
+                        help="share of blocks held out when the dataset has no validation "
+                             "split, 0 to 0.5 (default: 0.01)")
+    parser.add_argument("--text-column", metavar="C",
+                        help="text column of Hugging Face datasets, or text key of .jsonl "
+                             "records (default: text)")
+    parser.add_argument("--dataset-config", metavar="NAME",
+                        help="Hugging Face dataset config name")
+    parser.add_argument("--txt-split", choices=TXT_SPLITS,
+                        help="documents of a .txt file: paragraph (default), line or document")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = build_options(args, load_defaults(getattr(args, "config", DEFAULT_CONFIG)))
+    prepare_with_progress(options)
+    return 0
+
+
+def prepare_with_progress(options: PrepareOptions, *, summary: bool = True) -> DatasetMeta:
+    """Run `prepare_dataset` with a progress bar on stderr, then print a summary
+    (also used by `tscu demo`). Errors propagate as one-line TscuErrors."""
+    # Before `datasets` is imported: its tqdm bars would fight with ours.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    from rich.console import Console
+
+    from tscu_tui.engine.prep import prepare_dataset
+
+    with _ProgressView(Console(stderr=True)) as view:
+        meta = prepare_dataset(options, progress=view.update)
+    if summary:
+        _summary(Console(), options, meta)
+    return meta
+
+
+def load_defaults(config: str | None) -> Defaults:
+    """Defaults from the config file; built-in ones when the default tscu.toml does
+    not exist (an explicitly named file must exist) or the config module is absent."""
+    if config is None or (config == DEFAULT_CONFIG and not Path(config).is_file()):
+        return Defaults(origin="built-in defaults")
+    try:
+        from tscu_tui.engine.config import load_config
+    except ImportError:
+        return Defaults(origin="built-in defaults")
+    cfg = load_config(config)  # ConfigError (one line per problem) if invalid or missing
+    model, data = getattr(cfg, "model", None), getattr(cfg, "data", None)
+    base = Defaults(origin=config)
+
+    def pick(section: Any, key: str, fallback: Any) -> Any:
+        return getattr(section, key, fallback) if section is not None else fallback
+
+    return Defaults(
+        origin=config,
+        model=pick(model, "name", base.model) or base.model,
+        dataset=pick(data, "dataset", None) or None,
+        output_dir=pick(data, "path", None) or None,
+        block_size=pick(data, "block_size", base.block_size),
+        max_tokens=pick(data, "max_tokens", 0) or None,  # 0 means no limit
+        validation_fraction=pick(data, "validation_fraction", base.validation_fraction),
+        text_column=pick(data, "text_column", base.text_column) or base.text_column,
+        dataset_config=pick(data, "dataset_config", None) or None,
+        txt_split=pick(data, "txt_split", base.txt_split) or base.txt_split,
+    )
+
+
+def build_options(args: argparse.Namespace, defaults: Defaults) -> PrepareOptions:
+    from tscu_tui.engine.prep import PrepareOptions
+
+    def given(name: str, fallback: Any) -> Any:
+        value = getattr(args, name, None)
+        return fallback if value is None else value
+
+    dataset = given("dataset", defaults.dataset)
+    if not dataset:
+        raise DataError(f"--dataset is required (no data.dataset in {defaults.origin})")
+    output_dir = given("output_dir", defaults.output_dir)
+    if not output_dir:
+        raise DataError(f"--output-dir is required (no data.path in {defaults.origin})")
+    max_tokens = given("max_tokens", defaults.max_tokens)
+    options = PrepareOptions(
+        dataset=str(dataset),
+        model=str(given("model", defaults.model)),
+        output_dir=Path(output_dir).expanduser(),
+        block_size=given("block_size", defaults.block_size),
+        max_tokens=max_tokens or None,  # --max-tokens 0 = no limit, as in the config
+        validation_fraction=given("validation_fraction", defaults.validation_fraction),
+        text_column=given("text_column", defaults.text_column),
+        dataset_config=given("dataset_config", defaults.dataset_config) or None,
+        txt_split=given("txt_split", defaults.txt_split),
+        overwrite=bool(getattr(args, "overwrite", False)),
+    )
+    options.check()
+    return options
+
+
+class _ProgressView:
+    """A rich progress bar on stderr, drawn only on a terminal (so errors stay one line
+    and logs stay clean); transient, so the summary replaces it."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        # Narrow enough for an 80-column terminal.
+        self._progress = Progress(
+            TextColumn("{task.description:<15}"), BarColumn(bar_width=16), TaskProgressColumn(),
+            TextColumn("{task.fields[docs]:>12}"), TextColumn("{task.fields[tokens]:>10}"),
+            TextColumn("{task.fields[rate]:>11}"), TimeElapsedColumn(), console=console,
+            transient=True, disable=not console.is_terminal)
+        self._task = self._progress.add_task("starting", total=None, docs="", tokens="",
+                                             rate="")
+        self._split: str | None = None
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _ProgressView:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, p: PrepareProgress) -> None:
+        if p.split != self._split:
+            self._split, self._started = p.split, time.monotonic()
+        label = {"resolving": "opening dataset", "tokenizer": "loading tokenizer",
+                 "hashing": "hashing", "done": "done"}.get(p.stage, f"reading {p.split or ''}")
+        elapsed = time.monotonic() - self._started
+        rate = (f"{_short(p.tokens / elapsed)} tok/s" if p.stage == "reading" and elapsed > 0
+                else "")
+        self._progress.update(self._task, description=label, total=p.total,
+                              completed=p.completed or 0, docs=f"{p.documents:,} docs",
+                              tokens=f"{_short(p.tokens)} tok", rate=rate)
+
+
+def _short(n: float) -> str:
+    """1234 -> 1.2k, 5_600_000 -> 5.6M: compact counts for the progress line."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.1f}{suffix}"
+    return f"{n:.0f}"
+
+
+def _summary(console: Any, options: PrepareOptions, meta: DatasetMeta) -> None:
+    from rich.markup import escape
+
+    # soft_wrap: long paths stay on one line (copyable), whatever the width.
+    console.print(f"Prepared [bold]{escape(options.dataset)}[/] into "
+                  f"[bold]{escape(str(options.output_dir))}[/]", soft_wrap=True)
+    for name, split in meta.splits.items():
+        console.print(f"  {name:<10} {split.tokens:>14,} tokens {split.blocks:>10,} blocks "
+                      f"{split.documents:>10,} documents", soft_wrap=True)
+    capped = ", stopped at --max-tokens" if meta.truncated else ""
+    console.print(f"  block size {meta.block_size}, {meta.dtype}, validation: "
+                  f"{escape(meta.validation_source)}{capped}", soft_wrap=True)
+    console.print(f"  tokenizer of {escape(meta.model)}", soft_wrap=True)

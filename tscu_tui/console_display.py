@@ -1,0 +1,118 @@
+"""The headless progress display for `tscu train` and `tscu demo` (Rich).
+
+A live panel on a terminal; plain log lines when output is not a terminal
+(CI, pipes), so logs stay readable. T-SCU readouts show n/a until the run has
+telemetry; the source and its kind are always named.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tscu_tui.engine.events import (
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    LogEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateEvent,
+    StepEvent,
+)
+
+
+def _num(value: float | None, fmt: str, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:{fmt}}{unit}"
+
+
+class ConsoleDisplay:
+    """Consumes engine events on the main thread and draws them."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.live_mode = self.console.is_terminal
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=self.console)
+        self.task = self.progress.add_task("training", total=None)
+        self.last_step: StepEvent | None = None
+        self.heldout: float | None = None
+        self.first_heldout: float | None = None
+        self.logging_steps = 10
+        self._live: Live | None = None
+
+    def __enter__(self) -> ConsoleDisplay:
+        if self.live_mode:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+
+    def _render(self) -> Group:
+        s = self.last_step
+        table = Table.grid(padding=(0, 2))
+        for _ in range(4):
+            table.add_column()
+        table.add_row("loss", _num(s and s.loss, ".4f"), "held-out BPT", _num(self.heldout, ".4f"))
+        table.add_row("S", (f"{s.s:.4f} (target {s.s_target:g})" if s else "n/a"),
+                      "lambda", _num(s and s.lambda_reg, ".4g"))
+        table.add_row("tokens/s", _num(s and s.tokens_per_s, ".0f"), "lr", _num(s and s.lr, ".3g"))
+        table.add_row("power", _num(s and s.power_w, ".1f", " W"),
+                      "temperature", _num(s and s.temp_c, ".1f", " C"))
+        source = (f"{s.telemetry_source} ({s.telemetry_kind})" if s and s.telemetry_source
+                  else "none yet")
+        table.add_row("control factor", _num(s and s.control_factor, ".2f"), "telemetry", source)
+        return Group(self.progress, table)
+
+    def _print(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case RunStarted():
+                self.progress.update(self.task, total=event.max_steps,
+                                     completed=event.start_step)
+                where = f"resuming at step {event.start_step}" if event.start_step else "starting"
+                self._print(f"{where}: {event.model}, {event.trainable_params:,} trainable "
+                            f"parameters, {event.train_tokens:,} training tokens; {event.blas}")
+            case StepEvent():
+                self.last_step = event
+                self.progress.update(self.task, completed=event.step)
+                if not self.live_mode and (event.step % self.logging_steps == 0
+                                           or event.step == event.max_steps):
+                    self._print(f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
+                                f"S {event.s:.4f} lambda {event.lambda_reg:.4g} "
+                                f"tok/s {event.tokens_per_s:.0f} "
+                                f"W {_num(event.power_w, '.1f')} C {_num(event.temp_c, '.1f')} "
+                                f"c {_num(event.control_factor, '.2f')}")
+            case EvalEvent():
+                self.heldout = event.heldout_bpt
+                if self.first_heldout is None:
+                    self.first_heldout = event.heldout_bpt
+                self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
+                            f"bits/token{' (best)' if event.is_best else ''}")
+            case CheckpointEvent():
+                self._print(f"checkpoint ({event.reason}) at step {event.step}")
+            case LogEvent() if event.level != "info" or not self.live_mode:
+                self._print(f"{event.level}: {event.message}")
+            case StateEvent():
+                self._print(f"{event.state} at step {event.step}")
+            case RunFinished():
+                self._print(f"finished ({event.reason}) at step {event.step}; outputs in "
+                            f"{event.run_dir}")
+            case RunFailed():
+                pass  # the command prints the one-line error
+        if self._live is not None:
+            self._live.update(self._render())

@@ -1,0 +1,203 @@
+"""The typed tscu configuration: one dataclass per TOML section.
+
+Every field is declared with `setting()`, which records its help text and the
+values it allows. The loader (load.py), the `check-config` command, the config
+screen and the commented `tscu.toml` all read these declarations, so a field is
+documented and validated in exactly one place. Key names follow the seed's
+field names where one exists. No secret is ever a field: the Hub token comes
+from the environment or the huggingface_hub login cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+            min_exclusive: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    """Declare a config field with its help text and allowed values."""
+    meta = {"help": help, "min": min, "max": max, "min_exclusive": min_exclusive,
+            "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """The base model LoRA adapters are trained on."""
+
+    name: str = setting("Qwen/Qwen3-4B-MLX-4bit",
+                        "Base model: a Hugging Face repo id, a local mlx-lm model folder, or "
+                        "'tscu-tiny-qwen3' for the tiny 4-bit model shipped with tscu.")
+    revision: str = setting("", "Hub revision (branch, tag or commit) to load; empty = default.")
+
+
+@dataclass
+class DataConfig:
+    """Where training text comes from and how it is packed (see `tscu prepare`)."""
+
+    dataset: str = setting("wikitext",
+                           "Source to prepare: 'wikitext' (WikiText-103 raw), 'wikitext-2', "
+                           "'c4' (en, streamed), any Hugging Face dataset id, or a local "
+                           ".txt/.jsonl file or folder.")
+    dataset_config: str = setting("", "Hugging Face dataset config name; empty = the default.")
+    text_column: str = setting("text", "Column holding the text in Hugging Face datasets.")
+    txt_split: str = setting("paragraph", "How a .txt file splits into documents.",
+                             choices=("paragraph", "line", "document"))
+    path: str = setting("data/wikitext_prepared",
+                        "Prepared dataset folder: written by `tscu prepare`, read by training.")
+    block_size: int = setting(1024, "Tokens per training block (sequence length).", min=2)
+    max_tokens: int = setting(0, "Stop preparing after this many tokens; 0 = no limit "
+                                 "(c4 needs a limit).", min=0)
+    validation_fraction: float = setting(0.01, "Share of blocks held out for evaluation when "
+                                               "the dataset has no validation split.",
+                                         min=0.0, max=0.5)
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters added to the (frozen, 4-bit) base model."""
+
+    r: int = setting(32, "LoRA rank.", min=1, max=4096)
+    alpha: float = setting(64.0, "LoRA alpha; the update is scaled by alpha / r.",
+                           min=0.0, min_exclusive=True)
+    dropout: float = setting(0.05, "Dropout on the LoRA input.", min=0.0, max=0.9)
+    target_modules: list[str] = setting(LORA_TARGETS, "Projections that get adapters.")
+    num_layers: int = setting(-1, "Adapt the last N transformer layers; -1 = all.", min=-1)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    batch_size: int = setting(2, "Blocks per micro-batch.", min=1)
+    gradient_accumulation_steps: int = setting(4, "Micro-batches per optimizer step.", min=1)
+    learning_rate: float = setting(2e-4, "Peak learning rate (AdamW).", min=0.0,
+                                   min_exclusive=True, max=1.0)
+    lr_scheduler: str = setting("cosine", "Learning-rate schedule after warmup.",
+                                choices=("cosine", "linear", "constant"))
+    warmup_steps: int = setting(100, "Optimizer steps of linear warmup.", min=0)
+    min_lr_ratio: float = setting(0.1, "Final learning rate as a share of the peak.",
+                                  min=0.0, max=1.0)
+    max_steps: int = setting(3000, "Optimizer steps to train.", min=1)
+    weight_decay: float = setting(0.0, "AdamW decoupled weight decay (the SCU penalty is "
+                                       "separate).", min=0.0)
+    max_grad_norm: float = setting(1.0, "Clip the global gradient norm; 0 = no clipping.",
+                                   min=0.0)
+    save_steps: int = setting(300, "Checkpoint every N optimizer steps.", min=1)
+    eval_steps: int = setting(150, "Evaluate held-out bits per token every N steps.", min=1)
+    logging_steps: int = setting(20, "Write a log line every N steps.", min=1)
+    eval_batches: int = setting(25, "Validation micro-batches per evaluation; 0 = all.", min=0)
+    early_stopping_patience: int = setting(0, "Stop after N evaluations without a new best; "
+                                              "0 = never.", min=0)
+    seed: int = setting(42, "Random seed for data order, dropout and LoRA init.", min=0)
+
+
+@dataclass
+class ScuConfig:
+    """Shannon Control Unit: a PI controller on lambda so S tracks its target."""
+
+    mode: str = setting("pi", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
+                              "penalty.", choices=("pi", "fixed", "off"))
+    target_s: float = setting(0.01, "Target S = ParamBPT / (DataBPT + ParamBPT).",
+                              min=0.0, max=1.0, min_exclusive=True)
+    prior_sigma: float = setting(0.01, "Std of the Gaussian prior on LoRA weights.",
+                                 min=0.0, min_exclusive=True)
+    tokens_n: int = setting(0, "N in ParamBPT; 0 = tokens in the training set.", min=0)
+    lambda_init: float = setting(1.0, "Starting (or fixed) regularisation strength.",
+                                 min=0.0)
+    lambda_min: float = setting(1e-4, "Lower bound on lambda.", min=0.0)
+    lambda_max: float = setting(10.0, "Upper bound on lambda.", min=0.0, min_exclusive=True)
+    kp: float = setting(0.8, "Proportional gain (on the S error, in log-lambda).", min=0.0)
+    ki: float = setting(0.02, "Integral gain (0.15 in the design notes oscillates once S lags "
+                                 "lambda; see tests/test_scu_controller.py).", min=0.0)
+    deadband: float = setting(0.002, "No change while |S - target| is below this.", min=0.0)
+    integral_max: float = setting(0.2, "Anti-windup clamp on the integral term.", min=0.0)
+    ema_alpha: float = setting(0.1, "Smoothing of measured S (1 = none).", min=0.0, max=1.0,
+                               min_exclusive=True)
+    leak: float = setting(0.995, "Integral leak per step inside the deadband.",
+                          min=0.0, max=1.0)
+
+
+@dataclass
+class TscuConfig:
+    """Thermodynamic governor: power and temperature limits, efficiency target."""
+
+    enabled: bool = setting(True, "Close the loop on watts and degrees (duty cycling).")
+    power_budget_watts: float = setting(20.0, "Average power the run may draw.",
+                                        min=0.0, min_exclusive=True)
+    max_temperature_celsius: float = setting(75.0, "Temperature the governor holds below.",
+                                             min=0.0, max=150.0)
+    temperature_hysteresis_celsius: float = setting(2.0, "Margin below the maximum before "
+                                                         "the governor relaxes.", min=0.0)
+    emergency_shutdown_temp: float = setting(85.0, "Save a checkpoint and stop at this "
+                                                   "temperature (C).", min=0.0, max=150.0)
+    control_frequency: int = setting(1, "Run the governor every N optimizer steps.", min=1)
+    control_factor_min: float = setting(0.1, "Lowest compute share the governor may set.",
+                                        min=0.01, max=1.0)
+    target_efficiency_bits_per_joule: float = setting(
+        1.0, "Diminishing-returns threshold on marginal information per joule "
+             "(bits of training-set description length saved per joule).", min=0.0)
+    efficiency_patience: int = setting(3, "Evaluations below the target before acting.",
+                                       min=1)
+    efficiency_action: str = setting("warn", "What to do on diminishing returns.",
+                                     choices=("warn", "stop"))
+    lr_coupling: bool = setting(False, "Scale the learning rate with the control factor "
+                                       "(saves no power by itself; off by default).")
+    adaptive_batch_sizing: bool = setting(False, "Shrink micro-batches under thermal "
+                                                 "pressure (off by default).")
+
+
+@dataclass
+class TelemetryConfig:
+    """Power and temperature measurement."""
+
+    source: str = setting("auto", "Telemetry source; 'auto' picks the best available.",
+                          choices=("auto", "apple", "nvidia", "rapl", "estimated",
+                                   "simulated", "replay", "none"))
+    interval_seconds: float = setting(0.5, "Sampling period.", min=0.01, max=60.0)
+    replay_path: str = setting("", "Telemetry JSONL to replay (source = 'replay').")
+    tdp_watts: float = setting(0.0, "TDP for the estimated source; 0 = guess from the CPU.",
+                               min=0.0)
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes adapters, metrics and logs."""
+
+    dir: str = setting("tscu_qwen3_mlx_output", "Run output directory.")
+    overwrite: bool = setting(False, "Allow a new run to replace an existing directory.")
+
+
+@dataclass
+class HubConfig:
+    """Hugging Face Hub upload. The token is never a config field."""
+
+    push_to_hub: bool = setting(False, "Upload the run when training finishes.")
+    hub_model_id: str = setting("", "Repo id USER/NAME to upload to.")
+    private: bool = setting(True, "Create the repo as private.")
+    revision: str = setting("", "Branch to upload to; empty = main.")
+
+
+@dataclass
+class Config:
+    """The whole tscu configuration, one attribute per TOML section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scu: ScuConfig = field(default_factory=ScuConfig)
+    tscu: TscuConfig = field(default_factory=TscuConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+
+def sections(config: Config) -> dict[str, Any]:
+    """Section name -> section dataclass instance, in declaration order."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}

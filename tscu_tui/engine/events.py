@@ -1,0 +1,139 @@
+"""Typed, frozen events the engine emits, and the commands it accepts.
+
+Units are in field names (`power_w`, `temp_c`, `lambda_reg`). The engine hands
+events to a sink (any callable); the UI wraps them in Textual messages, the
+CLI draws a progress display, and `events.jsonl` records them for followers.
+Telemetry fields are None where the run has no such reading; never invented.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
+
+
+class Command(enum.Enum):
+    """What a UI may ask of a running trainer (drained once per step)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"  # saves a checkpoint first
+    SAVE = "save"
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    model: str
+    dataset: str
+    max_steps: int
+    start_step: int  # > 0 when resumed
+    tokens_per_step: int
+    trainable_params: int
+    total_params: int
+    train_tokens: int
+    validation_tokens: int
+    scu_mode: str
+    s_target: float
+    s_initial: float | None
+    blas: str
+    device: str
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    step: int
+    max_steps: int
+    loss: float  # optimised objective, nats/token (CE + penalty)
+    data_bpt: float
+    param_bpt: float
+    s: float
+    s_target: float
+    lambda_reg: float
+    scu_p: float
+    scu_i: float
+    lr: float
+    grad_norm: float
+    tokens: int  # tokens trained so far
+    tokens_per_s: float
+    step_s: float  # compute seconds of this step
+    elapsed_s: float
+    eta_s: float
+    skipped: bool = False  # non-finite loss: update skipped
+    power_w: float | None = None
+    temp_c: float | None = None
+    control_factor: float | None = None
+    idle_s: float | None = None
+    energy_j: float | None = None
+    telemetry_source: str | None = None
+    telemetry_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    step: int
+    heldout_bpt: float
+    perplexity: float
+    best_bpt: float
+    is_best: bool
+    eval_s: float
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    step: int
+    path: str
+    reason: str  # periodic | requested | stop | final | emergency
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    level: str  # info | warning | error
+    message: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    state: str  # running | paused
+    step: int
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    step: int
+    reason: str  # completed | stopped | early_stopping | emergency_stop | diminishing_returns
+    best_bpt: float | None
+    final_bpt: float | None
+    duration_s: float
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    step: int
+    reason: str  # one line
+
+
+Event = (RunStarted | StepEvent | EvalEvent | CheckpointEvent | LogEvent | StateEvent
+         | RunFinished | RunFailed)
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
+    RunStarted, StepEvent, EvalEvent, CheckpointEvent, LogEvent, StateEvent, RunFinished,
+    RunFailed)}
+
+
+class EventSink(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+def to_record(event: Event) -> dict[str, Any]:
+    """A JSON-ready dict with the event's type name under 'event'."""
+    return {"event": type(event).__name__, **asdict(event)}
+
+
+def from_record(record: dict[str, Any]) -> Event:
+    """Rebuild an event from `to_record` output (unknown keys are ignored)."""
+    cls = EVENT_TYPES[record["event"]]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in record.items() if k in names})

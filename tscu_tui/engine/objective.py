@@ -1,0 +1,64 @@
+"""The SCU objective (TSCU.md section 1), differentiable end to end.
+
+loss = CE + lambda * sum(w^2) / (2 sigma^2 N), computed inside
+`nn.value_and_grad`, so lambda reaches the gradients. lambda is passed in as
+an array each step (a constant of the step, never a trainable parameter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from tscu_tui.engine.runtime import mx
+
+LN2 = math.log(2.0)
+
+
+def penalty_scale(prior_sigma: float, tokens_n: int) -> float:
+    """1 / (2 sigma^2 N): turns sum(w^2) into nats per training token."""
+    return 1.0 / (2.0 * prior_sigma**2 * tokens_n)
+
+
+def sum_of_squares(model: nn.Module) -> mx.array:
+    leaves = [v for _, v in tree_flatten(model.trainable_parameters())]
+    return sum((mx.sum(mx.square(v.astype(mx.float32))) for v in leaves), mx.array(0.0))
+
+
+def cross_entropy(model: nn.Module, batch: mx.array) -> mx.array:
+    """Mean next-token cross-entropy (nats) over every target of packed blocks."""
+    logits = model(batch[:, :-1]).astype(mx.float32)
+    return nn.losses.cross_entropy(logits, batch[:, 1:], reduction="mean")
+
+
+def make_objective(scale: float) -> Callable[..., tuple[mx.array, mx.array, mx.array]]:
+    """f(model, batch, lambda_reg) -> (loss, ce, sum_sq); loss is what gets differentiated."""
+
+    def objective(model: nn.Module, batch: mx.array, lambda_reg: mx.array
+                  ) -> tuple[mx.array, mx.array, mx.array]:
+        ce = cross_entropy(model, batch)
+        sq = sum_of_squares(model)
+        return ce + lambda_reg * scale * sq, ce, sq
+
+    return objective
+
+
+@dataclass(frozen=True)
+class InformationBudget:
+    """DataBPT, ParamBPT and S of one optimizer step."""
+
+    data_bpt: float
+    param_bpt: float
+
+    @property
+    def s(self) -> float:
+        total = self.data_bpt + self.param_bpt
+        return self.param_bpt / total if total > 0 else 0.0
+
+
+def budget(ce_nats: float, sum_sq: float, scale: float) -> InformationBudget:
+    return InformationBudget(data_bpt=ce_nats / LN2, param_bpt=sum_sq * scale / LN2)

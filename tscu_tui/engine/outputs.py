@@ -1,0 +1,89 @@
+"""The run folder's JSON files (names from the seed, contents ours).
+
+- mlx_tscu_training_metrics.json: every step, eval and checkpoint record
+- mlx_tscu_analysis.json: what the run achieved (information, control, energy)
+- mlx_training_summary.json: one screen of facts about the run
+- mlx_config.json: the resolved config; training_args.json: the loop's arguments
+T-SCU fields stay null where the run had no such measurement, never invented.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from tscu_tui import __version__
+from tscu_tui.engine.config import Config, to_dict
+from tscu_tui.engine.fileio import atomic_write_json
+
+METRICS_FILE = "mlx_tscu_training_metrics.json"
+ANALYSIS_FILE = "mlx_tscu_analysis.json"
+SUMMARY_FILE = "mlx_training_summary.json"
+CONFIG_FILE = "mlx_config.json"
+ARGS_FILE = "training_args.json"
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "first": values[0], "last": values[-1]}
+
+
+def _present(steps: list[dict[str, Any]], key: str) -> list[float]:
+    return [s[key] for s in steps if s.get(key) is not None]
+
+
+def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> dict[str, Any]:
+    steps, evals = history["steps"], history["evals"]
+    bpts = [e["heldout_bpt"] for e in evals]
+    target, band = config.scu.target_s, max(config.scu.deadband * 2, config.scu.target_s * 0.25)
+    settled = steps[len(steps) // 4:]  # after warm-up
+    power = _present(steps, "power_w")
+    temps = _present(steps, "temp_c")
+    energy = _present(steps, "energy_j")
+    total_j = energy[-1] if energy else None
+    return {
+        "heldout_bpt_initial": bpts[0] if bpts else None,
+        "heldout_bpt_final": bpts[-1] if bpts else None,
+        "heldout_bpt_best": min(bpts) if bpts else None,
+        "heldout_bpt_reduction": (bpts[0] - bpts[-1]) if len(bpts) > 1 else None,
+        "scu": {
+            "mode": config.scu.mode,
+            "target_s": target,
+            "s": _stats([s["s"] for s in steps]),
+            "s_within_band_fraction_after_warmup": (
+                sum(abs(s["s"] - target) <= band for s in settled) / len(settled)
+                if settled else None),
+            "band": band,
+            "lambda": _stats([s["lambda_reg"] for s in steps]),
+            "data_bpt": _stats([s["data_bpt"] for s in steps]),
+            "param_bpt": _stats([s["param_bpt"] for s in steps]),
+        },
+        "steps": len(steps),
+        "skipped_steps": sum(1 for s in steps if s["skipped"]),
+        "tokens": steps[-1]["tokens"] if steps else 0,
+        "tokens_per_second_mean": statistics.fmean([s["tokens_per_s"] for s in steps])
+        if steps else None,
+        "avg_power_watts": statistics.fmean(power) if power else None,
+        "avg_temperature_celsius": statistics.fmean(temps) if temps else None,
+        "avg_landauer_efficiency": None,
+        "total_energy_joules": total_j,
+        "total_energy_wh": total_j / 3600.0 if total_j is not None else None,
+        "control_factor": _stats(_present(steps, "control_factor")),
+        "idle_seconds_total": sum(_present(steps, "idle_s")) if steps else 0.0,
+        "telemetry_source": next((s["telemetry_source"] for s in reversed(steps)
+                                  if s.get("telemetry_source")), None),
+        "telemetry_kind": next((s["telemetry_kind"] for s in reversed(steps)
+                                if s.get("telemetry_kind")), None),
+    }
+
+
+def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],
+                  summary: dict[str, Any], training_args: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / METRICS_FILE, history)
+    atomic_write_json(run_dir / ANALYSIS_FILE, build_analysis(history, config))
+    atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
+    atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))
+    atomic_write_json(run_dir / ARGS_FILE, training_args)

@@ -1,0 +1,24 @@
+"""Dataset preparation: tokenize a corpus once and pack it into fixed-size blocks.
+
+    meta = prepare_dataset(PrepareOptions(dataset="notes.txt", model="tscu-tiny-qwen3",
+                                          output_dir=Path("data/notes")))
+    data = PreparedDataset.open("data/notes")
+    data.blocks("train")        # read-only (n_blocks, block_size) memmap
+
+See sources.py (what can be read), packing.py (how documents become blocks) and
+store.py (the on-disk format). Heavy libraries load inside functions only.
+"""
+
+from tscu_tui.engine.prep.options import PrepareOptions, PrepareProgress
+from tscu_tui.engine.prep.prepare import PrepareCancelled, prepare_dataset
+from tscu_tui.engine.prep.store import DatasetMeta, PreparedDataset, SplitMeta
+
+__all__ = [
+    "DatasetMeta",
+    "PrepareCancelled",
+    "PrepareOptions",
+    "PrepareProgress",
+    "PreparedDataset",
+    "SplitMeta",
+    "prepare_dataset",
+]

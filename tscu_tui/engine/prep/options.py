@@ -1,0 +1,101 @@
+"""What `prepare_dataset` is asked to do, and what it reports while doing it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from tscu_tui.engine.errors import DataError
+
+TXT_SPLITS = ("paragraph", "line", "document")
+MAX_VALIDATION_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """One `tscu prepare` job. Validated by `check()` before anything is read."""
+
+    dataset: str
+    model: str
+    output_dir: Path
+    block_size: int = 1024
+    max_tokens: int | None = None
+    validation_fraction: float = 0.01
+    text_column: str = "text"
+    dataset_config: str | None = None
+    txt_split: str = "paragraph"
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Raise DataError naming the first bad option (cheap checks only)."""
+        if not self.dataset.strip():
+            raise DataError("--dataset is empty")
+        if not self.model.strip():
+            raise DataError("--model is empty")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) \
+                or self.block_size < 2:
+            raise DataError(f"--block-size must be an integer >= 2, got {self.block_size!r}")
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool)
+                                            or not isinstance(self.max_tokens, int)
+                                            or self.max_tokens < 1):
+            raise DataError(f"--max-tokens must be a positive integer, got {self.max_tokens!r}")
+        f = self.validation_fraction
+        if isinstance(f, bool) or not isinstance(f, int | float) or math.isnan(f) \
+                or not 0.0 <= f <= MAX_VALIDATION_FRACTION:
+            raise DataError(f"--validation-fraction must be between 0 and "
+                            f"{MAX_VALIDATION_FRACTION}, got {f!r}")
+        if self.txt_split not in TXT_SPLITS:
+            raise DataError(f"--txt-split must be one of {', '.join(TXT_SPLITS)}, "
+                            f"got {self.txt_split!r}")
+        if not self.text_column:
+            raise DataError("--text-column is empty")
+        self._check_output_dir()
+
+    def _check_output_dir(self) -> None:
+        out = self.output_dir
+        if not out.exists():
+            return
+        if not self.overwrite:
+            raise DataError(f"output directory {out} already exists; pass --overwrite to "
+                            "replace it")
+        if not out.is_dir():
+            raise DataError(f"output path {out} exists and is not a directory")
+        # --overwrite deletes the old folder: only ever a prepared dataset (or an empty
+        # folder), never one that holds the input or unrelated files.
+        source = Path(self.dataset).expanduser()
+        if source.exists() and source.resolve().is_relative_to(out.resolve()):
+            raise DataError(f"--output-dir {out} contains the dataset {self.dataset}; "
+                            "--overwrite would delete it, choose another folder")
+        if any(out.iterdir()) and not (out / "meta.json").is_file():
+            raise DataError(f"output directory {out} is not a prepared dataset (no meta.json); "
+                            "refusing to replace it, choose another --output-dir")
+
+    @property
+    def fraction(self) -> Fraction:
+        """The validation fraction as an exact ratio, so block routing has no float drift."""
+        return Fraction(self.validation_fraction).limit_denominator(1_000_000)
+
+
+@dataclass(frozen=True)
+class PrepareProgress:
+    """A snapshot of a running job, emitted a few times per second at most.
+
+    `completed`/`total` count `unit`s ("bytes" of local files, "rows" of a
+    dataset split, or "tokens" against --max-tokens) when a total is known.
+    """
+
+    stage: str  # "tokenizer", "reading", "hashing", "done"
+    split: str | None = None
+    documents: int = 0
+    tokens: int = 0
+    completed: int | None = None
+    total: int | None = None
+    unit: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.total is None or self.completed is None or self.total <= 0:
+            return None
+        return min(1.0, self.completed / self.total)

@@ -1,0 +1,183 @@
+"""Tokenize documents in batches and pack the token stream into split files.
+
+Every document becomes `encode(text) + [eos]`: the tokenizer's own special
+tokens are kept (so a BOS appears only if the tokenizer adds one by itself,
+as `tokenizer.encode` does; Qwen adds none), and EOS is appended unless the
+encoding already ends with it (mlx-lm's rule). Chat-template output is encoded
+without special tokens because the template already placed them.
+
+Each split is one flat binary file of all its tokens (trailing partial block
+included); block i of a split is tokens[i*B:(i+1)*B]. Without a validation split
+of its own, one token stream is cut into blocks and block i goes to validation
+when floor((i+1)*f) > floor(i*f): deterministic, and spread evenly through the
+corpus rather than taken from its end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from fractions import Fraction
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tscu_tui.engine.errors import DataError, ModelError
+from tscu_tui.engine.prep.sources import Document
+
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+#: A batch is flushed to the tokenizer at this many documents or characters,
+#: which bounds memory (a few MB of Python ints) whatever the corpus size.
+BATCH_DOCUMENTS = 256
+BATCH_CHARACTERS = 512 * 1024
+
+
+class Encoder:
+    """Batch-encode documents with the HF fast tokenizer inside the mlx-lm wrapper."""
+
+    def __init__(self, tokenizer: TokenizerWrapper, model: str) -> None:
+        self.hf: Any = getattr(tokenizer, "_tokenizer", tokenizer)
+        eos = self.hf.eos_token_id
+        if eos is None:
+            raise ModelError(f"the tokenizer of '{model}' has no EOS token, which packing "
+                             "needs between documents")
+        self.eos_token_id = int(eos)
+        self.vocab_size = max(len(self.hf), int(getattr(self.hf, "vocab_size", 0) or 0))
+        # Little-endian on disk whatever the machine, as store.py reads it.
+        self.dtype = np.dtype("<u2" if self.vocab_size <= 1 << 16 else "<u4")
+
+    def encode(self, documents: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of all `documents` (each + EOS) and the index of each one's last token."""
+        lists: list[list[int]] = []
+        start = 0
+        while start < len(documents):  # consecutive runs that share `templated`
+            end = start
+            while end < len(documents) and documents[end].templated == documents[start].templated:
+                end += 1
+            texts = [d.text for d in documents[start:end]]
+            # verbose=False: long documents are fine here, no "longer than max length" warning.
+            encoded = self.hf(texts, add_special_tokens=not documents[start].templated,
+                              return_attention_mask=False, verbose=False)["input_ids"]
+            lists.extend(encoded)
+            start = end
+        eos = self.eos_token_id
+        for ids in lists:
+            if not ids or ids[-1] != eos:
+                ids.append(eos)
+        lengths = np.fromiter((len(ids) for ids in lists), dtype=np.int64, count=len(lists))
+        tokens = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
+        if tokens.size and int(tokens.max()) > np.iinfo(self.dtype).max:
+            raise ModelError(f"token id {int(tokens.max())} does not fit {self.dtype.name} "
+                             f"(vocabulary of {self.vocab_size}); the tokenizer is inconsistent")
+        return tokens.astype(self.dtype), np.cumsum(lengths) - 1
+
+
+class TokenFile:
+    """Append-only token file of one split, counting tokens and documents."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path = path
+        self.dtype = dtype
+        self.tokens = 0
+        self.documents = 0
+        self._handle = path.open("wb")
+
+    def write(self, tokens: np.ndarray) -> None:
+        if tokens.size:
+            self._handle.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+            self.tokens += int(tokens.size)
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            self._handle.close()
+
+
+class Sink:
+    """Where encoded batches go: one split file, or a fraction router."""
+
+    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+
+class SplitSink(Sink):
+    """Everything into one split file (the dataset has its own splits)."""
+
+    def __init__(self, file: TokenFile) -> None:
+        self.file = file
+
+    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
+        self.file.write(tokens)
+        self.file.documents += int(ends.size)
+
+
+class FractionRouter(Sink):
+    """Cut one stream into blocks; block i goes to validation when
+    floor((i+1)*f) > floor(i*f). Holds at most one partial block between calls."""
+
+    def __init__(self, block_size: int, fraction: Fraction, train: TokenFile,
+                 validation: TokenFile) -> None:
+        self.block_size = block_size
+        self.p, self.q = fraction.numerator, fraction.denominator
+        self.train, self.validation = train, validation
+        self.blocks = 0  # full blocks routed so far
+        self._rest = np.empty(0, dtype=train.dtype)  # tokens after the last full block
+        self._rest_ends = np.empty(0, dtype=np.int64)  # document ends inside `_rest`
+
+    def is_validation(self, index: np.ndarray) -> np.ndarray:
+        return (index + 1) * self.p // self.q > index * self.p // self.q
+
+    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
+        stream = np.concatenate([self._rest, tokens])
+        ends = np.concatenate([self._rest_ends, ends + self._rest.size])
+        n = stream.size // self.block_size
+        full = n * self.block_size
+        if n:
+            to_val = self.is_validation(np.arange(self.blocks, self.blocks + n, dtype=np.int64))
+            done = ends[ends < full]
+            # A document belongs to the split holding its last token (its EOS).
+            val_docs = int(to_val[done // self.block_size].sum())
+            self.validation.documents += val_docs
+            self.train.documents += int(done.size) - val_docs
+            # Write consecutive runs of same-split blocks with one call each.
+            cuts = np.flatnonzero(np.diff(to_val.astype(np.int8))) + 1
+            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
+                file = self.validation if to_val[lo] else self.train
+                file.write(stream[lo * self.block_size:hi * self.block_size])
+            self.blocks += n
+        self._rest = stream[full:].copy()
+        self._rest_ends = ends[ends >= full] - full
+
+    def finish(self) -> None:
+        # The trailing partial block stays in train.bin (meta counts full blocks only).
+        self.train.write(self._rest)
+        self.train.documents += int(self._rest_ends.size)
+        self._rest = self._rest[:0]
+        self._rest_ends = self._rest_ends[:0]
+
+    def validation_blocks_needed(self) -> int:
+        """Fewest full blocks that give one validation block: min n with floor(n*f) >= 1."""
+        return -(-self.q // self.p) if self.p else 0
+
+
+def sha256_files(paths: Sequence[Path], chunk: int = 1 << 18) -> str:
+    """sha256 over the concatenated bytes of `paths` (= `cat a b | sha256sum`)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_block_size_fits(tokens: int, block_size: int, where: str) -> None:
+    if tokens < block_size:
+        raise DataError(f"{where}: too little text: {tokens} tokens, fewer than one block of "
+                        f"{block_size}; add text or lower --block-size")

@@ -1,0 +1,219 @@
+"""The on-disk format of a prepared dataset, and its reader.
+
+A prepared dataset is a folder:
+
+    meta.json        what was prepared, how, and a hash of the token files
+    train.bin        all training tokens, flat, little-endian `dtype`
+    validation.bin   all validation tokens, flat (may be empty with fraction 0)
+
+Block i of a split is tokens[i*block_size:(i+1)*block_size]; a trailing partial
+block is kept in the file but not counted in `blocks`. `dtype` is uint16 when the
+vocabulary fits in 16 bits, else uint32. `content_hash` is "sha256:" + the
+sha256 of train.bin followed by validation.bin (`cat train.bin validation.bin |
+sha256sum`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tscu_tui.engine.errors import DataError
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+SPLITS = ("train", "validation")
+DTYPES = ("uint16", "uint32")
+
+
+def split_file(split: str) -> str:
+    return f"{split}.bin"
+
+
+@dataclass(frozen=True)
+class SplitMeta:
+    """Counts for one split. `documents` counts documents whose last token is in it."""
+
+    documents: int
+    tokens: int
+    blocks: int
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """meta.json, parsed and checked."""
+
+    format_version: int
+    source: Mapping[str, Any]
+    model: str
+    tokenizer: str
+    vocab_size: int
+    eos_token_id: int
+    dtype: str
+    block_size: int
+    max_tokens: int | None
+    truncated: bool
+    splits: Mapping[str, SplitMeta]
+    validation_source: str
+    content_hash: str
+    created: str
+    tscu_version: str
+
+    def split(self, name: str) -> SplitMeta:
+        if name not in self.splits:
+            raise DataError(f"unknown split '{name}': use {' or '.join(SPLITS)}")
+        return self.splits[name]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["source"] = dict(self.source)
+        data["splits"] = {k: asdict(v) for k, v in self.splits.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> DatasetMeta:
+        """Check every field of a parsed meta.json; DataError names the first bad one."""
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object")
+        version = _field(obj, "format_version", int, where)
+        if version != FORMAT_VERSION:
+            raise DataError(f"{where}: format_version {version} is not supported (this tscu reads "
+                            f"{FORMAT_VERSION}); prepare the dataset again")
+        splits_obj = _field(obj, "splits", dict, where)
+        splits = {}
+        for name in SPLITS:
+            entry = splits_obj.get(name)
+            if not isinstance(entry, dict):
+                raise DataError(f"{where}: 'splits.{name}' is missing")
+            splits[name] = SplitMeta(*(_field(entry, k, int, f"{where}: splits.{name}")
+                                       for k in ("documents", "tokens", "blocks")))
+        max_tokens = obj.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise DataError(f"{where}: 'max_tokens' must be a positive integer or null")
+        meta = cls(
+            format_version=version,
+            source=_field(obj, "source", dict, where),
+            model=_field(obj, "model", str, where),
+            tokenizer=_field(obj, "tokenizer", str, where),
+            vocab_size=_field(obj, "vocab_size", int, where),
+            eos_token_id=_field(obj, "eos_token_id", int, where),
+            dtype=_field(obj, "dtype", str, where),
+            block_size=_field(obj, "block_size", int, where),
+            max_tokens=max_tokens,
+            truncated=_field(obj, "truncated", bool, where),
+            splits=splits,
+            validation_source=_field(obj, "validation_source", str, where),
+            content_hash=_field(obj, "content_hash", str, where),
+            created=_field(obj, "created", str, where),
+            tscu_version=_field(obj, "tscu_version", str, where),
+        )
+        meta._check(where)
+        return meta
+
+    def _check(self, where: str) -> None:
+        if self.dtype not in DTYPES:
+            raise DataError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}, "
+                            f"got {self.dtype!r}")
+        if self.block_size < 2:
+            raise DataError(f"{where}: 'block_size' must be >= 2, got {self.block_size}")
+        limit = np.iinfo(np.dtype(self.dtype)).max
+        if not 0 <= self.eos_token_id <= limit or not 0 < self.vocab_size <= limit + 1:
+            raise DataError(f"{where}: 'vocab_size'/'eos_token_id' do not fit {self.dtype}")
+        if not self.content_hash.startswith("sha256:"):
+            raise DataError(f"{where}: 'content_hash' must start with 'sha256:'")
+        for name, split in self.splits.items():
+            if min(split.documents, split.tokens, split.blocks) < 0:
+                raise DataError(f"{where}: 'splits.{name}' has a negative count")
+            if split.blocks != split.tokens // self.block_size:
+                raise DataError(f"{where}: 'splits.{name}.blocks' is {split.blocks}, but "
+                                f"{split.tokens} tokens make {split.tokens // self.block_size} "
+                                f"blocks of {self.block_size}")
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in obj:
+        raise DataError(f"{where}: '{key}' is missing")
+    value = obj[key]
+    # bool is an int subclass: do not let `true` pass as a count.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{where}: '{key}' must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "an integer", str: "a string", dict: "an object", bool: "true or false"}.get(
+        kind, kind.__name__)
+
+
+class PreparedDataset:
+    """A prepared dataset folder, opened read-only. Token arrays are memory-mapped,
+    so opening is instant and nothing is loaded until it is touched."""
+
+    def __init__(self, path: Path, meta: DatasetMeta) -> None:
+        self.path = path
+        self.meta = meta
+        self._tokens: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> PreparedDataset:
+        """Open and validate `path` (meta.json fields and token file sizes)."""
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"prepared dataset not found: {folder} (create it with tscu prepare)")
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise DataError(f"{folder}: no {META_FILE}, not a prepared dataset "
+                            "(create it with tscu prepare)")
+        try:
+            obj = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{meta_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{meta_path}: cannot read ({exc})") from None
+        meta = DatasetMeta.from_json(obj, str(meta_path))
+        itemsize = np.dtype(meta.dtype).itemsize
+        for name, split in meta.splits.items():
+            file = folder / split_file(name)
+            if not file.is_file():
+                raise DataError(f"{file} is missing; prepare the dataset again")
+            size = file.stat().st_size
+            if size != split.tokens * itemsize:
+                raise DataError(f"{file} is {size} bytes but {META_FILE} says {split.tokens} "
+                                f"{meta.dtype} tokens ({split.tokens * itemsize} bytes); the "
+                                "dataset is damaged, prepare it again")
+        return cls(folder, meta)
+
+    def tokens(self, split: str) -> np.ndarray:
+        """The flat, read-only token stream of `split` (memory-mapped)."""
+        info = self.meta.split(split)
+        if split not in self._tokens:
+            dtype = np.dtype(self.meta.dtype).newbyteorder("<")
+            if info.tokens == 0:  # numpy cannot map an empty file
+                array = np.zeros(0, dtype=dtype)
+                array.flags.writeable = False
+            else:
+                array = np.memmap(self.path / split_file(split), dtype=dtype, mode="r",
+                                  shape=(info.tokens,))
+            self._tokens[split] = array
+        return self._tokens[split]
+
+    def blocks(self, split: str) -> np.ndarray:
+        """Read-only (n_blocks, block_size) view of `split`'s full blocks."""
+        info = self.meta.split(split)
+        size = self.meta.block_size
+        return self.tokens(split)[: info.blocks * size].reshape(info.blocks, size)
+
+    def verify(self) -> None:
+        """Re-hash the token files against meta.json (reads everything: slow for big sets)."""
+        from tscu_tui.engine.prep.packing import sha256_files
+
+        digest = "sha256:" + sha256_files([self.path / split_file(s) for s in SPLITS])
+        if digest != self.meta.content_hash:
+            raise DataError(f"{self.path}: token files do not match the content_hash in "
+                            f"{META_FILE}; the dataset is damaged, prepare it again")

@@ -1,0 +1,420 @@
+"""The training loop: LoRA on a 4-bit base under the SCU, in whatever thread runs it.
+
+Reads top to bottom: set up (model, adapters, data, optimizer, controller,
+resume), then one optimizer step at a time — commands, gradient accumulation,
+update, SCU, events, evaluation, checkpoints — then the run's output files.
+It never prints and never touches a UI: everything goes to the event sink.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_map
+
+from tscu_tui.engine import lora
+from tscu_tui.engine.batches import BlockSampler, SamplerState
+from tscu_tui.engine.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from tscu_tui.engine.config import Config, ScuConfig, to_dict
+from tscu_tui.engine.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.errors import TscuError
+from tscu_tui.engine.evaluate import HeldOut, heldout_bits_per_token
+from tscu_tui.engine.events import (
+    CheckpointEvent,
+    Command,
+    EvalEvent,
+    Event,
+    EventSink,
+    LogEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateEvent,
+    StepEvent,
+)
+from tscu_tui.engine.models import load_model
+from tscu_tui.engine.objective import budget, make_objective, penalty_scale, sum_of_squares
+from tscu_tui.engine.outputs import write_outputs
+from tscu_tui.engine.prep import PreparedDataset
+from tscu_tui.engine.recorder import RunRecorder
+from tscu_tui.engine.runtime import BLAS, mx
+from tscu_tui.engine.schedule import lr_at
+from tscu_tui.engine.scu import LambdaController, ScuGains
+
+KEEP_CHECKPOINTS = 2
+
+
+def scu_controller(scu: ScuConfig) -> LambdaController:
+    gains = ScuGains(kp=scu.kp, ki=scu.ki, deadband=scu.deadband,
+                     integral_max=scu.integral_max, ema_alpha=scu.ema_alpha, leak=scu.leak,
+                     lambda_min=scu.lambda_min, lambda_max=scu.lambda_max)
+    return LambdaController(target_s=scu.target_s, lambda_init=scu.lambda_init, gains=gains)
+
+
+@dataclass
+class _Progress:
+    """Mutable loop state that a checkpoint must carry."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    best_bpt: float = math.inf
+    evals_without_best: int = 0
+    last_bpt: float | None = None
+    sampler: SamplerState = field(default_factory=SamplerState)
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Trainer:
+    """One training run. Construct, then call `run()` in the thread that should do the work."""
+
+    def __init__(self, config: Config, sink: EventSink | None = None,
+                 commands: queue.Queue[Command] | None = None, *, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(config.output.dir)
+        self.dataset_path = Path(config.data.path)
+        self.commands = commands or queue.Queue()
+        self.resume = resume
+        self._user_sink = sink
+        self._recorder: RunRecorder | None = None
+        self._step_s_ema: float | None = None
+        self.progress = _Progress()
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Event) -> None:
+        if self._recorder is not None:
+            self._recorder(event)
+        if self._user_sink is not None:
+            self._user_sink(event)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit(LogEvent(level=level, message=message, step=self.progress.step))
+
+    # ------------------------------------------------------------------ entry
+    def run(self) -> RunFinished | RunFailed:
+        """Train to the end (or a stop); never raises for run failures, reports them."""
+        started = time.perf_counter()
+        try:
+            self._prepare_run_dir()
+            self._setup()
+            try:
+                self._loop()
+                reason = "completed"
+            except _Stop as stop:
+                reason = stop.reason
+            return self._finish(reason, time.perf_counter() - started)
+        except TscuError as exc:
+            return self._fail(str(exc))
+        except Exception as exc:  # a bug or a library failure: one line out, details in the log
+            if self._recorder is not None:
+                self.log(traceback.format_exc().strip().replace("\n", " | "), "error")
+            return self._fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()
+
+    def _fail(self, reason: str) -> RunFailed:
+        event = RunFailed(step=self.progress.step, reason=reason)
+        self.emit(event)
+        return event
+
+    def _prepare_run_dir(self) -> None:
+        out = self.run_dir
+        has_run = (out / "events.jsonl").exists() or (out / "checkpoints").exists()
+        if has_run and not self.resume and not self.config.output.overwrite:
+            raise TscuError(f"output directory {out} already holds a run; pass --resume to "
+                            "continue it or set output.overwrite = true to replace it")
+        if has_run and not self.resume:
+            import shutil
+
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.config
+        self.data = PreparedDataset.open(self.dataset_path)
+        self.train_blocks = self.data.blocks("train")
+        self.val_blocks = self.data.blocks("validation")
+        if len(self.train_blocks) < cfg.train.batch_size:
+            raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
+                            f"cannot fill a batch of {cfg.train.batch_size}")
+        mx.random.seed(cfg.train.seed)
+        model, self.tokenizer, _ = load_model(cfg.model.name, cfg.model.revision or None)
+        model_vocab = getattr(getattr(model, "args", None), "vocab_size", None)
+        if model_vocab is not None and self.data.meta.vocab_size > model_vocab:
+            raise TscuError(f"{self.dataset_path} was tokenized for {self.data.meta.model} "
+                            f"(vocab {self.data.meta.vocab_size}), not for {cfg.model.name}")
+        prepare_for_cpu(model)
+        self.adapter_config = {**lora.apply_lora(model, cfg.lora), "model": cfg.model.name}
+        self.model = model
+        self.trainable, self.total = lora.count_parameters(model)
+
+        n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
+        self.scale = penalty_scale(cfg.scu.prior_sigma, n_tokens)
+        self.controller = scu_controller(cfg.scu)
+        self.lambda_reg = 0.0 if cfg.scu.mode == "off" else cfg.scu.lambda_init
+
+        self.optimizer = optim.AdamW(learning_rate=lr_at(0, cfg.train),
+                                     weight_decay=cfg.train.weight_decay)
+        self.optimizer.init(model.trainable_parameters())
+        history = None
+        if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
+            self._check_compatible(ckpt.state)
+            restore_checkpoint(ckpt, model, self.optimizer)
+            s = ckpt.state
+            self.progress = _Progress(step=ckpt.step, tokens=s["tokens"],
+                                      elapsed_s=s["elapsed_s"], best_bpt=s["best_bpt"],
+                                      evals_without_best=s["evals_without_best"],
+                                      last_bpt=s["last_bpt"],
+                                      sampler=SamplerState(**s["sampler"]))
+            self.controller.load_state_dict(s["scu"])
+            self.lambda_reg = s["lambda_reg"]
+            history = s["history"]
+        elif self.resume:
+            self.resume = False  # nothing saved yet: a fresh start is the honest resume
+        self.sampler = BlockSampler(len(self.train_blocks), cfg.train.batch_size,
+                                    cfg.train.seed, self.progress.sampler)
+        self._recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, history)
+        if history is not None:
+            self._recorder.rewind(self.progress.step)
+        self._build_steps()
+
+    def _check_compatible(self, state: dict[str, Any]) -> None:
+        saved = state.get("fingerprint", {})
+        mine = self._fingerprint()
+        for key, value in mine.items():
+            if saved.get(key) != value:
+                raise TscuError(f"cannot resume {self.run_dir}: its {key} was "
+                                f"{saved.get(key)!r}, the config now says {value!r}")
+
+    def _fingerprint(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"model": cfg.model.name, "dataset": self.data.meta.content_hash,
+                "lora": self.adapter_config["lora_parameters"],
+                "batch_size": cfg.train.batch_size, "seed": cfg.train.seed}
+
+    def _build_steps(self) -> None:
+        """Compile the micro-step (loss + grads, accumulated) and the update."""
+        model, optimizer = self.model, self.optimizer
+        accum = self.config.train.gradient_accumulation_steps
+        max_norm = self.config.train.max_grad_norm
+        value_and_grad = nn.value_and_grad(model, make_objective(self.scale))
+        state = [model.state, mx.random.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def micro_step(batch: mx.array, lambda_reg: mx.array, acc: Any) -> Any:
+            (loss, ce, sq), grads = value_and_grad(model, batch, lambda_reg)
+            if acc is not None:
+                grads = tree_map(lambda a, b: a + b, acc, grads)
+            return loss, ce, sq, grads
+
+        update_state = [model.state, optimizer.state]
+
+        @partial(mx.compile, inputs=update_state, outputs=update_state)
+        def update(grads: Any) -> mx.array:
+            if accum > 1:
+                grads = tree_map(lambda g: g / accum, grads)
+            if max_norm > 0:
+                grads, norm = optim.clip_grad_norm(grads, max_norm)
+            else:
+                norm = mx.sqrt(sum(mx.sum(mx.square(g)) for g in _leaves(grads)))
+            optimizer.update(model, grads)
+            return norm
+
+        self._micro_step, self._update = micro_step, update
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self) -> None:
+        cfg, p = self.config, self.progress
+        initial = self._measure() if p.step == 0 else None
+        self._emit_started()
+        if initial is not None:
+            self._record_eval(*initial)
+        self.model.train()
+        tokens_per_micro = cfg.train.batch_size * (self.data.meta.block_size - 1)
+        while p.step < cfg.train.max_steps:
+            self._drain_commands()
+            started = time.perf_counter()
+            lr = lr_at(p.step, cfg.train)
+            self.optimizer.learning_rate = mx.array(lr, dtype=mx.float32)
+            lam = mx.array(self.lambda_reg, dtype=mx.float32)
+            loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
+            for _ in range(cfg.train.gradient_accumulation_steps):
+                batch = mx.array(self.train_blocks[self.sampler.next_indices()].astype(np.int32))
+                loss, ce, sq_arr, grads = self._micro_step(batch, lam, grads)
+                mx.eval(loss, ce, sq_arr, grads)
+                loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
+            accum = cfg.train.gradient_accumulation_steps
+            loss_mean, ce_mean = loss_sum / accum, ce_sum / accum
+            skipped = not (math.isfinite(loss_mean) and math.isfinite(sq))
+            grad_norm = math.nan
+            if not skipped:
+                norm = self._update(grads)
+                mx.eval(self.model.parameters(), self.optimizer.state, norm)
+                grad_norm = norm.item()
+                skipped = not math.isfinite(grad_norm)  # guarded before, so weights stay finite
+            step_s = time.perf_counter() - started
+            p.step += 1
+            p.tokens += tokens_per_micro * accum
+            p.elapsed_s += step_s
+            if skipped:
+                self.log(f"non-finite loss at step {p.step}: update skipped", "warning")
+            self._after_step(loss_mean, ce_mean, sq, lr, grad_norm, step_s, skipped)
+
+    def _after_step(self, loss: float, ce: float, sq: float, lr: float, grad_norm: float,
+                    step_s: float, skipped: bool) -> None:
+        cfg, p = self.config, self.progress
+        info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
+        p_term = i_term = 0.0
+        if cfg.scu.mode == "pi" and not skipped:
+            reading = self.controller.update(info.s)
+            self.lambda_reg, p_term, i_term = reading.lambda_reg, reading.p_term, reading.i_term
+        # Recent speed, not the run average: the first step includes compilation.
+        self._step_s_ema = step_s if self._step_s_ema is None else (
+            0.8 * self._step_s_ema + 0.2 * step_s)
+        tokens_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps * (
+            self.data.meta.block_size - 1)
+        rate = tokens_per_step / self._step_s_ema
+        remaining = (cfg.train.max_steps - p.step) * self._step_s_ema
+        self.emit(StepEvent(
+            step=p.step, max_steps=cfg.train.max_steps, loss=loss, data_bpt=info.data_bpt,
+            param_bpt=info.param_bpt, s=info.s, s_target=cfg.scu.target_s,
+            lambda_reg=self.lambda_reg, scu_p=p_term, scu_i=i_term, lr=lr,
+            grad_norm=grad_norm, tokens=p.tokens, tokens_per_s=rate, step_s=step_s,
+            elapsed_s=p.elapsed_s, eta_s=remaining, skipped=skipped))
+        done = p.step >= cfg.train.max_steps
+        if p.step % cfg.train.eval_steps == 0 or done:
+            self._evaluate()
+        if p.step % cfg.train.save_steps == 0 and not done:
+            self._checkpoint("periodic")
+
+    def _measure(self) -> tuple[HeldOut, float]:
+        started = time.perf_counter()
+        result = heldout_bits_per_token(self.model, self.val_blocks,
+                                        self.config.train.batch_size,
+                                        self.config.train.eval_batches)
+        self.progress.last_bpt = result.bpt
+        return result, time.perf_counter() - started
+
+    def _evaluate(self) -> None:
+        self._record_eval(*self._measure())
+
+    def _record_eval(self, result: HeldOut, eval_s: float) -> None:
+        cfg, p = self.config, self.progress
+        is_best = result.bpt < p.best_bpt
+        if is_best:
+            p.best_bpt, p.evals_without_best = result.bpt, 0
+            if p.step > 0:
+                lora.save_adapters(self.run_dir / "best", self.model, self.adapter_config)
+        elif p.step > 0:
+            p.evals_without_best += 1
+        self.emit(EvalEvent(step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
+                            best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s))
+        patience = cfg.train.early_stopping_patience
+        if patience and p.evals_without_best >= patience:
+            self.log(f"no better held-out BPT in {patience} evaluations: stopping early")
+            raise _Stop("early_stopping")
+
+    def _drain_commands(self) -> None:
+        paused = False
+        while True:
+            try:
+                command = self.commands.get(block=paused)
+            except queue.Empty:
+                return
+            if command is Command.SAVE:
+                self._checkpoint("requested")
+            elif command is Command.STOP:
+                raise _Stop("stopped")
+            elif command is Command.PAUSE and not paused:
+                paused = True
+                self.emit(StateEvent(state="paused", step=self.progress.step))
+            elif command is Command.RESUME and paused:
+                self.emit(StateEvent(state="running", step=self.progress.step))
+                return
+
+    # ------------------------------------------------------------------ saving
+    def _checkpoint(self, reason: str) -> None:
+        p = self.progress
+        assert self._recorder is not None
+        state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
+                 "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
+                 "sampler": {"epoch": self.sampler.state.epoch,
+                             "position": self.sampler.state.position},
+                 "scu": self.controller.state_dict(), "lambda_reg": self.lambda_reg,
+                 "fingerprint": self._fingerprint(), "history": self._recorder.history}
+        path = save_checkpoint(self.run_dir, p.step, self.model, self.optimizer, state,
+                               KEEP_CHECKPOINTS)
+        self.emit(CheckpointEvent(step=p.step, path=str(path), reason=reason))
+
+    def _emit_started(self) -> None:
+        cfg, meta = self.config, self.data.meta
+        s0 = self._current_s()
+        self.emit(RunStarted(
+            run_dir=str(self.run_dir), model=cfg.model.name, dataset=str(self.dataset_path),
+            max_steps=cfg.train.max_steps, start_step=self.progress.step,
+            tokens_per_step=cfg.train.batch_size * cfg.train.gradient_accumulation_steps
+            * (meta.block_size - 1),
+            trainable_params=self.trainable, total_params=self.total,
+            train_tokens=meta.split("train").tokens,
+            validation_tokens=meta.split("validation").tokens, scu_mode=cfg.scu.mode,
+            s_target=cfg.scu.target_s, s_initial=s0, blas=BLAS.detail,
+            device=str(mx.default_device())))
+        target = cfg.scu.target_s
+        if cfg.scu.mode == "pi" and self.progress.step == 0 and max(s0 / target,
+                                                                    target / s0) > 10:
+            self.log(f"S starts at {s0:.4f}, {'far above' if s0 > target else 'far below'} "
+                     f"the target {target:g}: lambda may sit at a bound for long", "warning")
+
+    def _current_s(self) -> float:
+        """S at the current weights, with DataBPT from the last eval (else log2 vocab)."""
+        sq = sum_of_squares(self.model).item()
+        data_bpt = self.progress.last_bpt or math.log2(self.data.meta.vocab_size)
+        return budget(data_bpt * math.log(2), sq, self.scale).s
+
+    def _finish(self, reason: str, wall_s: float) -> RunFinished:
+        cfg, p = self.config, self.progress
+        assert self._recorder is not None
+        lora.save_adapters(self.run_dir, self.model, self.adapter_config)
+        if p.step > 0:
+            self._checkpoint("stop" if reason == "stopped" else "final")
+        summary = {
+            "status": reason, "steps": p.step, "max_steps": cfg.train.max_steps,
+            "tokens": p.tokens, "train_seconds": p.elapsed_s, "wall_seconds": wall_s,
+            "trainable_parameters": self.trainable, "total_parameters": self.total,
+            "best_heldout_bpt": p.best_bpt if math.isfinite(p.best_bpt) else None,
+            "final_heldout_bpt": p.last_bpt, "final_lambda": self.lambda_reg,
+            "base_model": cfg.model.name, "dataset": str(self.dataset_path),
+            "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
+            "device": str(mx.default_device()),
+        }
+        args = {"train": to_dict(cfg)["train"], "lora": self.adapter_config,
+                "scu": to_dict(cfg)["scu"], "penalty_scale": self.scale,
+                "resumed": self.resume}
+        write_outputs(self.run_dir, cfg, self._recorder.history, summary, args)
+        event = RunFinished(step=p.step, reason=reason,
+                            best_bpt=summary["best_heldout_bpt"], final_bpt=p.last_bpt,
+                            duration_s=wall_s, run_dir=str(self.run_dir))
+        self.emit(event)
+        return event
+
+
+def _leaves(tree: Any) -> list[mx.array]:
+    from mlx.utils import tree_flatten
+
+    return [v for _, v in tree_flatten(tree)]
