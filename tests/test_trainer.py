@@ -22,6 +22,7 @@ from tscu_tui.engine.events import (
     LogEvent,
     RunFinished,
     RunStarted,
+    StateEvent,
     StepEvent,
 )
 from tscu_tui.engine.models import EMBEDDED_MODEL
@@ -107,11 +108,14 @@ def test_scu_holds_s_within_its_band_after_warmup(demo_data, tmp_path):
     events, _ = train(tiny_config(demo_data, tmp_path / "run", "train.max_steps=120",
                                   "train.eval_steps=1000", "train.save_steps=1000",
                                   "scu.target_s=0.05"))
-    s = [e.s for e in events if isinstance(e, StepEvent)]
-    lambdas = [e.lambda_reg for e in events if isinstance(e, StepEvent)]
-    settled = s[60:]
-    assert max(abs(x - 0.05) for x in settled) < 0.0125  # band: 25% of the target
-    assert len(set(lambdas)) > 10  # the controller really moved lambda
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps[0].s > 0.15  # S starts far above the target: the controller has work to do
+    settled = steps[60:]
+    # The controlled variable (S smoothed as the controller sees it) stays in a band of
+    # 25% of the target; raw per-step S is noisy with the batch's DataBPT, its mean holds.
+    assert max(abs(e.s_smoothed - 0.05) for e in settled) < 0.0125
+    assert abs(sum(e.s for e in settled) / len(settled) - 0.05) < 0.005
+    assert len({e.lambda_reg for e in steps}) > 10  # the controller really moved lambda
 
 
 def test_non_finite_loss_skips_the_update_and_never_saves_nan(demo_data, tmp_path):
@@ -127,12 +131,28 @@ def test_non_finite_loss_skips_the_update_and_never_saves_nan(demo_data, tmp_pat
     assert all(np.isfinite(np.array(w)).all() for w in weights.values())
 
 
-def test_commands_save_and_stop_with_checkpoints(demo_data, tmp_path):
-    events, _ = train(tiny_config(demo_data, tmp_path / "run"),
-                      commands=[Command.SAVE, Command.STOP])
-    checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
-    assert [c.reason for c in checkpoints] == ["requested", "stop"]
-    assert events[-1].reason == "stopped"
+def test_commands_pause_resume_save_and_stop(demo_data, tmp_path):
+    q: queue.Queue[Command] = queue.Queue()
+    events: list = []
+
+    def ui(event):  # plays the user: keys pressed as the run goes
+        events.append(event)
+        if isinstance(event, StepEvent) and event.step == 2:
+            q.put(Command.PAUSE)
+        if isinstance(event, StateEvent) and event.state == "paused":
+            q.put(Command.RESUME)
+        if isinstance(event, StepEvent) and event.step == 3:
+            q.put(Command.SAVE)
+        if isinstance(event, StepEvent) and event.step == 5:
+            q.put(Command.STOP)
+
+    Trainer(tiny_config(demo_data, tmp_path / "run"), ui, q).run()
+    states = [(e.state, e.step) for e in events if isinstance(e, StateEvent)]
+    assert states == [("paused", 2), ("running", 2)]
+    checkpoints = [(c.reason, c.step) for c in events if isinstance(c, CheckpointEvent)]
+    assert checkpoints == [("requested", 3), ("stop", 5)]
+    assert isinstance(events[-1], RunFinished) and events[-1].reason == "stopped"
+    assert events[-1].step == 5 and (tmp_path / "run" / "adapters.safetensors").exists()
 
 
 def _cli(*args: str) -> subprocess.Popen:

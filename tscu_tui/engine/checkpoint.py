@@ -1,7 +1,7 @@
 """Checkpoints that resume a run exactly.
 
-`RUN/checkpoints/step_0000300/` holds the adapters, the optimizer state, the
-random key, and `state.json` (step, data position, SCU controller, best eval,
+`RUN/checkpoints/step_0000300/` holds the adapters, the optimizer state and
+`state.json` (step, data position, SCU controller, best eval,
 metrics so far). Each is written into a temp folder that is renamed into place
 only when complete, so a SIGKILL at any moment leaves the previous checkpoint
 intact and never a half-written one.
@@ -52,7 +52,6 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: optim
         mx.save_safetensors(str(tmp / "adapters.safetensors"), adapter_weights(model))
         mx.save_safetensors(str(tmp / "optimizer.safetensors"),
                             dict(tree_flatten(optimizer.state)))
-        mx.save_safetensors(str(tmp / "rng.safetensors"), {"key": mx.random.state[0]})
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -73,7 +72,10 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
 
 def restore_checkpoint(checkpoint: Checkpoint, model: nn.Module,
                        optimizer: optim.Optimizer) -> None:
-    """Load adapters, optimizer state and the random key saved in `checkpoint`."""
+    """Load the adapters and optimizer state saved in `checkpoint`.
+
+    No random state is saved: the trainer reseeds from (seed, step) every step.
+    """
     load_adapter_weights(model, checkpoint.path / "adapters.safetensors")
     saved = mx.load(str(checkpoint.path / "optimizer.safetensors"))
     current = dict(tree_flatten(optimizer.state))
@@ -82,5 +84,4 @@ def restore_checkpoint(checkpoint: Checkpoint, model: nn.Module,
                         "adapters (different LoRA settings?)")
     # Fill the optimizer's own tree so its structure (lists of layers) is kept.
     optimizer.state = tree_map_with_path(lambda path, _: saved[path], optimizer.state)
-    mx.random.state[0] = mx.load(str(checkpoint.path / "rng.safetensors"))["key"]
-    mx.eval(model.parameters(), optimizer.state, mx.random.state)
+    mx.eval(model.parameters(), optimizer.state)

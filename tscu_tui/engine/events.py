@@ -49,6 +49,7 @@ class StepEvent:
     data_bpt: float
     param_bpt: float
     s: float
+    s_smoothed: float  # the EMA the controller acts on
     s_target: float
     lambda_reg: float
     scu_p: float

@@ -54,7 +54,7 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
             "target_s": target,
             "s": _stats([s["s"] for s in steps]),
             "s_within_band_fraction_after_warmup": (
-                sum(abs(s["s"] - target) <= band for s in settled) / len(settled)
+                sum(abs(s["s_smoothed"] - target) <= band for s in settled) / len(settled)
                 if settled else None),
             "band": band,
             "lambda": _stats([s["lambda_reg"] for s in steps]),

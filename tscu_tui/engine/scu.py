@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class ScuGains:
-    kp: float = 0.8
+    kp: float = 4.0
     ki: float = 0.02
     deadband: float = 0.002
     integral_max: float = 0.2
-    ema_alpha: float = 0.1
+    ema_alpha: float = 0.3
     leak: float = 0.995
     lambda_min: float = 1e-4
     lambda_max: float = 10.0

@@ -253,6 +253,9 @@ class Trainer:
             lr = lr_at(p.step, cfg.train)
             self.optimizer.learning_rate = mx.array(lr, dtype=mx.float32)
             lam = mx.array(self.lambda_reg, dtype=mx.float32)
+            # Dropout randomness is a function of (seed, step): a resumed run draws
+            # exactly what the uninterrupted one would have, with no RNG state saved.
+            mx.random.seed(cfg.train.seed * 1_000_003 + p.step)
             loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
             for _ in range(cfg.train.gradient_accumulation_steps):
                 batch = mx.array(self.train_blocks[self.sampler.next_indices()].astype(np.int32))
@@ -281,9 +284,11 @@ class Trainer:
         cfg, p = self.config, self.progress
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         p_term = i_term = 0.0
+        smoothed = info.s
         if cfg.scu.mode == "pi" and not skipped:
             reading = self.controller.update(info.s)
             self.lambda_reg, p_term, i_term = reading.lambda_reg, reading.p_term, reading.i_term
+            smoothed = reading.s_smoothed
         # Recent speed, not the run average: the first step includes compilation.
         self._step_s_ema = step_s if self._step_s_ema is None else (
             0.8 * self._step_s_ema + 0.2 * step_s)
@@ -293,7 +298,7 @@ class Trainer:
         remaining = (cfg.train.max_steps - p.step) * self._step_s_ema
         self.emit(StepEvent(
             step=p.step, max_steps=cfg.train.max_steps, loss=loss, data_bpt=info.data_bpt,
-            param_bpt=info.param_bpt, s=info.s, s_target=cfg.scu.target_s,
+            param_bpt=info.param_bpt, s=info.s, s_smoothed=smoothed, s_target=cfg.scu.target_s,
             lambda_reg=self.lambda_reg, scu_p=p_term, scu_i=i_term, lr=lr,
             grad_norm=grad_norm, tokens=p.tokens, tokens_per_s=rate, step_s=step_s,
             elapsed_s=p.elapsed_s, eta_s=remaining, skipped=skipped))

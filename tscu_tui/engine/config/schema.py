@@ -112,12 +112,13 @@ class ScuConfig:
                                  min=0.0)
     lambda_min: float = setting(1e-4, "Lower bound on lambda.", min=0.0)
     lambda_max: float = setting(10.0, "Upper bound on lambda.", min=0.0, min_exclusive=True)
-    kp: float = setting(0.8, "Proportional gain (on the S error, in log-lambda).", min=0.0)
-    ki: float = setting(0.02, "Integral gain (0.15 in the design notes oscillates once S lags "
-                                 "lambda; see tests/test_scu_controller.py).", min=0.0)
+    kp: float = setting(4.0, "Proportional gain (on the S error, in log-lambda). Gains were "
+                             "tuned on the embedded model: see README, The SCU.", min=0.0)
+    ki: float = setting(0.02, "Integral gain (kept small: lambda already integrates the "
+                              "error, a large I term winds up and oscillates).", min=0.0)
     deadband: float = setting(0.002, "No change while |S - target| is below this.", min=0.0)
     integral_max: float = setting(0.2, "Anti-windup clamp on the integral term.", min=0.0)
-    ema_alpha: float = setting(0.1, "Smoothing of measured S (1 = none).", min=0.0, max=1.0,
+    ema_alpha: float = setting(0.3, "Smoothing of measured S (1 = none).", min=0.0, max=1.0,
                                min_exclusive=True)
     leak: float = setting(0.995, "Integral leak per step inside the deadband.",
                           min=0.0, max=1.0)
