@@ -211,3 +211,12 @@ def test_mlx_lm_generate_runs_on_the_produced_adapters(demo_data, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Generation:" in result.stdout or "tokens-per-sec" in result.stdout
+
+
+def test_early_stopping_after_patience_evaluations_without_a_new_best(demo_data, tmp_path):
+    # A learning rate too small to move the held-out BPT: no evaluation beats step 0's.
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", "train.learning_rate=1e-12",
+                                  "train.eval_steps=2", "train.early_stopping_patience=2",
+                                  "scu.mode=off"))
+    assert events[-1].reason == "early_stopping" and events[-1].step == 4
+    assert any(isinstance(e, LogEvent) and "stopping early" in e.message for e in events)

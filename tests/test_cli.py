@@ -1,0 +1,85 @@
+"""The `tscu` command line: fast help, one-line errors, exit codes, the app shell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tscu_tui import __version__
+from tscu_tui.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tscu(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tscu_tui", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_version_and_help():
+    assert tscu("--version").stdout.strip() == f"tscu {__version__}"
+    result = tscu("--help")
+    assert result.returncode == 0
+    for command in ("prepare", "check-config", "train", "demo"):
+        assert command in result.stdout
+
+
+def test_check_config_prints_the_resolved_config(capsys):
+    assert main(["check-config", str(ROOT / "tscu.toml"), "--set", "lora.r=8"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "\nr = 8\n" in out and 'name = "Qwen/Qwen3-4B-MLX-4bit"' in out
+
+
+def test_check_config_on_a_broken_file_gives_one_line_per_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nbatch_size = 0\nmax_step = 5\n[scu]\nmode = 'pid'\n")
+    result = tscu("check-config", str(bad))
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"tscu: error: {bad}:2: train.batch_size = 0: must be an integer >= 1",
+        f"tscu: error: {bad}:3: unknown key 'train.max_step' (did you mean train.max_steps?)",
+        f"tscu: error: {bad}:5: scu.mode = \"pid\": must be one of 'pi', 'fixed', 'off'",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_on_bad_toml_syntax_names_the_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nname = 'x'\n[train\n")
+    result = tscu("check-config", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"tscu: error: {bad}:3:")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_train_without_a_prepared_dataset_is_one_line(tmp_path):
+    result = tscu("train", "--config", str(ROOT / "tscu_tui/assets/presets/demo.toml"),
+                  "--dataset-path", str(tmp_path / "nowhere"),
+                  "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"tscu: error: prepared dataset not found: {tmp_path / 'nowhere'} "
+        "(create it with tscu prepare)"]
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    result = tscu("train", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert result.stderr == f"tscu: error: {tmp_path / 'nope.toml'}: no such config file\n"
+
+
+@pytest.mark.asyncio
+async def test_app_shell_opens_shows_the_config_and_quits_by_key():
+    from tscu_tui.app import TscuApp
+    from tscu_tui.engine.config import load_config
+
+    app = TscuApp(config=load_config(ROOT / "tscu.toml"), config_path=ROOT / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        model = app.screen.query_one("#model")
+        assert "Qwen/Qwen3-4B-MLX-4bit" in str(model.render())
+        await pilot.press("q")
+    assert app.return_code == 0
