@@ -12,8 +12,12 @@ if command -v apt-get >/dev/null 2>&1; then
   [ "$(id -u)" = "0" ] || SUDO="sudo -n"
   if $SUDO true 2>/dev/null; then
     echo "installing libgfortran5 (GNU Fortran runtime, needed by OpenBLAS)"
-    $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq libgfortran5 >/dev/null
-    exit 0
+    if $SUDO apt-get update -qq >/dev/null 2>&1 &&
+       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgfortran5 \
+         >/dev/null 2>&1; then
+      exit 0
+    fi
+    echo "note: apt-get could not install libgfortran5" >&2
   fi
 fi
 echo "note: libgfortran.so.5 is missing; install it (e.g. apt install libgfortran5) for fast" \

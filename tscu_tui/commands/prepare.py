@@ -1,7 +1,7 @@
 """`tscu prepare`: tokenize a dataset once and pack it into training blocks.
 
 Defaults come from the config file (`--config`, default tscu.toml, section
-[data] and model.name); without a config file, built-in defaults apply. The
+[data] and model.name); without a config file, the config's built-in defaults. The
 engine does the work (tscu_tui.engine.prep); this module only parses options,
 draws a progress bar on stderr and prints a summary.
 """
@@ -11,33 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tscu_tui.engine.errors import DataError
 
 if TYPE_CHECKING:
+    from tscu_tui.engine.config import Config
     from tscu_tui.engine.prep import DatasetMeta, PrepareOptions, PrepareProgress
 
 DEFAULT_CONFIG = "tscu.toml"
 TXT_SPLITS = ("paragraph", "line", "document")
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Option defaults and where they came from (a config file, or built in)."""
-
-    origin: str
-    model: str = "tscu-tiny-qwen3"
-    dataset: str | None = None
-    output_dir: str | None = None
-    block_size: int = 1024
-    max_tokens: int | None = None
-    validation_fraction: float = 0.01
-    text_column: str = "text"
-    dataset_config: str | None = None
-    txt_split: str = "paragraph"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +29,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="wikitext, wikitext-2, c4, a Hugging Face dataset id (owner/name), "
                              "or a local .txt/.jsonl file or folder (default: data.dataset)")
     parser.add_argument("--model", metavar="MODEL",
-                        help="model whose tokenizer to use (default: model.name, or "
-                             "tscu-tiny-qwen3 without a config file)")
+                        help="model whose tokenizer to use (default: model.name; "
+                             "tscu-tiny-qwen3 is the embedded, offline one)")
     parser.add_argument("--output-dir", metavar="DIR", type=Path,
                         help="folder to write (default: data.path)")
     parser.add_argument("--block-size", metavar="N", type=int,
@@ -89,60 +73,43 @@ def prepare_with_progress(options: PrepareOptions, *, summary: bool = True) -> D
     return meta
 
 
-def load_defaults(config: str | None) -> Defaults:
-    """Defaults from the config file; built-in ones when the default tscu.toml does
-    not exist (an explicitly named file must exist) or the config module is absent."""
-    if config is None or (config == DEFAULT_CONFIG and not Path(config).is_file()):
-        return Defaults(origin="built-in defaults")
-    try:
-        from tscu_tui.engine.config import load_config
-    except ImportError:
-        return Defaults(origin="built-in defaults")
-    cfg = load_config(config)  # ConfigError (one line per problem) if invalid or missing
-    model, data = getattr(cfg, "model", None), getattr(cfg, "data", None)
-    base = Defaults(origin=config)
+def load_defaults(config: str) -> tuple[Config, str]:
+    """The config whose [data] section and model.name give the option defaults, and its
+    name. A missing default tscu.toml means the built-in defaults; a named file must
+    exist (ConfigError otherwise)."""
+    from tscu_tui.engine.config import Config, load_config
 
-    def pick(section: Any, key: str, fallback: Any) -> Any:
-        return getattr(section, key, fallback) if section is not None else fallback
-
-    return Defaults(
-        origin=config,
-        model=pick(model, "name", base.model) or base.model,
-        dataset=pick(data, "dataset", None) or None,
-        output_dir=pick(data, "path", None) or None,
-        block_size=pick(data, "block_size", base.block_size),
-        max_tokens=pick(data, "max_tokens", 0) or None,  # 0 means no limit
-        validation_fraction=pick(data, "validation_fraction", base.validation_fraction),
-        text_column=pick(data, "text_column", base.text_column) or base.text_column,
-        dataset_config=pick(data, "dataset_config", None) or None,
-        txt_split=pick(data, "txt_split", base.txt_split) or base.txt_split,
-    )
+    if config == DEFAULT_CONFIG and not Path(config).is_file():
+        return Config(), "built-in defaults"
+    return load_config(config), config
 
 
-def build_options(args: argparse.Namespace, defaults: Defaults) -> PrepareOptions:
+def build_options(args: argparse.Namespace, defaults: tuple[Config, str]) -> PrepareOptions:
     from tscu_tui.engine.prep import PrepareOptions
+
+    config, origin = defaults
+    data = config.data
 
     def given(name: str, fallback: Any) -> Any:
         value = getattr(args, name, None)
         return fallback if value is None else value
 
-    dataset = given("dataset", defaults.dataset)
+    dataset = given("dataset", data.dataset)
     if not dataset:
-        raise DataError(f"--dataset is required (no data.dataset in {defaults.origin})")
-    output_dir = given("output_dir", defaults.output_dir)
+        raise DataError(f"--dataset is required (no data.dataset in {origin})")
+    output_dir = given("output_dir", data.path)
     if not output_dir:
-        raise DataError(f"--output-dir is required (no data.path in {defaults.origin})")
-    max_tokens = given("max_tokens", defaults.max_tokens)
+        raise DataError(f"--output-dir is required (no data.path in {origin})")
     options = PrepareOptions(
         dataset=str(dataset),
-        model=str(given("model", defaults.model)),
+        model=str(given("model", config.model.name)),
         output_dir=Path(output_dir).expanduser(),
-        block_size=given("block_size", defaults.block_size),
-        max_tokens=max_tokens or None,  # --max-tokens 0 = no limit, as in the config
-        validation_fraction=given("validation_fraction", defaults.validation_fraction),
-        text_column=given("text_column", defaults.text_column),
-        dataset_config=given("dataset_config", defaults.dataset_config) or None,
-        txt_split=given("txt_split", defaults.txt_split),
+        block_size=given("block_size", data.block_size),
+        max_tokens=given("max_tokens", data.max_tokens) or None,  # 0 = no limit
+        validation_fraction=given("validation_fraction", data.validation_fraction),
+        text_column=given("text_column", data.text_column),
+        dataset_config=given("dataset_config", data.dataset_config) or None,
+        txt_split=given("txt_split", data.txt_split),
         overwrite=bool(getattr(args, "overwrite", False)),
     )
     options.check()
