@@ -64,6 +64,7 @@ def test_train_without_a_prepared_dataset_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"tscu: error: prepared dataset not found: {tmp_path / 'nowhere'} "
         "(create it with tscu prepare)"]
+    assert not (tmp_path / "run").exists()  # no output that looks like a run
 
 
 def test_missing_config_file_is_one_line(tmp_path):

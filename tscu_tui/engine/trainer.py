@@ -109,6 +109,7 @@ class Trainer:
         """Train to the end (or a stop); never raises for run failures, reports them."""
         started = time.perf_counter()
         try:
+            self.data = PreparedDataset.open(self.dataset_path)  # before any output exists
             self._prepare_run_dir()
             self._setup()
             try:
@@ -147,7 +148,6 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.config
-        self.data = PreparedDataset.open(self.dataset_path)
         self.train_blocks = self.data.blocks("train")
         self.val_blocks = self.data.blocks("validation")
         if len(self.train_blocks) < cfg.train.batch_size:

@@ -1,0 +1,55 @@
+"""One telemetry reading (TSCU.md section 2): what a source saw at one instant.
+
+Units live in the field names. A missing value is `None`, never a made-up
+constant, so the UI can show n/a and the governor can ignore that constraint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
+
+SampleKind = Literal["measured", "estimated", "simulated"]
+SAMPLE_KINDS: tuple[str, ...] = get_args(SampleKind)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A power/temperature reading.
+
+    `energy_j` is cumulative since the source started, and only set when the
+    hardware (or the simulated plant) keeps an energy counter; otherwise the
+    sampler integrates `power_w` itself.
+    """
+
+    t_s: float
+    power_w: float | None
+    temp_c: float | None
+    energy_j: float | None
+    source: str
+    kind: SampleKind
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, object]) -> Sample:
+        """Build from a JSON record, rejecting what a recorder could not have written."""
+        kind = record.get("kind")
+        if kind not in SAMPLE_KINDS:
+            raise ValueError(f"sample kind {kind!r} is not one of {SAMPLE_KINDS}")
+        return cls(t_s=_number(record, "t_s"), power_w=_optional(record, "power_w"),
+                   temp_c=_optional(record, "temp_c"), energy_j=_optional(record, "energy_j"),
+                   source=str(record.get("source", "unknown")), kind=kind)  # type: ignore[arg-type]
+
+
+def _optional(record: dict[str, object], key: str) -> float | None:
+    return None if record.get(key) is None else _number(record, key)
+
+
+def _number(record: dict[str, object], key: str) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"sample field {key!r} must be a finite number, got {value!r}")
+    return float(value)
