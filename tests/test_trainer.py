@@ -206,7 +206,7 @@ def test_mlx_lm_generate_runs_on_the_produced_adapters(demo_data, tmp_path):
 
     train(tiny_config(demo_data, tmp_path / "run", "train.max_steps=2"))
     result = subprocess.run(
-        [sys.executable, "-m", "mlx_lm.generate", "--model", str(EMBEDDED_MODEL_DIR),
+        [sys.executable, "-m", "mlx_lm", "generate", "--model", str(EMBEDDED_MODEL_DIR),
          "--adapter-path", str(tmp_path / "run"), "--prompt", "U+00E9 is", "--max-tokens", "8"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -220,3 +220,34 @@ def test_early_stopping_after_patience_evaluations_without_a_new_best(demo_data,
                                   "scu.mode=off"))
     assert events[-1].reason == "early_stopping" and events[-1].step == 4
     assert any(isinstance(e, LogEvent) and "stopping early" in e.message for e in events)
+
+
+def test_ctrl_c_stops_the_cli_cleanly_with_a_checkpoint(demo_data, tmp_path):
+    args = _train_args(demo_data, tmp_path / "run")
+    run = _cli(*args[:-1], args[-1], "--set", "train.max_steps=500")
+    events = tmp_path / "run" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = events.read_text() if events.exists() else ""
+        if '"StepEvent"' in text:
+            break
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=120) == 0, run.stderr.read()
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert records[-1]["event"] == "RunFinished" and records[-1]["reason"] == "stopped"
+    assert records[-2]["event"] == "CheckpointEvent" and records[-2]["reason"] == "stop"
+    assert records[-1]["step"] < 500 and (tmp_path / "run" / "adapters.safetensors").exists()
+
+
+def test_mlx_lm_fuse_accepts_the_adapters(demo_data, tmp_path):
+    from tscu_tui.engine.models import EMBEDDED_MODEL_DIR
+
+    train(tiny_config(demo_data, tmp_path / "run", "train.max_steps=2"))
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "fuse", "--model", str(EMBEDDED_MODEL_DIR),
+         "--adapter-path", str(tmp_path / "run"), "--save-path", str(tmp_path / "fused")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fused" / "model.safetensors").is_file()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import queue
 import signal
-import threading
 from typing import Any
 
 from tscu_tui.engine.config import Config, load_config
@@ -43,14 +42,13 @@ def run_training(config: Config, *, resume: bool = False, logging_steps: int | N
     """Run a Trainer in a worker thread; draw its events here; Ctrl+C stops with a checkpoint."""
     from tscu_tui.console_display import ConsoleDisplay
     from tscu_tui.engine.events import Command, RunFailed
+    from tscu_tui.engine.runtime import run_mlx_thread
     from tscu_tui.engine.trainer import Trainer
 
     events: queue.Queue[Any] = queue.Queue()
     commands: queue.Queue[Command] = queue.Queue()
     trainer = Trainer(config, events.put, commands, resume=resume)
     result: list[Any] = []
-    worker = threading.Thread(target=lambda: result.append(trainer.run()), name="tscu-trainer",
-                              daemon=True)
 
     def on_interrupt(signum: int, frame: object) -> None:
         commands.put(Command.STOP)
@@ -59,7 +57,7 @@ def run_training(config: Config, *, resume: bool = False, logging_steps: int | N
     display = ConsoleDisplay()
     display.logging_steps = logging_steps or config.train.logging_steps
     try:
-        worker.start()
+        worker = run_mlx_thread(lambda: result.append(trainer.run()), name="tscu-trainer")
         with display:
             while worker.is_alive() or not events.empty():
                 try:
