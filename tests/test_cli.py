@@ -82,5 +82,8 @@ async def test_app_shell_opens_shows_the_config_and_quits_by_key():
     async with app.run_test(size=(80, 24)) as pilot:
         model = app.screen.query_one("#model")
         assert "Qwen/Qwen3-4B-MLX-4bit" in str(model.render())
+        assert app.theme == "tscu-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "tscu-light"
         await pilot.press("q")
     assert app.return_code == 0

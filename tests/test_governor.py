@@ -1,0 +1,144 @@
+"""The T-SCU governor against the simulated RC plant, in simulated time (no sleep)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tscu_tui.engine.config.schema import TscuConfig
+from tscu_tui.engine.telemetry.efficiency import EfficiencyTracker, landauer_efficiency
+from tscu_tui.engine.telemetry.governor import Governor, GovernorLimits, duty_idle_seconds
+from tscu_tui.engine.telemetry.simulated import PlantParams, ThermalPlant
+
+STEP_COMPUTE_S = 0.5
+
+
+def closed_loop(limits: GovernorLimits, steps: int = 3000, temp_c: float | None = None
+                ) -> tuple[list[tuple[float, float, float, float]], Governor]:
+    """Duty-cycled training steps on the plant; power measured over the last cycle.
+
+    Returns (t_s, avg_power_w, max temp in the cycle, c) per step.
+    """
+    plant = ThermalPlant(PlantParams(), temp_c=temp_c)
+    governor = Governor(limits)
+    trace = []
+    for _ in range(steps):
+        start_t, start_e = plant.t_s, plant.energy_j
+        hottest = plant.advance(STEP_COMPUTE_S, 1.0).temp_c
+        idle_s = governor.idle_seconds(STEP_COMPUTE_S)
+        hottest = max(hottest, plant.advance(idle_s, 0.0).temp_c)
+        avg_power = (plant.energy_j - start_e) / (plant.t_s - start_t)
+        reading = governor.update(avg_power, plant.temp_c, plant.t_s - start_t)
+        trace.append((plant.t_s, avg_power, hottest, reading.control_factor))
+    return trace, governor
+
+
+def test_power_budget_below_busy_power_settles_within_5_percent():
+    budget = 20.0  # the plant draws 40 W flat out
+    trace, _ = closed_loop(GovernorLimits(power_budget_w=budget, max_temp_c=95.0,
+                                          emergency_temp_c=100.0))
+    settled = trace[len(trace) // 2:]
+    elapsed = settled[-1][0] - settled[0][0]
+    energy = sum(p * (t1 - t0) for (t0, *_), (t1, p, *_) in zip(settled, settled[1:],
+                                                                 strict=False))
+    assert abs(energy / elapsed - budget) / budget < 0.05
+    assert all(abs(p - budget) / budget < 0.05 for _, p, _, _ in settled)
+    assert settled[-1][3] == pytest.approx(15 / 35, rel=0.02)  # (budget-idle)/(busy-idle)
+
+
+def test_temperature_constraint_holds_below_maximum():
+    limits = GovernorLimits(power_budget_w=100.0, max_temp_c=60.0, hysteresis_c=2.0,
+                            emergency_temp_c=90.0)
+    trace, governor = closed_loop(limits)
+    assert max(temp for _, _, temp, _ in trace) < limits.max_temp_c
+    assert trace[-1][2] == pytest.approx(58.0, abs=0.5)  # held at max - hysteresis
+    assert 0.1 < trace[-1][3] < 1.0 and not governor.emergency
+
+
+def test_emergency_flag_trips_at_low_emergency_temperature():
+    limits = GovernorLimits(power_budget_w=100.0, max_temp_c=80.0, emergency_temp_c=40.0)
+    trace, governor = closed_loop(limits, steps=400)
+    assert governor.emergency
+    assert trace[-1][3] == limits.c_min
+
+
+def test_unconstrained_runs_flat_out_and_integral_does_not_wind_up():
+    governor = Governor(GovernorLimits(power_budget_w=100.0, max_temp_c=90.0))
+    for _ in range(1000):
+        reading = governor.update(avg_power_w=40.0, temp_c=50.0, dt_s=1.0)
+    assert reading.control_factor == 1.0 and governor.integral == 0.0
+    # Saturated at the floor for a long time: the integral stays bounded, so the
+    # governor recovers quickly once the violation ends.
+    for _ in range(1000):
+        governor.update(avg_power_w=1000.0, temp_c=None, dt_s=1.0)
+    assert governor.control_factor == governor.limits.c_min
+    assert governor.integral <= 1.0 - governor.limits.c_min
+    for _ in range(20):
+        reading = governor.update(avg_power_w=10.0, temp_c=None, dt_s=1.0)
+    assert reading.control_factor == 1.0
+
+
+def test_min_selector_picks_the_most_violated_constraint():
+    governor = Governor(GovernorLimits(power_budget_w=20.0, max_temp_c=75.0, hysteresis_c=2.0))
+    hot = governor.update(avg_power_w=21.0, temp_c=83.0, dt_s=1.0)
+    assert hot.binding == "temperature" and hot.error == pytest.approx(hot.temp_error)
+    governor.reset()
+    power = governor.update(avg_power_w=40.0, temp_c=60.0, dt_s=1.0)
+    assert power.binding == "power" and power.power_error == pytest.approx(1.0)
+    assert power.control_factor < 1.0
+
+
+def test_missing_measurements_hold_the_last_decision():
+    governor = Governor(GovernorLimits(power_budget_w=20.0))
+    governor.update(40.0, None, 1.0)
+    before = governor.control_factor
+    reading = governor.update(None, None, 1.0)
+    assert reading.binding == "none" and reading.control_factor == before
+    assert governor.update(math.nan, None, 1.0).control_factor == before
+
+
+def test_state_dict_round_trip_and_reset():
+    governor = Governor(GovernorLimits.from_config(TscuConfig()))
+    for _ in range(5):
+        governor.update(35.0, 70.0, 1.0)
+    clone = Governor(GovernorLimits())
+    clone.load_state_dict(governor.state_dict())
+    assert clone.state_dict() == governor.state_dict()
+    assert clone.update(30.0, 70.0, 1.0) == governor.update(30.0, 70.0, 1.0)
+    governor.reset()
+    assert governor.control_factor == 1.0 and governor.integral == 0.0
+
+
+def test_duty_idle_seconds_gives_the_requested_compute_share():
+    assert duty_idle_seconds(2.0, 1.0) == 0.0
+    assert duty_idle_seconds(2.0, 0.5) == pytest.approx(2.0)
+    idle = duty_idle_seconds(0.3, 0.25)
+    assert 0.3 / (0.3 + idle) == pytest.approx(0.25)
+
+
+def test_efficiency_bits_per_joule_and_landauer():
+    tracker = EfficiencyTracker(n_tokens=1000, target_bits_per_joule=1.0, patience=2,
+                                total_bpt_start=5.0)
+    first = tracker.update(total_bpt=4.0, energy_j=100.0, tokens_processed=500, temp_c=None)
+    assert first.bits_marginal == pytest.approx(1000.0)
+    assert first.eta_marginal_bits_per_j == pytest.approx(10.0)
+    assert first.tokens_per_j == pytest.approx(5.0) and first.j_per_token == pytest.approx(0.2)
+    assert first.landauer_marginal == pytest.approx(10.0 * 1.380649e-23 * 300.0 * math.log(2))
+    second = tracker.update(total_bpt=3.5, energy_j=300.0, tokens_processed=1000, temp_c=50.0)
+    assert second.eta_marginal_bits_per_j == pytest.approx(2.5)
+    assert second.eta_cumulative_bits_per_j == pytest.approx(1500.0 / 300.0)
+    assert second.temp_k == pytest.approx(323.15)
+    assert landauer_efficiency(1.0, 26.85) == pytest.approx(landauer_efficiency(1.0))
+
+
+def test_diminishing_returns_needs_patience_and_fires_once():
+    tracker = EfficiencyTracker(n_tokens=100, target_bits_per_joule=1.0, patience=3,
+                                total_bpt_start=2.0)
+    bpt, energy, flags = 2.0, 0.0, []
+    for drop in (0.5, 0.001, 0.001, 0.5, 0.001, 0.001, 0.001, 0.001):
+        bpt, energy = bpt - drop, energy + 10.0
+        reading = tracker.update(bpt, energy, tokens_processed=0)
+        flags.append((reading.diminishing_returns, reading.newly_diminishing))
+    assert [d for d, _ in flags] == [False, False, False, False, False, False, True, True]
+    assert [n for _, n in flags].count(True) == 1 and flags[6][1]

@@ -1,0 +1,23 @@
+"""Power and temperature telemetry, the T-SCU governor and efficiency accounting.
+
+Sources sit behind one interface (base.Source); `auto.pick_source` chooses one.
+The Sampler polls it on a thread; the Governor and EfficiencyTracker are pure
+objects the trainer feeds. Nothing here imports a UI library, and optional
+hardware libraries (pynvml, zeus_apple_silicon) are imported only when used.
+"""
+
+from tscu_tui.engine.telemetry.base import NullSource, Source, SourceUnavailable
+from tscu_tui.engine.telemetry.efficiency import EfficiencyReading, EfficiencyTracker
+from tscu_tui.engine.telemetry.governor import (
+    Governor,
+    GovernorGains,
+    GovernorLimits,
+    GovernorReading,
+    duty_idle_seconds,
+)
+from tscu_tui.engine.telemetry.sample import Sample, SampleKind
+from tscu_tui.engine.telemetry.sampler import Sampler
+
+__all__ = ["EfficiencyReading", "EfficiencyTracker", "Governor", "GovernorGains",
+           "GovernorLimits", "GovernorReading", "NullSource", "Sample", "SampleKind",
+           "Sampler", "Source", "SourceUnavailable", "duty_idle_seconds"]

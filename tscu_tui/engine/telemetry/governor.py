@@ -1,0 +1,152 @@
+"""The T-SCU governor (TSCU.md section 2): a pure, dt-aware PI controller.
+
+Each constraint becomes a normalised error, positive when violated:
+  power       e_p = avg_power / budget - 1
+  temperature e_t = (T - (T_max - hysteresis)) / temp_scale_c
+The PI acts on the most violated one (a max-selector over errors, i.e. a
+min-selector over the control factors each would ask for) and outputs the
+control factor `c = clip(1 - (Kp*e + I), c_min, 1)`: the compute share the
+duty cycle realises. The integral is shared, so switching which constraint
+binds is bumpless; it is clamped to [0, 1 - c_min] and frozen while the output
+is saturated in the error's direction (anti-windup). The temperature setpoint
+sits `hysteresis` below the maximum, so the integral settles the chip there
+and a small overshoot still stays under T_max.
+
+It owns no clock: the caller passes `dt_s` (seconds since the last update).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from tscu_tui.engine.config.schema import TscuConfig
+
+Binding = Literal["power", "temperature", "none"]
+
+
+@dataclass(frozen=True)
+class GovernorGains:
+    """Tuned against the simulated plant (tests/test_governor.py); per second of dt."""
+
+    kp: float = 0.3
+    ki: float = 0.2
+    temp_scale_c: float = 5.0  # 5 C over the setpoint counts like 100% over the budget
+    # Integrate at most this many seconds per update: a long step or a pause must
+    # not turn one stale error into a jump of the integral (discrete instability).
+    max_dt_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class GovernorLimits:
+    power_budget_w: float = 20.0
+    max_temp_c: float = 75.0
+    hysteresis_c: float = 2.0
+    emergency_temp_c: float = 85.0
+    c_min: float = 0.1
+
+    @classmethod
+    def from_config(cls, tscu: TscuConfig) -> GovernorLimits:
+        return cls(power_budget_w=tscu.power_budget_watts,
+                   max_temp_c=tscu.max_temperature_celsius,
+                   hysteresis_c=tscu.temperature_hysteresis_celsius,
+                   emergency_temp_c=tscu.emergency_shutdown_temp,
+                   c_min=tscu.control_factor_min)
+
+
+@dataclass(frozen=True)
+class GovernorReading:
+    """What one update decided, for telemetry and the step log."""
+
+    control_factor: float
+    power_error: float | None
+    temp_error: float | None
+    error: float | None
+    binding: Binding
+    p_term: float
+    i_term: float
+    saturated: bool
+    emergency: bool
+
+
+def duty_idle_seconds(t_compute_s: float, control_factor: float) -> float:
+    """Idle after a step that computed `t_compute_s` so the compute share is `c`."""
+    c = min(max(control_factor, 1e-6), 1.0)
+    return max(t_compute_s, 0.0) * (1.0 - c) / c
+
+
+class Governor:
+    """PI control of the compute share under power and temperature limits."""
+
+    def __init__(self, limits: GovernorLimits, gains: GovernorGains | None = None) -> None:
+        self.limits = limits
+        self.gains = gains or GovernorGains()
+        self.reset()
+
+    def reset(self) -> None:
+        self.control_factor = 1.0
+        self.integral = 0.0
+        self.emergency = False
+
+    def errors(self, avg_power_w: float | None, temp_c: float | None
+               ) -> tuple[float | None, float | None]:
+        lim, g = self.limits, self.gains
+        power_error = None
+        if _finite(avg_power_w) and lim.power_budget_w > 0:
+            power_error = avg_power_w / lim.power_budget_w - 1.0  # type: ignore[operator]
+        temp_error = None
+        if _finite(temp_c):
+            setpoint = lim.max_temp_c - lim.hysteresis_c
+            temp_error = (temp_c - setpoint) / g.temp_scale_c  # type: ignore[operator]
+        return power_error, temp_error
+
+    def update(self, avg_power_w: float | None, temp_c: float | None, dt_s: float
+               ) -> GovernorReading:
+        lim, g = self.limits, self.gains
+        power_error, temp_error = self.errors(avg_power_w, temp_c)
+        if _finite(temp_c) and temp_c >= lim.emergency_temp_c:  # type: ignore[operator]
+            self.emergency = True
+        candidates = [(e, name) for e, name in ((power_error, "power"),
+                                                 (temp_error, "temperature")) if e is not None]
+        if not candidates:  # nothing measured: hold the last decision, learn nothing
+            return self._reading(power_error, temp_error, None, "none", 0.0, False)
+        error, binding = max(candidates)
+        p_term = g.kp * error
+        unclipped = 1.0 - (p_term + self.integral)
+        at_floor = unclipped <= lim.c_min and error > 0
+        at_ceiling = unclipped >= 1.0 and error < 0
+        saturated = at_floor or at_ceiling
+        if dt_s > 0 and not saturated:
+            self.integral += g.ki * error * min(dt_s, g.max_dt_s)
+            self.integral = min(max(self.integral, 0.0), 1.0 - lim.c_min)
+        c = 1.0 - (p_term + self.integral)
+        self.control_factor = lim.c_min if self.emergency else min(max(c, lim.c_min), 1.0)
+        return self._reading(power_error, temp_error, error, binding, p_term, saturated)
+
+    def idle_seconds(self, t_compute_s: float) -> float:
+        return duty_idle_seconds(t_compute_s, self.control_factor)
+
+    def _reading(self, power_error: float | None, temp_error: float | None,
+                 error: float | None, binding: Binding, p_term: float, saturated: bool
+                 ) -> GovernorReading:
+        return GovernorReading(control_factor=self.control_factor, power_error=power_error,
+                               temp_error=temp_error, error=error, binding=binding,
+                               p_term=p_term, i_term=self.integral, saturated=saturated,
+                               emergency=self.emergency)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"control_factor": self.control_factor, "integral": self.integral,
+                "emergency": self.emergency, "limits": asdict(self.limits),
+                "gains": asdict(self.gains)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.limits = GovernorLimits(**state["limits"])  # type: ignore[arg-type]
+        self.gains = GovernorGains(**state["gains"])  # type: ignore[arg-type]
+        self.control_factor = float(state["control_factor"])  # type: ignore[arg-type]
+        self.integral = float(state["integral"])  # type: ignore[arg-type]
+        self.emergency = bool(state["emergency"])
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
