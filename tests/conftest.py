@@ -1,7 +1,24 @@
 """Shared test setup.
 
-`tscu_tui.engine` is imported first so that OpenBLAS is loaded before any test
-module imports mlx (a BLAS can only be chosen before MLX's first import).
+Importing `tscu_tui.engine` (as this file does first) loads OpenBLAS before any
+test module imports mlx: a BLAS can only be chosen before MLX's first import.
 """
 
-import tscu_tui.engine  # noqa: F401
+from pathlib import Path
+
+import pytest
+
+from tscu_tui.engine.models import EMBEDDED_MODEL
+from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
+
+DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
+    "unicode_chars.jsonl"
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo corpus prepared once per session: 64-token blocks, ~120k tokens."""
+    out = tmp_path_factory.mktemp("data") / "demo"
+    prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL, output_dir=out,
+                                   block_size=64, validation_fraction=0.05, max_tokens=120_000))
+    return out

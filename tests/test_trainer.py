@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runs import tiny_config, train
 
-from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.events import (
     CheckpointEvent,
     Command,
@@ -25,40 +25,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.engine.models import EMBEDDED_MODEL
-from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
 from tscu_tui.engine.trainer import Trainer
-
-DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
-    "unicode_chars.jsonl"
-
-
-@pytest.fixture(scope="session")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "demo"
-    prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL, output_dir=out,
-                                   block_size=64, validation_fraction=0.05, max_tokens=120_000))
-    return out
-
-
-def tiny_config(data: Path, out: Path, *overrides: str) -> Config:
-    base = [f'model.name="{EMBEDDED_MODEL}"', f'data.path="{data}"', f'output.dir="{out}"',
-            "lora.r=4", "lora.alpha=8.0", "lora.dropout=0.0", "train.batch_size=4",
-            "train.gradient_accumulation_steps=1", "train.learning_rate=2e-3",
-            "train.warmup_steps=2", "train.max_steps=12", "train.eval_steps=6",
-            "train.save_steps=6", "train.logging_steps=1", "train.eval_batches=2"]
-    return load_config(None, [*base, *overrides])
-
-
-def train(config: Config, commands: list[Command] = (), resume: bool = False
-          ) -> tuple[list, object]:
-    events: list = []
-    q: queue.Queue[Command] = queue.Queue()
-    for c in commands:
-        q.put(c)
-    trainer = Trainer(config, events.append, q, resume=resume)
-    trainer.run()
-    return events, trainer
 
 
 def lora_norm(run_dir: Path) -> float:

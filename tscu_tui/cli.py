@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("check_config", "validate a config file and print the resolved config"),
     "train": ("train", "train LoRA adapters headless, with a progress display"),
     "demo": ("demo", "prepare the demo data and fine-tune the embedded model (offline)"),
+    "telemetry": ("telemetry", "list power/temperature sources here and stream a few readings"),
 }
 
 

@@ -39,6 +39,7 @@ class RunStarted:
     s_initial: float | None
     blas: str
     device: str
+    telemetry: str = ""  # source and why it was chosen
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class StepEvent:
     energy_j: float | None = None
     telemetry_source: str | None = None
     telemetry_kind: str | None = None
+    over_budget: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class EvalEvent:
     best_bpt: float
     is_best: bool
     eval_s: float
+    param_bpt: float | None = None
+    eta_marginal_bits_per_j: float | None = None  # information gained per joule
+    eta_cumulative_bits_per_j: float | None = None
+    tokens_per_j: float | None = None
+    landauer_efficiency: float | None = None  # cumulative eta * k_B T ln 2
+    energy_j: float | None = None
 
 
 @dataclass(frozen=True)

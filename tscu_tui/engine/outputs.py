@@ -40,10 +40,23 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
     bpts = [e["heldout_bpt"] for e in evals]
     target, band = config.scu.target_s, max(config.scu.deadband * 2, config.scu.target_s * 0.25)
     settled = steps[len(steps) // 4:]  # after warm-up
-    power = _present(steps, "power_w")
+    durations = [s["step_s"] + (s.get("idle_s") or 0.0) for s in steps]
+    measured = [(d, s) for d, s in zip(durations, steps, strict=True)
+                if s.get("power_w") is not None]
+    measured_s = sum(d for d, _ in measured)
+    with_energy = [(d, s) for d, s in zip(durations, steps, strict=True)
+                   if s.get("energy_j") is not None]
+    power = None  # the true average: energy over time, not a mean of noisy readings
+    if len(with_energy) > 1 and sum(d for d, _ in with_energy[1:]) > 0:
+        power = (with_energy[-1][1]["energy_j"] - with_energy[0][1]["energy_j"]) / sum(
+            d for d, _ in with_energy[1:])
     temps = _present(steps, "temp_c")
     energy = _present(steps, "energy_j")
     total_j = energy[-1] if energy else None
+    over_s = sum(d for d, s in measured if s.get("over_budget"))
+    efficient = [e for e in evals if e.get("eta_cumulative_bits_per_j") is not None]
+    last_eff = efficient[-1] if efficient else {}
+    compute_s = sum(s["step_s"] for s in steps)
     return {
         "heldout_bpt_initial": bpts[0] if bpts else None,
         "heldout_bpt_final": bpts[-1] if bpts else None,
@@ -66,13 +79,28 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
         "tokens": steps[-1]["tokens"] if steps else 0,
         "tokens_per_second_mean": statistics.fmean([s["tokens_per_s"] for s in steps])
         if steps else None,
-        "avg_power_watts": statistics.fmean(power) if power else None,
+        "avg_power_watts": power,
         "avg_temperature_celsius": statistics.fmean(temps) if temps else None,
-        "avg_landauer_efficiency": None,
+        "max_temperature_celsius": max(temps) if temps else None,
+        "avg_landauer_efficiency": last_eff.get("landauer_efficiency"),
         "total_energy_joules": total_j,
         "total_energy_wh": total_j / 3600.0 if total_j is not None else None,
+        "power_budget_watts": config.tscu.power_budget_watts,
+        "governor_enabled": config.tscu.enabled,
+        "time_over_budget_seconds": over_s if measured_s else None,
+        "fraction_over_budget": over_s / measured_s if measured_s else None,
         "control_factor": _stats(_present(steps, "control_factor")),
         "idle_seconds_total": sum(_present(steps, "idle_s")) if steps else 0.0,
+        "compute_fraction": compute_s / sum(durations) if steps and sum(durations) else None,
+        "efficiency": {
+            "information_per_joule_cumulative_bits": last_eff.get("eta_cumulative_bits_per_j"),
+            "information_per_joule_marginal_bits": [
+                e["eta_marginal_bits_per_j"] for e in efficient],
+            "tokens_per_joule": last_eff.get("tokens_per_j"),
+            "joules_per_token": (1.0 / last_eff["tokens_per_j"]
+                                 if last_eff.get("tokens_per_j") else None),
+            "target_bits_per_joule": config.tscu.target_efficiency_bits_per_joule,
+        },
         "telemetry_source": next((s["telemetry_source"] for s in reversed(steps)
                                   if s.get("telemetry_source")), None),
         "telemetry_kind": next((s["telemetry_kind"] for s in reversed(steps)

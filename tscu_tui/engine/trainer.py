@@ -50,6 +50,8 @@ from tscu_tui.engine.recorder import RunRecorder
 from tscu_tui.engine.runtime import BLAS, mx
 from tscu_tui.engine.schedule import lr_at
 from tscu_tui.engine.scu import LambdaController, ScuGains
+from tscu_tui.engine.telemetry.base import SourceUnavailable
+from tscu_tui.engine.thermal import ThermalControl
 
 KEEP_CHECKPOINTS = 2
 
@@ -92,6 +94,9 @@ class Trainer:
         self._user_sink = sink
         self._recorder: RunRecorder | None = None
         self._step_s_ema: float | None = None
+        self._wall_s_ema: float | None = None
+        self._last_accum = config.train.gradient_accumulation_steps
+        self.thermal: ThermalControl | None = None
         self.progress = _Progress()
 
     # ------------------------------------------------------------------ events
@@ -118,13 +123,15 @@ class Trainer:
             except _Stop as stop:
                 reason = stop.reason
             return self._finish(reason, time.perf_counter() - started)
-        except TscuError as exc:
+        except (TscuError, SourceUnavailable) as exc:
             return self._fail(str(exc))
         except Exception as exc:  # a bug or a library failure: one line out, details in the log
             if self._recorder is not None:
                 self.log(traceback.format_exc().strip().replace("\n", " | "), "error")
             return self._fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
         finally:
+            if self.thermal is not None:
+                self.thermal.stop()
             if self._recorder is not None:
                 self._recorder.close()
 
@@ -173,6 +180,7 @@ class Trainer:
                                      weight_decay=cfg.train.weight_decay)
         self.optimizer.init(model.trainable_parameters())
         history = None
+        self._resume_state: dict[str, Any] = {}
         if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
             self._check_compatible(ckpt.state)
             restore_checkpoint(ckpt, model, self.optimizer)
@@ -185,6 +193,7 @@ class Trainer:
             self.controller.load_state_dict(s["scu"])
             self.lambda_reg = s["lambda_reg"]
             history = s["history"]
+            self._resume_state = s
         elif self.resume:
             self.resume = False  # nothing saved yet: a fresh start is the honest resume
         self.sampler = BlockSampler(len(self.train_blocks), cfg.train.batch_size,
@@ -192,6 +201,9 @@ class Trainer:
         self._recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, history)
         if history is not None:
             self._recorder.rewind(self.progress.step)
+        self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"))
+        if self.resume and "thermal" in self._resume_state:
+            self.thermal.load_state_dict(self._resume_state["thermal"])
         self._build_steps()
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -211,7 +223,6 @@ class Trainer:
     def _build_steps(self) -> None:
         """Compile the micro-step (loss + grads, accumulated) and the update."""
         model, optimizer = self.model, self.optimizer
-        accum = self.config.train.gradient_accumulation_steps
         max_norm = self.config.train.max_grad_norm
         value_and_grad = nn.value_and_grad(model, make_objective(self.scale))
         state = [model.state, mx.random.state]
@@ -226,9 +237,8 @@ class Trainer:
         update_state = [model.state, optimizer.state]
 
         @partial(mx.compile, inputs=update_state, outputs=update_state)
-        def update(grads: Any) -> mx.array:
-            if accum > 1:
-                grads = tree_map(lambda g: g / accum, grads)
+        def update(grads: Any, mean_scale: mx.array) -> mx.array:
+            grads = tree_map(lambda g: g * mean_scale, grads)  # sum -> mean over micro-batches
             if max_norm > 0:
                 grads, norm = optim.clip_grad_norm(grads, max_norm)
             else:
@@ -241,6 +251,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
         cfg, p = self.config, self.progress
+        assert self.thermal is not None
+        self.thermal.start()
         initial = self._measure() if p.step == 0 else None
         self._emit_started()
         if initial is not None:
@@ -249,39 +261,56 @@ class Trainer:
         tokens_per_micro = cfg.train.batch_size * (self.data.meta.block_size - 1)
         while p.step < cfg.train.max_steps:
             self._drain_commands()
+            self.thermal.duty.busy(True)
             started = time.perf_counter()
             lr = lr_at(p.step, cfg.train)
+            if cfg.tscu.lr_coupling and self.thermal.governor.control_factor < 1.0:
+                lr *= self.thermal.governor.control_factor  # documented opt-in, off by default
             self.optimizer.learning_rate = mx.array(lr, dtype=mx.float32)
             lam = mx.array(self.lambda_reg, dtype=mx.float32)
             # Dropout randomness is a function of (seed, step): a resumed run draws
             # exactly what the uninterrupted one would have, with no RNG state saved.
             mx.random.seed(cfg.train.seed * 1_000_003 + p.step)
             loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
-            for _ in range(cfg.train.gradient_accumulation_steps):
+            accum = self._micro_batches()
+            for _ in range(accum):
                 batch = mx.array(self.train_blocks[self.sampler.next_indices()].astype(np.int32))
                 loss, ce, sq_arr, grads = self._micro_step(batch, lam, grads)
                 mx.eval(loss, ce, sq_arr, grads)
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
-            accum = cfg.train.gradient_accumulation_steps
             loss_mean, ce_mean = loss_sum / accum, ce_sum / accum
             skipped = not (math.isfinite(loss_mean) and math.isfinite(sq))
             grad_norm = math.nan
             if not skipped:
-                norm = self._update(grads)
+                norm = self._update(grads, mx.array(1.0 / accum, dtype=mx.float32))
                 mx.eval(self.model.parameters(), self.optimizer.state, norm)
                 grad_norm = norm.item()
                 skipped = not math.isfinite(grad_norm)  # guarded before, so weights stay finite
             step_s = time.perf_counter() - started
+            self.thermal.duty.busy(False)
             p.step += 1
             p.tokens += tokens_per_micro * accum
+            self._last_accum = accum
             p.elapsed_s += step_s
             if skipped:
                 self.log(f"non-finite loss at step {p.step}: update skipped", "warning")
             self._after_step(loss_mean, ce_mean, sq, lr, grad_norm, step_s, skipped)
 
+    def _micro_batches(self) -> int:
+        """Micro-batches this step: all of them, or with `tscu.adaptive_batch_sizing` a
+        share that shrinks with the control factor (fewer tokens per step under
+        thermal pressure, so each step computes for less time)."""
+        accum = self.config.train.gradient_accumulation_steps
+        if not self.config.tscu.adaptive_batch_sizing or self.thermal is None:
+            return accum
+        return max(1, round(accum * self.thermal.governor.control_factor))
+
     def _after_step(self, loss: float, ce: float, sq: float, lr: float, grad_norm: float,
                     step_s: float, skipped: bool) -> None:
         cfg, p = self.config, self.progress
+        assert self.thermal is not None
+        thermal = self.thermal.after_step(step_s)
+        self._last_param_bpt = budget(0.0, sq, self.scale).param_bpt
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         p_term = i_term = 0.0
         smoothed = info.s
@@ -292,28 +321,44 @@ class Trainer:
         # Recent speed, not the run average: the first step includes compilation.
         self._step_s_ema = step_s if self._step_s_ema is None else (
             0.8 * self._step_s_ema + 0.2 * step_s)
-        tokens_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps * (
+        tokens_per_step = cfg.train.batch_size * self._last_accum * (
             self.data.meta.block_size - 1)
         rate = tokens_per_step / self._step_s_ema
-        remaining = (cfg.train.max_steps - p.step) * self._step_s_ema
+        wall = step_s + thermal.idle_s
+        self._wall_s_ema = wall if self._wall_s_ema is None else 0.8 * self._wall_s_ema + 0.2 * wall
+        remaining = (cfg.train.max_steps - p.step) * self._wall_s_ema
         self.emit(StepEvent(
             step=p.step, max_steps=cfg.train.max_steps, loss=loss, data_bpt=info.data_bpt,
             param_bpt=info.param_bpt, s=info.s, s_smoothed=smoothed, s_target=cfg.scu.target_s,
             lambda_reg=self.lambda_reg, scu_p=p_term, scu_i=i_term, lr=lr,
             grad_norm=grad_norm, tokens=p.tokens, tokens_per_s=rate, step_s=step_s,
-            elapsed_s=p.elapsed_s, eta_s=remaining, skipped=skipped))
+            elapsed_s=p.elapsed_s, eta_s=remaining, skipped=skipped,
+            power_w=thermal.power_w, temp_c=thermal.temp_c,
+            control_factor=thermal.control_factor, idle_s=thermal.idle_s,
+            energy_j=thermal.energy_j, telemetry_source=thermal.source,
+            telemetry_kind=thermal.kind, over_budget=thermal.over_budget))
+        if thermal.emergency:
+            self.log(f"temperature {thermal.temp_c:.1f} C reached tscu.emergency_shutdown_temp "
+                     f"({cfg.tscu.emergency_shutdown_temp:g} C): saving and stopping", "error")
+            self._checkpoint("emergency")
+            raise _Stop("emergency_stop")
         done = p.step >= cfg.train.max_steps
         if p.step % cfg.train.eval_steps == 0 or done:
             self._evaluate()
         if p.step % cfg.train.save_steps == 0 and not done:
             self._checkpoint("periodic")
+        if thermal.idle_s > 0 and not done:
+            self._drain_commands(until=time.monotonic() + thermal.idle_s)  # duty cycling
 
     def _measure(self) -> tuple[HeldOut, float]:
+        assert self.thermal is not None
+        self.thermal.duty.busy(True)
         started = time.perf_counter()
         result = heldout_bits_per_token(self.model, self.val_blocks,
                                         self.config.train.batch_size,
                                         self.config.train.eval_batches)
         self.progress.last_bpt = result.bpt
+        self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
 
     def _evaluate(self) -> None:
@@ -328,18 +373,42 @@ class Trainer:
                 lora.save_adapters(self.run_dir / "best", self.model, self.adapter_config)
         elif p.step > 0:
             p.evals_without_best += 1
-        self.emit(EvalEvent(step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
-                            best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s))
+        param_bpt = budget(0.0, sum_of_squares(self.model).item(), self.scale).param_bpt
+        assert self.thermal is not None
+        eff = self.thermal.on_eval(result.bpt + param_bpt, p.tokens,
+                                   self.data.meta.split("train").tokens)
+        self.emit(EvalEvent(
+            step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
+            best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
+            eta_marginal_bits_per_j=eff and eff.eta_marginal_bits_per_j,
+            eta_cumulative_bits_per_j=eff and eff.eta_cumulative_bits_per_j,
+            tokens_per_j=eff and eff.tokens_per_j,
+            landauer_efficiency=eff and eff.landauer_cumulative,
+            energy_j=self.thermal.energy_j()))
+        if eff is not None and eff.newly_diminishing:
+            target = cfg.tscu.target_efficiency_bits_per_joule
+            message = (f"diminishing returns: marginal information per joule below {target:g} "
+                       f"bits/J for {cfg.tscu.efficiency_patience} evaluations")
+            if cfg.tscu.efficiency_action == "stop":
+                self.log(message + ": stopping", "warning")
+                raise _Stop("diminishing_returns")
+            self.log(message, "warning")
         patience = cfg.train.early_stopping_patience
         if patience and p.evals_without_best >= patience:
             self.log(f"no better held-out BPT in {patience} evaluations: stopping early")
             raise _Stop("early_stopping")
 
-    def _drain_commands(self) -> None:
+    def _drain_commands(self, until: float | None = None) -> None:
+        """Handle queued commands; with `until`, idle until then (interruptibly).
+
+        PAUSE blocks here until RESUME or STOP; STOP raises _Stop.
+        """
         paused = False
         while True:
+            timeout = None if paused else (0.0 if until is None else until - time.monotonic())
             try:
-                command = self.commands.get(block=paused)
+                command = (self.commands.get(timeout=timeout) if timeout is None or timeout > 0
+                           else self.commands.get_nowait())
             except queue.Empty:
                 return
             if command is Command.SAVE:
@@ -351,7 +420,7 @@ class Trainer:
                 self.emit(StateEvent(state="paused", step=self.progress.step))
             elif command is Command.RESUME and paused:
                 self.emit(StateEvent(state="running", step=self.progress.step))
-                return
+                paused = False
 
     # ------------------------------------------------------------------ saving
     def _checkpoint(self, reason: str) -> None:
@@ -362,7 +431,8 @@ class Trainer:
                  "sampler": {"epoch": self.sampler.state.epoch,
                              "position": self.sampler.state.position},
                  "scu": self.controller.state_dict(), "lambda_reg": self.lambda_reg,
-                 "fingerprint": self._fingerprint(), "history": self._recorder.history}
+                 "fingerprint": self._fingerprint(), "history": self._recorder.history,
+                 "thermal": self.thermal.state_dict() if self.thermal else {}}
         path = save_checkpoint(self.run_dir, p.step, self.model, self.optimizer, state,
                                KEEP_CHECKPOINTS)
         self.emit(CheckpointEvent(step=p.step, path=str(path), reason=reason))
@@ -379,7 +449,8 @@ class Trainer:
             train_tokens=meta.split("train").tokens,
             validation_tokens=meta.split("validation").tokens, scu_mode=cfg.scu.mode,
             s_target=cfg.scu.target_s, s_initial=s0, blas=BLAS.detail,
-            device=str(mx.default_device())))
+            device=str(mx.default_device()),
+            telemetry=self.thermal.reason if self.thermal else ""))
         target = cfg.scu.target_s
         if cfg.scu.mode == "pi" and self.progress.step == 0 and max(s0 / target,
                                                                     target / s0) > 10:
@@ -407,6 +478,7 @@ class Trainer:
             "base_model": cfg.model.name, "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
             "device": str(mx.default_device()),
+            **(self.thermal.summary() if self.thermal else {}),
         }
         args = {"train": to_dict(cfg)["train"], "lora": self.adapter_config,
                 "scu": to_dict(cfg)["scu"], "penalty_scale": self.scale,

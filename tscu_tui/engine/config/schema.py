@@ -147,10 +147,12 @@ class TscuConfig:
                                        min=1)
     efficiency_action: str = setting("warn", "What to do on diminishing returns.",
                                      choices=("warn", "stop"))
-    lr_coupling: bool = setting(False, "Scale the learning rate with the control factor "
-                                       "(saves no power by itself; off by default).")
-    adaptive_batch_sizing: bool = setting(False, "Shrink micro-batches under thermal "
-                                                 "pressure (off by default).")
+    lr_coupling: bool = setting(False, "Multiply the learning rate by the control factor "
+                                       "(saves no power by itself: duty cycling does that).")
+    adaptive_batch_sizing: bool = setting(False, "Under thermal pressure, run only a "
+                                                 "c-sized share of the gradient accumulation "
+                                                 "micro-batches per step (fewer tokens per "
+                                                 "step).")
 
 
 @dataclass

@@ -1,0 +1,36 @@
+"""Helpers for tests that train the embedded model (the fixture is in conftest.py)."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+from tscu_tui.engine.config import Config, load_config
+from tscu_tui.engine.events import Command
+from tscu_tui.engine.models import EMBEDDED_MODEL
+from tscu_tui.engine.trainer import Trainer
+
+
+def tiny_config(data: Path, out: Path, *overrides: str) -> Config:
+    base = [f'model.name="{EMBEDDED_MODEL}"', f'data.path="{data}"', f'output.dir="{out}"',
+            "lora.r=4", "lora.alpha=8.0", "lora.dropout=0.0", "train.batch_size=4",
+            "train.gradient_accumulation_steps=1", "train.learning_rate=2e-3",
+            "train.warmup_steps=2", "train.max_steps=12", "train.eval_steps=6",
+            "train.save_steps=6", "train.logging_steps=1", "train.eval_batches=2",
+            # Engine behaviour must not depend on this machine's sensors; T-SCU runs
+            # are in tests/test_tscu_training.py.
+            'telemetry.source="none"']
+    return load_config(None, [*base, *overrides])
+
+
+def train(config: Config, commands: list[Command] = (), resume: bool = False
+          ) -> tuple[list, object]:
+    events: list = []
+    q: queue.Queue[Command] = queue.Queue()
+    for c in commands:
+        q.put(c)
+    trainer = Trainer(config, events.append, q, resume=resume)
+    trainer.run()
+    return events, trainer
+
+

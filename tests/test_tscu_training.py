@@ -1,0 +1,78 @@
+"""T-SCU in real training runs: the governor really duty-cycles, stops on emergency."""
+
+from __future__ import annotations
+
+import json
+
+from runs import tiny_config, train
+
+from tscu_tui.engine.events import CheckpointEvent, EvalEvent, RunFinished, StepEvent
+
+
+def test_simulated_plant_budget_below_busy_power_makes_the_run_compute_less(demo_data, tmp_path):
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
+                                  "telemetry.interval_seconds=0.05",
+                                  "tscu.power_budget_watts=15.0", "train.max_steps=40",
+                                  "train.eval_steps=20", "train.save_steps=1000"))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert all(e.telemetry_source == "simulated" and e.telemetry_kind == "simulated"
+               for e in steps)
+    late = steps[20:]
+    assert max(e.control_factor for e in late) < 0.7  # the governor throttled
+    assert all(e.idle_s > 0 for e in late)
+    compute = sum(e.step_s for e in late)
+    assert compute / (compute + sum(e.idle_s for e in late)) < 0.7
+    assert sum(e.power_w for e in late) / len(late) < 30.0  # busy power is 40 W
+    analysis = json.loads((tmp_path / "run" / "mlx_tscu_analysis.json").read_text())
+    assert analysis["telemetry_source"] == "simulated"
+    assert analysis["telemetry_kind"] == "simulated"
+    assert analysis["compute_fraction"] < 0.8
+    assert analysis["total_energy_joules"] > 0 and analysis["avg_power_watts"] < 40.0
+    evals = [e for e in events if isinstance(e, EvalEvent)]
+    assert evals[-1].eta_cumulative_bits_per_j is not None and evals[-1].energy_j > 0
+
+
+def test_estimated_source_low_budget_measurably_lowers_the_duty_fraction(demo_data, tmp_path):
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", 'telemetry.source="estimated"',
+                                  "telemetry.interval_seconds=0.05",
+                                  "tscu.power_budget_watts=1.0", "train.max_steps=20",
+                                  "train.eval_steps=1000", "train.save_steps=1000"))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert all(e.telemetry_kind == "estimated" and e.power_w is not None for e in steps)
+    late = steps[5:]
+    compute = sum(e.step_s for e in late)
+    duty = compute / (compute + sum(e.idle_s for e in late))
+    assert duty < 0.6
+
+
+def test_emergency_temperature_saves_a_checkpoint_and_stops(demo_data, tmp_path):
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
+                                  "telemetry.interval_seconds=0.05",
+                                  "tscu.max_temperature_celsius=25.5",
+                                  "tscu.temperature_hysteresis_celsius=0.1",
+                                  "tscu.emergency_shutdown_temp=26.0", "train.max_steps=500",
+                                  "train.eval_steps=1000", "train.save_steps=1000"))
+    assert isinstance(events[-1], RunFinished) and events[-1].reason == "emergency_stop"
+    assert events[-1].step < 500
+    checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
+    assert checkpoints[0].reason == "emergency"
+    assert max(e.temp_c for e in events if isinstance(e, StepEvent)) >= 26.0
+
+
+def test_opt_in_lr_coupling_and_adaptive_batch_sizing_follow_the_control_factor(
+        demo_data, tmp_path):
+    from tscu_tui.engine.schedule import lr_at
+
+    config = tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
+                         "telemetry.interval_seconds=0.05", "tscu.power_budget_watts=10.0",
+                         "tscu.lr_coupling=true", "tscu.adaptive_batch_sizing=true",
+                         "train.gradient_accumulation_steps=4", "train.max_steps=12",
+                         "train.eval_steps=1000", "train.save_steps=1000")
+    events, _ = train(config)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    full = config.train.batch_size * 4 * 63
+    per_step = [b.tokens - a.tokens for a, b in zip(steps, steps[1:], strict=False)]
+    assert per_step[0] == full or steps[0].tokens == full  # unthrottled at the start
+    assert min(per_step[4:]) < full  # fewer micro-batches once the governor throttles
+    throttled = [e for e in steps[1:] if e.control_factor < 1.0]
+    assert throttled and all(e.lr < lr_at(e.step - 1, config.train) for e in throttled[1:])

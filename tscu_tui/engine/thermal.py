@@ -1,0 +1,184 @@
+"""T-SCU in the training loop: measure, govern, duty-cycle, account energy.
+
+`ThermalControl` owns the telemetry source and its sampler thread, the
+governor and the efficiency tracker; the trainer tells it when it computes
+(`DutyMeter`), asks it after each optimizer step how long to idle, and feeds
+it held-out BPT at evaluations. Where nothing can be measured the readings
+are None and the governor holds c = 1: no reading is ever invented.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tscu_tui.engine.config import Config
+from tscu_tui.engine.telemetry import (
+    EfficiencyReading,
+    EfficiencyTracker,
+    Governor,
+    GovernorLimits,
+    Sampler,
+)
+from tscu_tui.engine.telemetry.auto import pick_source
+from tscu_tui.engine.telemetry.base import SourceUnavailable
+
+
+class DutyMeter:
+    """The engine's real compute share, for the simulated plant: busy time / elapsed time."""
+
+    def __init__(self) -> None:
+        self._clock = time.monotonic
+        self._lock = threading.Lock()
+        self._busy_since: float | None = None
+        self._busy_s = 0.0
+        self._last = self._clock()
+
+    def busy(self, on: bool) -> None:
+        with self._lock:
+            now = self._clock()
+            if on and self._busy_since is None:
+                self._busy_since = now
+            elif not on and self._busy_since is not None:
+                self._busy_s += now - self._busy_since
+                self._busy_since = None
+
+    def fraction(self) -> float:
+        """Share of the time since the previous call spent computing (resets the window)."""
+        with self._lock:
+            now = self._clock()
+            busy = self._busy_s
+            if self._busy_since is not None:
+                busy += now - self._busy_since
+                self._busy_since = now
+            elapsed, self._last, self._busy_s = now - self._last, now, 0.0
+        return min(max(busy / elapsed, 0.0), 1.0) if elapsed > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class ThermalStep:
+    """Telemetry of one optimizer step and the governor's decision after it."""
+
+    power_w: float | None
+    temp_c: float | None
+    control_factor: float | None  # None when the governor is off
+    idle_s: float
+    energy_j: float | None
+    source: str
+    kind: str
+    emergency: bool
+    over_budget: bool
+
+
+class ThermalControl:
+    def __init__(self, config: Config, on_warning: Callable[[str], None]) -> None:
+        self.config = config
+        self.duty = DutyMeter()
+        try:
+            source, self.reason = pick_source(config.telemetry, duty=self.duty.fraction)
+        except SourceUnavailable as exc:
+            raise SourceUnavailable(f"telemetry.source = {config.telemetry.source!r}: {exc}"
+                                    ) from None
+        self.sampler = Sampler(source, period_s=config.telemetry.interval_seconds,
+                               on_warning=on_warning)
+        self.governor = Governor(GovernorLimits.from_config(config.tscu))
+        self.enabled = config.tscu.enabled
+        self.efficiency: EfficiencyTracker | None = None
+        self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
+        self._last_control = time.monotonic()
+        self._step_ends: deque[float] = deque(maxlen=256)
+        self._steps = 0
+        self.over_budget_s = 0.0
+        self.measured_s = 0.0
+
+    @property
+    def source_name(self) -> str:
+        return self.sampler.source.name
+
+    @property
+    def source_kind(self) -> str:
+        # The null source measures nothing: call it that, not "estimated".
+        return "none" if self.source_name == "none" else self.sampler.source.kind
+
+    def start(self) -> None:
+        self.sampler.poll_once()  # a first reading (and energy baseline) right away
+        self.sampler.start()
+
+    def stop(self) -> None:
+        self.sampler.stop()
+
+    def energy_j(self) -> float | None:
+        sample = self.sampler.latest()
+        if sample is None or sample.energy_j is None:
+            return None
+        return self._energy_offset + sample.energy_j
+
+    def after_step(self, compute_s: float) -> ThermalStep:
+        """Read the sensors, run the governor every `control_frequency` steps, plan idle."""
+        self._steps += 1
+        now = time.monotonic()
+        self.sampler.poll_once()  # fresh numbers for the decision
+        window = self._window(now)
+        power = self.sampler.window_average(window)
+        latest = self.sampler.latest()
+        temp = latest.temp_c if latest is not None else None
+        if self.enabled and self._steps % self.config.tscu.control_frequency == 0:
+            self.governor.update(power, temp, now - self._last_control)
+            self._last_control = now
+        c = self.governor.control_factor if self.enabled else None
+        idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
+        # Over budget means beyond the 5% a settled governor is allowed to wander.
+        over = power is not None and power > 1.05 * self.config.tscu.power_budget_watts
+        step_s = compute_s + idle
+        if power is not None:
+            self.measured_s += step_s
+            self.over_budget_s += step_s if over else 0.0
+        return ThermalStep(power_w=power, temp_c=temp, control_factor=c, idle_s=idle,
+                           energy_j=self.energy_j(), source=self.source_name,
+                           kind=self.source_kind, emergency=self.governor.emergency,
+                           over_budget=over)
+
+    def _window(self, now: float) -> float:
+        """Seconds to average power over: whole compute+idle cycles back to a step end at
+        least ~2 s ago. Whole cycles keep the average unbiased (a window ending in a
+        compute burst but cutting an idle short reads high); 2 s keeps it smooth."""
+        span = max(2.0, 4 * self.sampler.period_s)
+        ends = self._step_ends
+        start = next((t for t in reversed(ends) if now - t >= span), ends[0] if ends else None)
+        ends.append(now)
+        return max(now - start, self.sampler.period_s) if start is not None else span
+
+    def on_eval(self, total_bpt: float, tokens: int, n_tokens: int) -> EfficiencyReading | None:
+        """Information per joule at an evaluation (None until energy is measurable)."""
+        energy = self.energy_j()
+        if energy is None:
+            return None
+        latest = self.sampler.latest()
+        temp = latest.temp_c if latest is not None else None
+        if self.efficiency is None:
+            self.efficiency = EfficiencyTracker(
+                n_tokens=n_tokens, target_bits_per_joule=self.config.tscu.
+                target_efficiency_bits_per_joule, patience=self.config.tscu.efficiency_patience,
+                total_bpt_start=total_bpt, energy_j_start=energy, tokens_start=tokens)
+            return None
+        return self.efficiency.update(total_bpt, energy, tokens, temp)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"governor": self.governor.state_dict(), "energy_j": self.energy_j() or 0.0,
+                "over_budget_s": self.over_budget_s, "measured_s": self.measured_s}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
+        self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
+        self.over_budget_s = float(state["over_budget_s"])  # type: ignore[arg-type]
+        self.measured_s = float(state["measured_s"])  # type: ignore[arg-type]
+
+    def summary(self) -> dict[str, object]:
+        return {"telemetry_reason": self.reason, "time_over_budget_seconds": self.over_budget_s,
+                "fraction_over_budget": (self.over_budget_s / self.measured_s
+                                         if self.measured_s > 0 else None),
+                "governor_enabled": self.enabled,
+                "power_budget_watts": self.config.tscu.power_budget_watts}
