@@ -40,6 +40,7 @@ def main() -> None:
                 f'model.name="{EMBEDDED_MODEL}"', f'data.path="{data}"',
                 f'output.dir="{Path(tmp) / source}"', "data.block_size=128",
                 "lora.r=8", "lora.alpha=16.0", "train.batch_size=8", "train.max_steps=30",
+                "train.gradient_accumulation_steps=1",
                 "train.eval_steps=1000", "train.save_steps=1000",
                 f'telemetry.source="{source}"', "tscu.power_budget_watts=1000.0"])
             steps: list[float] = []
