@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from tscu_tui.engine import lora
+from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
 from tscu_tui.engine.cpu_fastpath import prepare_for_cpu
 from tscu_tui.engine.events import StepEvent
@@ -24,9 +25,6 @@ from tscu_tui.engine.models import EMBEDDED_MODEL, load_model
 from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
 from tscu_tui.engine.runtime import mx  # noqa: I001  (OpenBLAS before mlx)
 from tscu_tui.engine.trainer import Trainer
-
-DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
-    "unicode_chars.jsonl"
 
 
 class _Blocks:
@@ -88,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL,
+        prepare_dataset(PrepareOptions(dataset=str(DEMO_CORPUS), model=EMBEDDED_MODEL,
                                        output_dir=data_dir, block_size=args.block_size,
                                        validation_fraction=0.02))
         data = PreparedDataset.open(data_dir)
@@ -106,7 +104,7 @@ def main() -> None:
           f"LoRA r=8 on q/k/v/o/gate/up/down, AdamW, {mx.default_device()}")
     print(f"  mlx-lm trainer, as shipped          {stock:10.0f} tokens/s")
     print(f"  mlx-lm trainer, tscu CPU fast path  {fast:10.0f} tokens/s")
-    print(f"  tscu engine (SCU on)                {tscu:10.0f} tokens/s")
+    print(f"  tscu engine (SCU + T-SCU on)        {tscu:10.0f} tokens/s")
     print(f"  ratio tscu / mlx-lm (same kernels)  {tscu / fast:10.2f}x")
     print(f"  ratio tscu / mlx-lm (as shipped)    {tscu / stock:10.2f}x")
 

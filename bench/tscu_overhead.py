@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
 from tscu_tui.engine.events import StepEvent
 from tscu_tui.engine.models import EMBEDDED_MODEL
@@ -24,14 +25,11 @@ from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
 from tscu_tui.engine.thermal import ThermalControl
 from tscu_tui.engine.trainer import Trainer
 
-DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
-    "unicode_chars.jsonl"
-
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL,
+        prepare_dataset(PrepareOptions(dataset=str(DEMO_CORPUS), model=EMBEDDED_MODEL,
                                        output_dir=data, block_size=128,
                                        validation_fraction=0.02, max_tokens=200_000))
         results = {}

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.models import EMBEDDED_MODEL
 from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
-
-DEMO = Path(__file__).resolve().parent.parent / "tscu_tui" / "assets" / "demo" / \
-    "unicode_chars.jsonl"
 
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo corpus prepared once per session: 64-token blocks, ~120k tokens."""
     out = tmp_path_factory.mktemp("data") / "demo"
-    prepare_dataset(PrepareOptions(dataset=str(DEMO), model=EMBEDDED_MODEL, output_dir=out,
+    prepare_dataset(PrepareOptions(dataset=str(DEMO_CORPUS), model=EMBEDDED_MODEL, output_dir=out,
                                    block_size=64, validation_fraction=0.05, max_tokens=120_000))
     return out

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from tscu_tui.engine.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.errors import TscuError
 
-PRESET = Path(__file__).resolve().parent.parent / "assets" / "presets" / "demo.toml"
-DEMO_CORPUS = Path(__file__).resolve().parent.parent / "assets" / "demo" / "unicode_chars.jsonl"
+PRESET = PRESETS_DIR / "demo.toml"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

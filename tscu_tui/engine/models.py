@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.errors import ModelError
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 #: Name that selects the tiny 4-bit Qwen3 shipped inside the package.
 EMBEDDED_MODEL = "tscu-tiny-qwen3"
-EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-qwen3-4bit"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TOKENIZER_FILES = ["*.json", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]

@@ -111,7 +111,10 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
 def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],
                   summary: dict[str, Any], training_args: dict[str, Any]) -> None:
     atomic_write_json(run_dir / METRICS_FILE, history)
-    atomic_write_json(run_dir / ANALYSIS_FILE, build_analysis(history, config))
+    analysis = build_analysis(history, config)
+    if summary.get("avg_power_watts") is not None:  # energy over the whole wall time
+        analysis["avg_power_watts"] = summary["avg_power_watts"]
+    atomic_write_json(run_dir / ANALYSIS_FILE, analysis)
     atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
     atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))
     atomic_write_json(run_dir / ARGS_FILE, training_args)

@@ -88,6 +88,8 @@ class ThermalControl:
         self.enabled = config.tscu.enabled
         self.efficiency: EfficiencyTracker | None = None
         self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
+        self._wall_offset = 0.0  # and their seconds
+        self._t_start = time.monotonic()
         self._last_control = time.monotonic()
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
@@ -104,6 +106,7 @@ class ThermalControl:
         return "none" if self.source_name == "none" else self.sampler.source.kind
 
     def start(self) -> None:
+        self._t_start = time.monotonic()
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
         self.sampler.start()
 
@@ -168,16 +171,26 @@ class ThermalControl:
 
     def state_dict(self) -> dict[str, object]:
         return {"governor": self.governor.state_dict(), "energy_j": self.energy_j() or 0.0,
+                "wall_s": self.wall_s(),
                 "over_budget_s": self.over_budget_s, "measured_s": self.measured_s}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
         self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
+        self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
         self.over_budget_s = float(state["over_budget_s"])  # type: ignore[arg-type]
         self.measured_s = float(state["measured_s"])  # type: ignore[arg-type]
 
+    def wall_s(self) -> float:
+        return self._wall_offset + time.monotonic() - self._t_start
+
     def summary(self) -> dict[str, object]:
-        return {"telemetry_reason": self.reason, "time_over_budget_seconds": self.over_budget_s,
+        """Run-level figures; average power is energy over wall time (evals included)."""
+        energy = self.energy_j()
+        return {"telemetry_reason": self.reason,
+                "avg_power_watts": energy / self.wall_s() if energy is not None else None,
+                "measured_seconds": self.wall_s() if energy is not None else None,
+                "time_over_budget_seconds": self.over_budget_s,
                 "fraction_over_budget": (self.over_budget_s / self.measured_s
                                          if self.measured_s > 0 else None),
                 "governor_enabled": self.enabled,
