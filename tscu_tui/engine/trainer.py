@@ -236,17 +236,18 @@ class Trainer:
 
         update_state = [model.state, optimizer.state]
 
+        @mx.compile
+        def grad_norm(grads: Any, mean_scale: mx.array) -> mx.array:
+            return mx.sqrt(sum(mx.sum(mx.square(g * mean_scale)) for g in _leaves(grads)))
+
         @partial(mx.compile, inputs=update_state, outputs=update_state)
-        def update(grads: Any, mean_scale: mx.array) -> mx.array:
+        def update(grads: Any, mean_scale: mx.array) -> None:
             grads = tree_map(lambda g: g * mean_scale, grads)  # sum -> mean over micro-batches
             if max_norm > 0:
-                grads, norm = optim.clip_grad_norm(grads, max_norm)
-            else:
-                norm = mx.sqrt(sum(mx.sum(mx.square(g)) for g in _leaves(grads)))
+                grads, _ = optim.clip_grad_norm(grads, max_norm)
             optimizer.update(model, grads)
-            return norm
 
-        self._micro_step, self._update = micro_step, update
+        self._micro_step, self._grad_norm, self._update = micro_step, grad_norm, update
 
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
@@ -280,12 +281,14 @@ class Trainer:
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
             loss_mean, ce_mean = loss_sum / accum, ce_sum / accum
             skipped = not (math.isfinite(loss_mean) and math.isfinite(sq))
-            grad_norm = math.nan
+            mean_scale = mx.array(1.0 / accum, dtype=mx.float32)
+            # The norm is checked before any update: inf gradients under a finite loss
+            # would turn into NaN weights through clipping (inf * 0).
+            grad_norm = math.nan if skipped else self._grad_norm(grads, mean_scale).item()
+            skipped = skipped or not math.isfinite(grad_norm)
             if not skipped:
-                norm = self._update(grads, mx.array(1.0 / accum, dtype=mx.float32))
-                mx.eval(self.model.parameters(), self.optimizer.state, norm)
-                grad_norm = norm.item()
-                skipped = not math.isfinite(grad_norm)  # guarded before, so weights stay finite
+                self._update(grads, mean_scale)
+                mx.eval(self.model.parameters(), self.optimizer.state)
             step_s = time.perf_counter() - started
             self.thermal.duty.busy(False)
             p.step += 1
@@ -310,7 +313,6 @@ class Trainer:
         cfg, p = self.config, self.progress
         assert self.thermal is not None
         thermal = self.thermal.after_step(step_s)
-        self._last_param_bpt = budget(0.0, sq, self.scale).param_bpt
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         p_term = i_term = 0.0
         smoothed = info.s
