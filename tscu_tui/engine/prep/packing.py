@@ -16,6 +16,7 @@ corpus rather than taken from its end.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from fractions import Fraction
 from itertools import chain
@@ -97,14 +98,14 @@ class TokenFile:
             self._handle.close()
 
 
-class Sink:
+class Sink(ABC):
     """Where encoded batches go: one split file, or a fraction router."""
 
-    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None: ...
 
-    def finish(self) -> None:
-        pass
+    def finish(self) -> None:  # noqa: B027  (optional hook: most sinks have nothing to flush)
+        return None
 
 
 class SplitSink(Sink):
