@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from runs import tiny_config, train
 
 from tscu_tui.engine.events import CheckpointEvent, EvalEvent, RunFinished, StepEvent
@@ -70,9 +71,12 @@ def test_opt_in_lr_coupling_and_adaptive_batch_sizing_follow_the_control_factor(
                          "train.eval_steps=1000", "train.save_steps=1000")
     events, _ = train(config)
     steps = [e for e in events if isinstance(e, StepEvent)]
-    full = config.train.batch_size * 4 * 63
-    per_step = [b.tokens - a.tokens for a, b in zip(steps, steps[1:], strict=False)]
-    assert per_step[0] == full or steps[0].tokens == full  # unthrottled at the start
-    assert min(per_step[4:]) < full  # fewer micro-batches once the governor throttles
-    throttled = [e for e in steps[1:] if e.control_factor < 1.0]
-    assert throttled and all(e.lr < lr_at(e.step - 1, config.train) for e in throttled[1:])
+    per_micro = config.train.batch_size * 63
+    assert steps[0].tokens == 4 * per_micro and steps[0].lr == lr_at(0, config.train)
+    # Step k runs with the control factor the governor set after step k-1.
+    for prev, cur in zip(steps, steps[1:], strict=False):
+        c = prev.control_factor
+        assert cur.tokens - prev.tokens == per_micro * max(1, round(4 * c))
+        expected = lr_at(cur.step - 1, config.train) * (c if c < 1.0 else 1.0)
+        assert cur.lr == pytest.approx(expected, rel=1e-9)
+    assert min(e.control_factor for e in steps) < 0.5  # the governor really throttled
