@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import mlx.nn as nn
 import numpy as np
 
-from tscu_tui.engine.objective import LN2
+from tscu_tui.engine.objective import LN2, cross_entropy
 from tscu_tui.engine.runtime import mx
 
 
@@ -34,8 +34,7 @@ def heldout_bits_per_token(model: nn.Module, blocks: np.ndarray, batch_size: int
     total, count = mx.array(0.0), 0
     for start in range(0, n, batch_size):
         batch = mx.array(np.asarray(blocks[start:start + batch_size], dtype=np.int32))
-        logits = model(batch[:, :-1]).astype(mx.float32)
-        total = total + nn.losses.cross_entropy(logits, batch[:, 1:], reduction="sum")
+        total = total + cross_entropy(model, batch, reduction="sum")
         count += batch.shape[0] * (batch.shape[1] - 1)
         mx.eval(total)
     if was_training:
