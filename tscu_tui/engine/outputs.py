@@ -35,7 +35,11 @@ def _present(steps: list[dict[str, Any]], key: str) -> list[float]:
     return [s[key] for s in steps if s.get(key) is not None]
 
 
-def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> dict[str, Any]:
+def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
+                   avg_power_watts: float | None = None) -> dict[str, Any]:
+    """Everything is derived from the step/eval history (which survives resumes), except
+    the average power: energy over the whole wall time, evaluations included, which only
+    the live telemetry knows."""
     steps, evals = history["steps"], history["evals"]
     bpts = [e["heldout_bpt"] for e in evals]
     target, band = config.scu.target_s, max(config.scu.deadband * 2, config.scu.target_s * 0.25)
@@ -44,12 +48,6 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
     measured = [(d, s) for d, s in zip(durations, steps, strict=True)
                 if s.get("power_w") is not None]
     measured_s = sum(d for d, _ in measured)
-    with_energy = [(d, s) for d, s in zip(durations, steps, strict=True)
-                   if s.get("energy_j") is not None]
-    power = None  # the true average: energy over time, not a mean of noisy readings
-    if len(with_energy) > 1 and sum(d for d, _ in with_energy[1:]) > 0:
-        power = (with_energy[-1][1]["energy_j"] - with_energy[0][1]["energy_j"]) / sum(
-            d for d, _ in with_energy[1:])
     temps = _present(steps, "temp_c")
     energy = _present(steps, "energy_j")
     total_j = energy[-1] if energy else None
@@ -79,7 +77,7 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
         "tokens": steps[-1]["tokens"] if steps else 0,
         "tokens_per_second_mean": statistics.fmean([s["tokens_per_s"] for s in steps])
         if steps else None,
-        "avg_power_watts": power,
+        "avg_power_watts": avg_power_watts,
         "avg_temperature_celsius": statistics.fmean(temps) if temps else None,
         "max_temperature_celsius": max(temps) if temps else None,
         "avg_landauer_efficiency": last_eff.get("landauer_efficiency"),
@@ -111,10 +109,8 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config) -> 
 def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],
                   summary: dict[str, Any], training_args: dict[str, Any]) -> None:
     atomic_write_json(run_dir / METRICS_FILE, history)
-    analysis = build_analysis(history, config)
-    if summary.get("avg_power_watts") is not None:  # energy over the whole wall time
-        analysis["avg_power_watts"] = summary["avg_power_watts"]
-    atomic_write_json(run_dir / ANALYSIS_FILE, analysis)
+    atomic_write_json(run_dir / ANALYSIS_FILE,
+                      build_analysis(history, config, summary.get("avg_power_watts")))
     atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
     atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))
     atomic_write_json(run_dir / ARGS_FILE, training_args)

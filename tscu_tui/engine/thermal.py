@@ -93,8 +93,6 @@ class ThermalControl:
         self._last_control = time.monotonic()
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
-        self.over_budget_s = 0.0
-        self.measured_s = 0.0
 
     @property
     def source_name(self) -> str:
@@ -135,10 +133,6 @@ class ThermalControl:
         idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
         # Over budget means beyond the 5% a settled governor is allowed to wander.
         over = power is not None and power > 1.05 * self.config.tscu.power_budget_watts
-        step_s = compute_s + idle
-        if power is not None:
-            self.measured_s += step_s
-            self.over_budget_s += step_s if over else 0.0
         return ThermalStep(power_w=power, temp_c=temp, control_factor=c, idle_s=idle,
                            energy_j=self.energy_j(), source=self.source_name,
                            kind=self.source_kind, emergency=self.governor.emergency,
@@ -171,15 +165,12 @@ class ThermalControl:
 
     def state_dict(self) -> dict[str, object]:
         return {"governor": self.governor.state_dict(), "energy_j": self.energy_j() or 0.0,
-                "wall_s": self.wall_s(),
-                "over_budget_s": self.over_budget_s, "measured_s": self.measured_s}
+                "wall_s": self.wall_s()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
         self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
         self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
-        self.over_budget_s = float(state["over_budget_s"])  # type: ignore[arg-type]
-        self.measured_s = float(state["measured_s"])  # type: ignore[arg-type]
 
     def wall_s(self) -> float:
         return self._wall_offset + time.monotonic() - self._t_start
@@ -189,9 +180,4 @@ class ThermalControl:
         energy = self.energy_j()
         return {"telemetry_reason": self.reason,
                 "avg_power_watts": energy / self.wall_s() if energy is not None else None,
-                "measured_seconds": self.wall_s() if energy is not None else None,
-                "time_over_budget_seconds": self.over_budget_s,
-                "fraction_over_budget": (self.over_budget_s / self.measured_s
-                                         if self.measured_s > 0 else None),
-                "governor_enabled": self.enabled,
-                "power_budget_watts": self.config.tscu.power_budget_watts}
+                "measured_seconds": self.wall_s() if energy is not None else None}
