@@ -80,8 +80,8 @@ async def test_app_shell_opens_shows_the_config_and_quits_by_key():
 
     app = TscuApp(config=load_config(ROOT / "tscu.toml"), config_path=ROOT / "tscu.toml")
     async with app.run_test(size=(80, 24)) as pilot:
-        model = app.screen.query_one("#model")
-        assert "Qwen/Qwen3-4B-MLX-4bit" in str(model.render())
+        assert app.current_mode == "train"
+        assert "Qwen/Qwen3-4B-MLX-4bit" in "\n".join(app.screen.query_one("#log").lines)
         assert app.theme == "tscu-dark"
         await pilot.press("ctrl+t")
         assert app.theme == "tscu-light"

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train LoRA adapters headless, with a progress display"),
     "demo": ("demo", "prepare the demo data and fine-tune the embedded model (offline)"),
     "telemetry": ("telemetry", "list power/temperature sources here and stream a few readings"),
+    "watch": ("watch", "open the train screen following a run started elsewhere (read-only)"),
 }
 
 

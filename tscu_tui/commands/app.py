@@ -12,11 +12,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:  # the app has no subpa
     pass
 
 
-def run(args: argparse.Namespace) -> int:
+def app_config(args: argparse.Namespace) -> tuple[Config, Path]:
     path = Path(args.config)
     # A missing default config is fine (built-in defaults); a missing named one is not.
-    config: Config = load_config(path) if path.exists() or args.config != "tscu.toml" \
-        else load_config(None)
+    if path.exists() or args.config != "tscu.toml":
+        return load_config(path), path
+    return load_config(None), path
+
+
+def run(args: argparse.Namespace) -> int:
+    config, path = app_config(args)
     from tscu_tui.app import TscuApp
 
     TscuApp(config=config, config_path=path).run()

@@ -12,6 +12,7 @@ from tscu_tui.engine.config.schema import (
     Config,
     DataConfig,
     HubConfig,
+    KeysConfig,
     LoraConfig,
     ModelConfig,
     OutputConfig,
@@ -23,7 +24,7 @@ from tscu_tui.engine.config.schema import (
 )
 
 __all__ = [
-    "Config", "DataConfig", "HubConfig", "LoraConfig", "ModelConfig", "OutputConfig",
+    "Config", "DataConfig", "HubConfig", "KeysConfig", "LoraConfig", "ModelConfig", "OutputConfig",
     "ScuConfig", "TelemetryConfig", "TrainConfig", "TscuConfig", "all_keys", "check_value",
     "describe_allowed", "load_config", "parse_override", "render_toml", "save_config",
     "sections", "to_dict",

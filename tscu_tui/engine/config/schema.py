@@ -187,6 +187,38 @@ class HubConfig:
 
 
 @dataclass
+class KeysConfig:
+    """Keys of the terminal app, by binding id. A value is one key or several separated by
+    commas (Textual key names: 'ctrl+s', 'f1', 'question_mark'). Defaults shown."""
+
+    quit: str = setting("q", "Quit (a running training stops with a checkpoint first).")
+    help: str = setting("f1,question_mark", "Show the help screen.")
+    toggle_theme: str = setting("ctrl+t", "Switch between the dark and light themes.")
+    show_dataset: str = setting("1", "Go to the dataset screen.")
+    show_config: str = setting("2", "Go to the config screen.")
+    show_train: str = setting("3", "Go to the train screen.")
+    show_results: str = setting("4", "Go to the results screen.")
+    prepare_dataset: str = setting("ctrl+r", "Dataset screen: prepare the dataset.")
+    preview_dataset: str = setting("ctrl+e", "Dataset screen: preview documents and tokens.")
+    cancel_prepare: str = setting("ctrl+x", "Dataset screen: cancel a running preparation.")
+    save_config: str = setting("ctrl+s", "Config screen: save to the config file.")
+    load_preset: str = setting("ctrl+o", "Config screen: load a preset.")
+    revert_field: str = setting("ctrl+z", "Config screen: put the focused field back to its "
+                                          "saved value.")
+    start_training: str = setting("s", "Train screen: start training (or resume a stopped "
+                                       "run).")
+    pause_training: str = setting("p", "Train screen: pause or resume.")
+    stop_training: str = setting("x", "Train screen: stop with a checkpoint.")
+    save_checkpoint: str = setting("c", "Train screen: save a checkpoint now.")
+    refresh_runs: str = setting("r", "Results screen: rescan the output directories.")
+    compare_runs: str = setting("m", "Results screen: mark runs and compare two side by "
+                                     "side.")
+    generate_sample: str = setting("g", "Results screen: generate from base and "
+                                        "base+adapter.")
+    upload_run: str = setting("u", "Results screen: upload the run to the Hugging Face Hub.")
+
+
+@dataclass
 class Config:
     """The whole tscu configuration, one attribute per TOML section."""
 
@@ -199,6 +231,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:

@@ -1,0 +1,17 @@
+"""The dataset screen (being built)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.widgets import Footer, Header, Static
+
+from tscu_tui.screens.base import TscuScreen
+
+
+class DatasetScreen(TscuScreen):
+    BINDINGS = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("The dataset screen is being built.", id="placeholder")
+        yield Footer()

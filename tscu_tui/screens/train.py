@@ -1,0 +1,313 @@
+"""The train screen: start, pause, stop and save by one key; live charts and a log.
+
+The engine runs in one thread worker (the app's MLX group) and reaches this
+screen through an `EventBridge`: messages coalesce, so the UI handles one
+batch of events per refresh and never slows the engine. With `tscu watch
+RUN_DIR` the same screen follows a run started elsewhere, read-only.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal
+from textual.widgets import Footer, Header, Log, ProgressBar, Static
+
+from tscu_tui.engine.config import Config
+from tscu_tui.engine.events import (
+    CheckpointEvent,
+    Command,
+    EvalEvent,
+    Event,
+    LogEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateEvent,
+    StepEvent,
+)
+from tscu_tui.keys import bind
+from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
+from tscu_tui.screens.base import MLX_GROUP, TscuScreen
+from tscu_tui.widgets.metric_panel import MetricPanel, fmt
+
+CONTROL_LOG_DELTA = 0.05  # log a governor action when c moves by more than this
+
+#: panel id -> title; ids name the StepEvent/EvalEvent field each one plots
+PANELS = {
+    "power": "watts", "temp": "degrees C", "control": "control factor c",
+    "tokens-per-s": "tokens/s", "loss": "loss (nats/token)", "heldout": "held-out BPT",
+    "s": "S vs S*", "lambda": "lambda",
+}
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "n/a"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class TrainScreen(TscuScreen):
+    CSS_PATH = "train.tcss"
+    BINDINGS = [
+        bind("start_training", "Start"),
+        bind("pause_training", "Pause/Resume"),
+        bind("stop_training", "Stop"),
+        bind("save_checkpoint", "Save now"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridge = EventBridge(self)
+        self.commands: queue.Queue[Command] = queue.Queue()
+        self.state = "idle"  # idle | starting | running | paused | stopping | finished | failed
+        self.stopped_run: str | None = None  # a run this session stopped: `s` resumes it
+        self.last_step: StepEvent | None = None
+        self.last_control: float | None = None
+        self.events_seen = 0
+        self._follow_stop = threading.Event()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="status-row"):
+            yield Static("", id="run-state", markup=False)
+            yield Static("", id="telemetry-source", markup=False)
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
+            yield Static("", id="eta", markup=False)
+        with Grid(id="charts"):
+            for panel_id, title in PANELS.items():
+                yield MetricPanel(title, id=panel_id)
+        yield Log(id="log", max_lines=2000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show_idle()
+        if self.tscu.watch_dir is not None:
+            self.state = "watching"
+            self._follow(self.tscu.watch_dir)
+        self._render_status()
+
+    def on_unmount(self) -> None:
+        self._follow_stop.set()
+
+    @property
+    def read_only(self) -> bool:
+        return self.tscu.watch_dir is not None
+
+    @property
+    def is_training(self) -> bool:
+        return self.state in ("starting", "running", "paused", "stopping")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide keys that cannot act now (all of them when following a run)."""
+        if action not in ("start_training", "pause_training", "stop_training",
+                          "save_checkpoint"):
+            return True
+        if self.read_only:
+            return False
+        if action == "start_training":
+            return not self.is_training
+        return self.state in ("running", "paused")
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_start_training(self) -> None:
+        if self.is_training or self.read_only:
+            return
+        if self.tscu.mlx_busy():
+            self.notify("Another MLX job is running; wait for it to finish.", severity="warning")
+            return
+        config = self.tscu.config
+        resume = self.stopped_run == config.output.dir
+        self._reset_view()
+        self.state = "starting"
+        self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
+                        f"{config.data.path} -> {config.output.dir}")
+        self.commands = queue.Queue()
+        self._train(config, resume)
+        self._render_status()
+        self.refresh_bindings()
+
+    def action_pause_training(self) -> None:
+        if self.state in ("running", "paused"):
+            self.commands.put(Command.RESUME if self.state == "paused" else Command.PAUSE)
+
+    def action_stop_training(self) -> None:
+        self.request_stop()
+
+    def action_save_checkpoint(self) -> None:
+        if self.state in ("running", "paused"):
+            self.commands.put(Command.SAVE)
+            self._write_log("checkpoint requested")
+
+    def request_stop(self) -> None:
+        """Ask the trainer to checkpoint and stop (a paused run is woken to do it)."""
+        if self.is_training and self.state != "stopping":
+            self.commands.put(Command.STOP)
+            self.state = "stopping"
+            self._write_log("stop requested: saving a checkpoint")
+            self._render_status()
+            self.refresh_bindings()
+
+    # -- workers ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name="Training")
+    def _train(self, config: Config, resume: bool) -> None:
+        from tscu_tui.engine.runtime import mx
+        from tscu_tui.engine.trainer import Trainer
+
+        try:
+            Trainer(config, self.bridge, self.commands, resume=resume).run()
+        finally:
+            mx.clear_streams()  # MLX needs each thread to release its streams
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
+    def _follow(self, run_dir: Path) -> None:
+        from tscu_tui.engine.follow import follow_events
+
+        follow_events(run_dir, self.bridge, self._follow_stop)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_engine_events(self, message: EngineEvents) -> None:
+        events = message.bridge.drain()
+        for event in events:
+            self.apply(event)
+        if events:
+            self.redraw()
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        if not self.is_training and not self.read_only:
+            self._show_idle()
+            self._render_status()
+
+    def apply(self, event: Event) -> None:
+        """Fold one engine event into the screen's state (drawn later by `redraw`)."""
+        self.events_seen += 1
+        match event:
+            case RunStarted():
+                self.state = "running" if not self.read_only else "watching"
+                self.query_one("#progress", ProgressBar).update(total=event.max_steps,
+                                                                progress=event.start_step)
+                where = f"resumed at step {event.start_step}" if event.start_step else "started"
+                self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
+                                f"{event.train_tokens:,} training tokens, {event.blas}")
+                if event.telemetry:
+                    self._write_log(f"telemetry: {event.telemetry}")
+            case StepEvent():
+                self._apply_step(event)
+            case EvalEvent():
+                self.panel("heldout").record(
+                    event.heldout_bpt, f"{event.heldout_bpt:.3f} (best {event.best_bpt:.3f})")
+                eta = ("" if event.eta_cumulative_bits_per_j is None else
+                       f", {event.eta_cumulative_bits_per_j:.3g} bits/J")
+                self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
+                                f"bits/token, ppl {event.perplexity:.2f}"
+                                f"{' (best)' if event.is_best else ''}{eta}")
+            case CheckpointEvent():
+                self._write_log(f"checkpoint ({event.reason}) at step {event.step}")
+            case LogEvent():
+                if event.level != "info" or event.step is None:
+                    self._write_log(f"{event.level}: {event.message}")
+            case StateEvent():
+                if not self.read_only and self.state != "stopping":
+                    self.state = event.state
+                self._write_log(f"{event.state} at step {event.step}")
+            case RunFinished():
+                self._end(f"finished ({event.reason}) at step {event.step}: best held-out "
+                          f"{fmt(event.best_bpt, '.4f')} bits/token, {duration(event.duration_s)};"
+                          f" outputs in {event.run_dir}", "finished")
+                if event.reason == "stopped":
+                    self.stopped_run = event.run_dir
+            case RunFailed():
+                self._end(f"failed at step {event.step}: {event.reason}", "failed")
+                if not self.read_only:
+                    self.tscu.show_error("Training failed", event.reason)
+
+    def _apply_step(self, e: StepEvent) -> None:
+        self.last_step = e
+        self.panel("power").record(e.power_w, fmt(e.power_w, ".1f", " W"))
+        self.panel("temp").record(e.temp_c, fmt(e.temp_c, ".1f", " C"))
+        self.panel("control").record(e.control_factor, fmt(e.control_factor, ".2f"))
+        self.panel("tokens-per-s").record(e.tokens_per_s, f"{e.tokens_per_s:,.0f}")
+        self.panel("loss").record(e.loss, f"{e.loss:.4f}")
+        self.panel("s").record(e.s, f"{e.s:.4f} / S* {e.s_target:g}")
+        self.panel("lambda").record(e.lambda_reg, f"{e.lambda_reg:.4g}")
+        c = e.control_factor
+        if c is not None and (self.last_control is None
+                              or abs(c - self.last_control) > CONTROL_LOG_DELTA):
+            if self.last_control is not None:
+                why = (f"{fmt(e.power_w, '.1f', ' W')}, {fmt(e.temp_c, '.1f', ' C')}"
+                       + (", over budget" if e.over_budget else ""))
+                self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
+            self.last_control = c
+        self.query_one("#progress", ProgressBar).update(total=e.max_steps, progress=e.step)
+
+    def _end(self, line: str, state: str) -> None:
+        self._write_log(line)
+        self.state = state
+        self.refresh_bindings()
+        if not self.read_only:
+            self.tscu.training_ended()
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def panel(self, panel_id: str) -> MetricPanel:
+        return self.query_one(f"#{panel_id}", MetricPanel)
+
+    def redraw(self) -> None:
+        for panel in self.query(MetricPanel):
+            panel.redraw()
+        self._render_status()
+
+    def _render_status(self) -> None:
+        e = self.last_step
+        state = {"idle": f"idle: press {self._key('start_training')} to start",
+                 "watching": f"watching {self.tscu.watch_dir} (read-only)"}.get(
+            self.state, self.state)
+        if self.read_only and self.state in ("finished", "failed"):
+            state = f"watched run {self.state}"
+        self.query_one("#run-state", Static).update(state)
+        if e is not None and e.telemetry_source:
+            source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
+        elif e is not None:
+            source = "telemetry none (no readings)"
+        else:
+            source = f"telemetry {self.tscu.config.telemetry.source} (not started)"
+        self.query_one("#telemetry-source", Static).update(source)
+        eta = "" if e is None else (f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}  "
+                                    f"{duration(e.elapsed_s)} elapsed")
+        self.query_one("#eta", Static).update(eta)
+
+    def _show_idle(self) -> None:
+        c = self.tscu.config
+        if self.state == "idle":
+            self.query_one("#log", Log).clear()
+            self._write_log(f"model {c.model.name}, data {c.data.path}, run dir {c.output.dir}")
+            self._write_log(f"SCU {c.scu.mode} S*={c.scu.target_s:g}; T-SCU "
+                            f"{'on' if c.tscu.enabled else 'off'}, budget "
+                            f"{c.tscu.power_budget_watts:g} W, max "
+                            f"{c.tscu.max_temperature_celsius:g} C")
+
+    def _reset_view(self) -> None:
+        for panel in self.query(MetricPanel):
+            panel.clear()
+        self.last_step = None
+        self.last_control = None
+        self.query_one("#progress", ProgressBar).update(total=None, progress=0)
+
+    def _write_log(self, line: str) -> None:
+        self.query_one("#log", Log).write_line(line)
+
+    def _key(self, binding_id: str) -> str:
+        binding = next(b for b in self.BINDINGS if b.id == binding_id)  # type: ignore[union-attr]
+        return self.tscu.keymap_for(binding)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Reusable widgets: metric panels with sparklines."""
