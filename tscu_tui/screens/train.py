@@ -81,7 +81,7 @@ class TrainScreen(TscuScreen):
             yield Static("", id="run-state", markup=False)
             yield Static("", id="telemetry-source", markup=False)
         with Horizontal(id="progress-row"):
-            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
+            yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
             yield Static("", id="eta", markup=False)
         with Grid(id="charts"):
             for panel_id, title in PANELS.items():

@@ -1,0 +1,193 @@
+"""The train screen driven by keys alone, on real training of the embedded model."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from runs import tiny_config
+
+from tscu_tui.app import TscuApp
+from tscu_tui.engine.config import Config, load_config
+from tscu_tui.engine.follow import read_events
+from tscu_tui.engine.recorder import EVENTS_FILE
+from tscu_tui.screens.error import ErrorDialog
+from tscu_tui.screens.train import TrainScreen
+from tscu_tui.widgets.metric_panel import MetricPanel
+
+RECORDED = Path(__file__).parents[1] / "data" / "runs"
+
+
+def simulated(data: Path, out: Path, *overrides: str) -> Config:
+    """A short run with the T-SCU on the simulated plant, so watts and degrees exist."""
+    return tiny_config(data, out, 'telemetry.source="simulated"', "telemetry.interval_seconds=0.05",
+                       "tscu.power_budget_watts=30.0", "train.max_steps=16", *overrides)
+
+
+async def until(pilot, condition, timeout: float = 90.0) -> None:
+    """Let the app run until `condition()` holds (a real run takes seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+def panel_values(screen: TrainScreen, panel_id: str) -> list[float]:
+    return list(screen.query_one(f"#{panel_id}", MetricPanel).values)
+
+
+@pytest.mark.asyncio
+async def test_start_by_key_fills_every_chart_and_writes_the_run(demo_data, tmp_path):
+    out = tmp_path / "run"
+    app = TscuApp(simulated(demo_data, out), tmp_path / "tscu.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, TrainScreen) and screen.state == "idle"
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state == "finished")
+        for panel in ("power", "temp", "control", "tokens-per-s", "loss", "heldout", "s",
+                      "lambda"):
+            assert panel_values(screen, panel), panel
+        # The sparkline widgets got the data, not just the panels' deques.
+        sparkline = screen.query_one("#power Sparkline")
+        assert len(sparkline.data) == len(panel_values(screen, "power")) > 5
+        assert "(simulated)" in str(screen.query_one("#telemetry-source").render())
+        log = "\n".join(screen.query_one("#log").lines)
+        assert "checkpoint (final) at step 16" in log and "eval step" in log
+    assert (out / "mlx_training_summary.json").exists()
+
+
+@pytest.mark.asyncio
+async def test_pause_save_stop_and_resume_are_single_keys(demo_data, tmp_path):
+    out = tmp_path / "run"
+    app = TscuApp(tiny_config(demo_data, out, "train.max_steps=400"), tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("s")
+        await until(pilot, lambda: screen.last_step is not None)
+        await pilot.press("p")
+        await until(pilot, lambda: screen.state == "paused")
+        paused_at = screen.last_step.step
+        await pilot.press("c")
+        await until(pilot, lambda: "checkpoint (requested)" in "\n".join(
+            screen.query_one("#log").lines))
+        assert screen.last_step.step == paused_at  # paused: no step ran meanwhile
+        await pilot.press("p")
+        await until(pilot, lambda: screen.state == "running")
+        await pilot.press("x")
+        await until(pilot, lambda: screen.state == "finished")
+        stopped_at = screen.last_step.step
+        assert stopped_at < 400 and screen.stopped_run == str(out)
+        await pilot.press("s")  # resumes the stopped run from its checkpoint
+        await until(pilot, lambda: screen.last_step is not None
+                    and screen.last_step.step > stopped_at)
+        await pilot.press("x")
+        await until(pilot, lambda: screen.state == "finished")
+    starts = [e for e in read_events(out) if type(e).__name__ == "RunStarted"]
+    assert [s.start_step for s in starts] == [0, stopped_at]
+
+
+@pytest.mark.asyncio
+async def test_quitting_during_a_run_checkpoints_and_leaves_no_thread(demo_data, tmp_path):
+    out = tmp_path / "run"
+    app = TscuApp(tiny_config(demo_data, out, "train.max_steps=400"), tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("s")
+        await until(pilot, lambda: screen.last_step is not None)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+    assert not [t for t in threading.enumerate() if "Training" in t.name]
+    finished = [e for e in read_events(out) if type(e).__name__ == "RunFinished"]
+    assert finished and finished[-1].reason == "stopped"
+    assert any((out / "checkpoints").iterdir())
+
+
+@pytest.mark.asyncio
+async def test_a_failing_run_shows_a_one_line_error_dialog(tmp_path):
+    config = tiny_config(tmp_path / "no-such-data", tmp_path / "run")
+    app = TscuApp(config, tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        cause = str(app.screen.query_one("#error-cause").render())
+        assert "no-such-data" in cause and "\n" not in cause.strip()
+        assert "Traceback" not in cause
+        await pilot.press("escape")
+        assert isinstance(app.screen, TrainScreen) and app.screen.state == "failed"
+
+
+@pytest.mark.asyncio
+async def test_watch_follows_a_recorded_run_read_only(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED / "demo-simulated", run)
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml", watch_dir=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        assert len(panel_values(screen, "power")) == 60
+        assert panel_values(screen, "heldout")[-1] == pytest.approx(5.7642, abs=1e-4)
+        await pilot.press("s")  # read-only: no training starts
+        await pilot.pause()
+        assert not app.mlx_busy() and screen.state == "finished"
+        assert screen.check_action("start_training", ()) is False
+
+
+@pytest.mark.asyncio
+async def test_watch_picks_up_lines_written_while_it_follows(tmp_path):
+    source = (RECORDED / "demo-simulated" / EVENTS_FILE).read_text().splitlines(keepends=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / EVENTS_FILE
+    events.write_text("".join(source[:10]))
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml", watch_dir=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.events_seen == 10, timeout=10)
+        with events.open("a") as handle:  # the rest, the last line in two writes
+            handle.write("".join(source[10:-1]) + source[-1][:20])
+            handle.flush()
+            await until(pilot, lambda: screen.events_seen == len(source) - 1, timeout=10)
+            handle.write(source[-1][20:])
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        assert screen.events_seen == len(source)
+
+
+@pytest.mark.asyncio
+async def test_keys_are_remapped_from_the_config(tmp_path):
+    config = load_config(None, ['keys.show_results="9"', 'keys.help="f2"'])
+    app = TscuApp(config, tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("9")
+        assert app.current_mode == "results"
+        await pilot.press("f2")
+        help_text = "\n".join(str(s.render()) for s in app.screen.query("Static"))
+        assert "9" in help_text and "Go to the results screen." in help_text
+
+
+def test_every_binding_id_is_a_keys_field_and_in_the_palette():
+    from dataclasses import fields
+
+    from tscu_tui.app import SCREENS
+    from tscu_tui.engine.config import KeysConfig
+
+    ids = {b.id for b in TscuApp.BINDINGS}
+    for screen in SCREENS.values():
+        ids |= {b.id for b in screen.BINDINGS}
+    assert ids == {f.name for f in fields(KeysConfig)}
+
+
+@pytest.mark.asyncio
+async def test_palette_offers_every_screen_action(tmp_path):
+    from tscu_tui.app import SCREENS
+
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+    for name, screen in SCREENS.items():
+        assert f"Go to {name}" in titles
+        for binding in screen.BINDINGS:
+            assert f"{name.title()}: {binding.description}" in titles
