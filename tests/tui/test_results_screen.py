@@ -1,0 +1,270 @@
+"""The results screen driven by keys alone: list, open, compare, sample, upload; snapshots."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from runs import tiny_config, train
+from textual.widgets import DataTable, Sparkline, Static, TabbedContent
+
+from tscu_tui.app import TscuApp
+from tscu_tui.engine.config import load_config
+from tscu_tui.engine.errors import TscuError
+from tscu_tui.screens.error import ErrorDialog
+from tscu_tui.screens.results import HUB_MISSING, ResultsScreen
+from tscu_tui.screens.upload import UploadDialog
+from tscu_tui.widgets.metric_panel import MetricPanel
+
+RECORDED = Path(__file__).parents[1] / "data" / "runs"
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the recorded runs in an empty working directory (no demo_output)."""
+    shutil.copytree(RECORDED, tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "runs"
+
+
+def results_app(*overrides: str) -> TscuApp:
+    return TscuApp(load_config(None, ['output.dir="runs/demo-simulated"', *overrides]),
+                   Path("tscu.toml"))
+
+
+async def until(pilot, condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+def row_texts(table: DataTable) -> list[list[str]]:
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def text(screen: ResultsScreen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+@pytest.mark.asyncio
+async def test_lists_the_recorded_runs_with_their_numbers(recorded):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen)
+        rows = row_texts(screen.query_one("#runs", DataTable))
+        #      mark run       status  steps final best energy  W  bits/J  time  start  peak C
+        assert rows[0][:12] == ["", "runs/demo-no-tscu", "completed", "60/60", "5.764", "5.764",
+                                "636", "14.8", "3,719", "0m47s", "9.388", "n/a"]
+        assert rows[1][:12] == ["", "runs/demo-simulated", "completed", "60/60", "5.764",
+                                "5.764", "2,091", "21.2", "1,119", "1m44s", "9.388", "48.2"]
+        # estimated telemetry has no temperature: n/a above, not a number
+        assert rows[0][-1] == "estimated" and rows[1][-1] == "simulated"
+        assert text(screen, "#runs-title").startswith("2 runs in runs/demo-simulated, runs")
+        await pilot.press("down")  # the cursor's run in one sentence, all columns at 80 wide
+        assert text(screen, "#run-headline") == (
+            "runs/demo-simulated  completed, 60/60 steps, held-out 9.388 -> 5.764 BPT, 2,091 J,"
+            " 21.2 W, 1,119 bits/J, 1m44s, telemetry simulated")
+
+
+@pytest.mark.asyncio
+async def test_open_a_run_and_switch_views_by_keys(recorded):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "down", "enter")
+        screen = app.screen
+        assert screen.view == "detail-view" and screen.opened.path.name == "demo-simulated"
+        for panel in ("loss", "heldout", "s", "lambda", "power", "temp", "control",
+                      "tokens-per-s"):
+            data = screen.query_one(f"#chart-{panel} Sparkline", Sparkline).data
+            assert data, panel
+        assert len(screen.query_one("#chart-power", MetricPanel).values) == 60
+        assert len(screen.query_one("#chart-heldout", MetricPanel).values) == 5
+        assert screen.query_one("#chart-heldout", MetricPanel).readout == "5.764 (best 5.764)"
+        tabs = screen.query_one("#detail-tabs", TabbedContent)
+        await pilot.press("right")
+        assert tabs.active == "analysis"
+        assert re.search(r"\ntotal_energy_joules +2091\.4\n", text(screen, "#detail-analysis"))
+        await pilot.press("right")
+        assert tabs.active == "config"
+        assert "power_budget_watts" in text(screen, "#detail-config")
+        await pilot.press("right")
+        assert tabs.active == "log"
+        assert screen.query_one("#detail-log").lines[-1].endswith(
+            "run finished at step 60: completed")
+        await pilot.press("escape")
+        assert screen.view == "runs-view"
+        await pilot.press("up", "enter")  # another run replaces the charts
+        assert screen.opened.path.name == "demo-no-tscu"
+        assert screen.query_one("#chart-temp", MetricPanel).readout == "n/a"
+        assert not screen.query_one("#chart-temp", MetricPanel).values
+
+
+@pytest.mark.asyncio
+async def test_mark_two_runs_and_compare_them(recorded):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "m")
+        screen = app.screen
+        assert screen.view == "runs-view" and row_texts(screen.query_one("#runs"))[0][0] == "A"
+        await pilot.press("down", "m")
+        assert screen.view == "compare-view"
+        rows = {row[0]: row[1:] for row in row_texts(screen.query_one("#compare-table"))}
+        assert rows["energy J"] == ["636", "2,091", "+1,455 (+229%)"]
+        assert rows["avg W"] == ["14.8", "21.2", "+6.4 (+43%)"]
+        assert rows["final BPT"] == ["5.764", "5.764", "+0.000 (+0%)"]
+        assert rows["peak C"] == ["n/a", "48.2", "n/a"]
+        assert rows["governor"] == ["off", "on", "differs"]
+        await pilot.press("escape")
+        assert screen.view == "runs-view"
+        await pilot.press("m")  # unmarks B
+        assert [row[0] for row in row_texts(screen.query_one("#runs"))] == ["A", ""]
+
+
+@pytest.mark.asyncio
+async def test_rescan_picks_up_new_runs_and_reports_broken_ones(recorded):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        shutil.copytree(recorded / "demo-no-tscu", recorded / "copy")
+        (recorded / "broken").mkdir()
+        (recorded / "broken" / "events.jsonl").write_text("{oops\n")
+        await pilot.press("r")
+        assert screen.query_one("#runs", DataTable).row_count == 3
+        assert "1 folder skipped: runs/broken/events.jsonl:1: not a tscu event" in text(
+            screen, "#runs-note")
+
+
+@pytest.mark.asyncio
+async def test_upload_without_a_token_says_so_in_one_line(recorded, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    (tmp_path / "hf").mkdir()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    app = results_app('hub.hub_model_id="someone/tscu-demo"')
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "u")
+        screen = app.screen_stack[1] if len(app.screen_stack) > 1 else app.screen
+        if isinstance(app.screen, UploadDialog):  # the [hub] work has landed
+            assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo"
+            await pilot.press("enter")
+            results = app.get_screen("results")
+            await until(pilot, lambda: not results.uploading)
+            line = text(results, "#activity")
+            assert line.startswith("upload failed: ") and "\n" not in line
+            await until(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        else:
+            assert text(screen, "#activity") == HUB_MISSING
+
+
+@pytest.mark.asyncio
+async def test_generate_from_base_and_adapter_of_a_fresh_run(demo_data, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    # trained hard (high lr, big LoRA scale, no penalty) so greedy output visibly changes
+    config = tiny_config(demo_data, out, "train.learning_rate=1e-2", 'scu.mode="off"',
+                         "lora.alpha=64.0", "train.max_steps=8", "train.eval_steps=8",
+                         "train.save_steps=8")
+    train(config)
+    app = TscuApp(config, tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "g")
+        screen = app.screen
+        assert screen.view == "detail-view"
+        assert screen.query_one("#detail-tabs", TabbedContent).active == "sample"
+        await until(pilot, lambda: out in screen.samples)
+        samples = screen.samples[out]
+        assert samples.prompt == "U+00E9 is" and samples.base and samples.adapted
+        assert samples.base != samples.adapted
+        assert text(screen, "#sample-base") == samples.prompt + samples.base
+        assert text(screen, "#sample-adapted") == samples.prompt + samples.adapted
+        assert not app.mlx_busy()
+
+
+@pytest.mark.asyncio
+async def test_sample_is_refused_while_mlx_is_busy_and_needs_an_adapter(recorded,
+                                                                       monkeypatch):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        notices: list[str] = []
+        monkeypatch.setattr(screen, "notify", lambda message, **_: notices.append(message))
+        monkeypatch.setattr(app, "mlx_busy", lambda: True)
+        await pilot.press("g")
+        assert notices and "Another MLX job" in notices[0] and screen.view == "runs-view"
+        monkeypatch.setattr(app, "mlx_busy", lambda: False)
+        (recorded / "demo-no-tscu" / "adapters.safetensors").unlink()
+        await pilot.press("g")
+        assert screen.view == "detail-view" and not app.mlx_busy()
+        assert text(screen, "#sample-state").endswith(
+            "no adapter to sample from (missing adapters.safetensors)")
+
+
+# -- snapshots of the recorded runs ------------------------------------------------------
+
+def test_run_list_snapshot(snap_compare, recorded):
+    assert snap_compare(results_app(), terminal_size=(80, 24), press=["4"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_run_detail_snapshot(snap_compare, recorded, size):
+    assert snap_compare(results_app(), terminal_size=size, press=["4", "down", "enter"])
+
+
+def test_compare_snapshot(snap_compare, recorded):
+    assert snap_compare(results_app(), terminal_size=(80, 24),
+                        press=["4", "m", "down", "m"])
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str, bool]]:
+    """A stand-in for the [hub] issue's push_run: first call succeeds, later ones fail."""
+    calls: list[tuple[Path, str, bool]] = []
+
+    def push_run(run_dir: Path, repo_id: str, *, private: bool = True, revision: str = "",
+                 progress=None) -> str:
+        calls.append((run_dir, repo_id, private))
+        if progress is not None:
+            progress("uploading adapters.safetensors")
+        if len(calls) > 1:
+            raise TscuError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        return f"https://huggingface.co/{repo_id}"
+
+    hub, push = types.ModuleType("tscu_tui.engine.hub"), types.ModuleType("push")
+    push.push_run = push_run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tscu_tui.engine.hub", hub)
+    monkeypatch.setitem(sys.modules, "tscu_tui.engine.hub.push", push)
+    return calls
+
+
+@pytest.mark.asyncio
+async def test_upload_key_asks_for_the_repo_then_reports_url_or_error(recorded, fake_hub):
+    app = results_app('hub.hub_model_id="someone/tscu-demo"')
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "down", "u")
+        assert isinstance(app.screen, UploadDialog)
+        await pilot.press("end", "2", "enter")  # edit the prefilled id
+        results = app.get_screen("results")
+        await until(pilot, lambda: not results.uploading)
+        assert fake_hub == [(Path("runs/demo-simulated"), "someone/tscu-demo2", True)]
+        assert text(results, "#activity") == "uploaded: https://huggingface.co/someone/tscu-demo2"
+        await pilot.press("u")  # the retry dialog keeps the last repo id
+        assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo2"
+        await pilot.press("enter")
+        await until(pilot, lambda: not results.uploading)
+        assert text(results, "#activity") == (
+            "upload failed: no Hugging Face token: set HF_TOKEN or run `hf auth login` "
+            "(press u to retry)")
+        await until(pilot, lambda: isinstance(app.screen, ErrorDialog))  # the app's dialog
+        await pilot.press("escape", "u", "escape")  # escape cancels the dialog
+        assert len(fake_hub) == 2 and app.screen is results
