@@ -73,7 +73,8 @@ def test_a_run_in_progress_is_read_from_its_events(runs):
     (run / EVENTS_FILE).write_text("".join(lines[:step_30 + 1]) + '{"event": "StepEv')
     summary = summarize(run)
     assert summary.status == "in progress" and summary.steps == 30 and summary.max_steps == 60
-    assert summary.avg_power_w is None  # energy over wall time: known only at the end
+    # energy over wall time, and the wall time itself: recorded only at the end
+    assert summary.avg_power_w is None and summary.duration_s is None
     steps = [json.loads(x) for x in lines[:step_30 + 1] if '"StepEvent"' in x]
     assert summary.energy_j == pytest.approx(steps[-1]["energy_j"])
     assert summary.peak_temp_c == pytest.approx(max(s["temp_c"] for s in steps))

@@ -201,7 +201,8 @@ def _summary_from_events(path: Path, history: History, status: str, model: str |
         efficiency_bits_per_j=etas[-1] if etas else None,
         tokens_per_s=(sum(s["tokens_per_s"] for s in steps) / len(steps)) if steps else None,
         telemetry_source=source, telemetry_kind=kind,
-        duration_s=last.get("elapsed_s"), base_model=model)
+        duration_s=None,  # wall time incl. idle and evals: only the summary records it
+        base_model=model)
 
 
 def load_run(path: Path) -> RunDetail:

@@ -44,11 +44,15 @@ def run_roots(config: Config) -> list[Path]:
     return [out, out.parent, Path("demo_output")]
 
 
+class RunsTable(DataTable[str]):
+    """The runs list; enter opens the run under the cursor (shown in the footer)."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+
+
 class ResultsScreen(TscuScreen):
     CSS_PATH = "results.tcss"
     BINDINGS = [
-        Binding("enter", "open_run", "Open"),
-        Binding("escape", "back", "Back"),
         bind("refresh_runs", "Refresh"),
         bind("compare_runs", "Mark/compare"),
         bind("generate_sample", "Sample"),
@@ -73,7 +77,7 @@ class ResultsScreen(TscuScreen):
         with ContentSwitcher(initial="runs-view", id="views"):
             with Vertical(id="runs-view"):
                 yield Static("", id="runs-title", markup=False)
-                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="run-headline", markup=False)
                 yield Static("", id="runs-note", markup=False)
             yield RunDetailView(id="detail-view")
@@ -108,10 +112,8 @@ class ResultsScreen(TscuScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         view = self.view
         match action:
-            case "open_run" | "compare_runs":
+            case "compare_runs":
                 return view == "runs-view"
-            case "back":
-                return view != "runs-view"
             case "generate_sample" | "upload_run":
                 return view != "compare-view"
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
@@ -11,6 +12,7 @@ from tscu_tui.widgets.run_columns import COLUMNS, difference, run_name
 
 
 class RunCompareView(Vertical):
+    BINDINGS = [Binding("escape", "screen.back", "Back")]  # to the runs list
     DEFAULT_CSS = """
     RunCompareView #compare-title { height: 1; padding: 0 1; color: $accent; }
     RunCompareView DataTable { height: 1fr; }

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
 
@@ -73,6 +74,7 @@ def headline(run: RunSummary) -> str:
 
 
 class RunDetailView(Vertical):
+    BINDINGS = [Binding("escape", "screen.back", "Back")]  # to the runs list
     DEFAULT_CSS = """
     RunDetailView #detail-headline { height: auto; max-height: 2; padding: 0 1; color: $accent; }
     RunDetailView TabbedContent { height: 1fr; }
