@@ -268,3 +268,41 @@ async def test_upload_key_asks_for_the_repo_then_reports_url_or_error(recorded, 
         await until(pilot, lambda: isinstance(app.screen, ErrorDialog))  # the app's dialog
         await pilot.press("escape", "u", "escape")  # escape cancels the dialog
         assert len(fake_hub) == 2 and app.screen is results
+
+
+@pytest.mark.asyncio
+async def test_a_run_in_progress_is_followed_while_open(recorded):
+    run = recorded / "demo-simulated"
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    for name in ("mlx_training_summary.json", "mlx_tscu_training_metrics.json",
+                 "mlx_tscu_analysis.json"):
+        (run / name).unlink()
+    (run / "events.jsonl").write_text("".join(lines[:20]))
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "down")
+        screen = app.screen
+        assert row_texts(screen.query_one("#runs"))[1][2:4] == ["in progress", "17/60"]
+        await pilot.press("enter", "right")  # on the analysis tab
+        power = screen.query_one("#chart-power", MetricPanel)
+        assert len(power.values) == 17
+        (run / "events.jsonl").write_text("".join(lines))  # the run goes on and ends
+        await until(pilot, lambda: screen.opened.status == "completed", timeout=10)
+        assert len(power.values) == 60
+        assert screen.query_one("#detail-tabs", TabbedContent).active == "analysis"
+
+
+@pytest.mark.asyncio
+async def test_clicking_a_column_header_sorts_by_it(recorded):
+    app = results_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        energy_x = sum(c.get_render_width(table) for c in list(table.columns.values())[:6])
+        await pilot.click("#runs", offset=(energy_x + 2, 0))
+        assert screen.sorted_by == ("energy", False)
+        await pilot.click("#runs", offset=(energy_x + 2, 0))
+        assert screen.sorted_by == ("energy", True)
+        assert [row[1] for row in row_texts(table)] == ["runs/demo-simulated",
+                                                         "runs/demo-no-tscu"]

@@ -36,6 +36,7 @@ from tscu_tui.widgets.run_detail import RunDetailView, headline
 HUB_MISSING = "Hub upload is not available yet (the [hub] issue)"
 SAMPLE_WORKER = "Sample generation"
 UPLOAD_WORKER = "Hub upload"
+LIVE_POLL_S = 2.0  # how often a run still being written is re-read while shown
 
 
 def run_roots(config: Config) -> list[Path]:
@@ -93,6 +94,7 @@ class ResultsScreen(TscuScreen):
         for column in COLUMNS:
             table.add_column(column.label, key=column.key)
         self.refresh_runs()
+        self.set_interval(LIVE_POLL_S, self._follow_live_runs)
 
     def on_screen_resume(self) -> None:
         if self.view == "runs-view":
@@ -191,9 +193,33 @@ class ResultsScreen(TscuScreen):
 
     def action_refresh_runs(self) -> None:
         self.refresh_runs()
-        if self.view == "detail-view" and self.opened is not None:
-            self.open_run(self.opened)
+        if self.view == "detail-view":
+            self._reload_opened(quiet=False)
         self._activity(f"rescanned: {len(self.runs)} runs")
+
+    def _follow_live_runs(self) -> None:
+        """Runs still being written (no summary yet) are re-read while this screen shows."""
+        if self.app.screen is not self:
+            return
+        if self.view == "detail-view":
+            if self.opened is not None and self.opened.status == "in progress":
+                self._reload_opened(quiet=True)
+        elif self.view == "runs-view" and any(r.status == "in progress" for r in self.runs):
+            self.refresh_runs()
+
+    def _reload_opened(self, *, quiet: bool) -> None:
+        """Re-read the opened run in place (same tab, same focus)."""
+        if self.opened is None:
+            return
+        try:
+            detail = load_run(self.opened.path)
+        except Exception as exc:
+            if not quiet:
+                self.tscu.show_error(f"Cannot reload {run_name(self.opened.path)}",
+                                     one_line(exc))
+            return
+        self.opened = detail.summary
+        self.detail.show(detail)
 
     def action_open_run(self) -> None:
         run = self.cursor_run()
