@@ -53,6 +53,10 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def energy(joules: float) -> str:
+    return f"{joules / 1000:.1f} kJ" if joules >= 1000 else f"{joules:.0f} J"
+
+
 class TrainScreen(TscuScreen):
     CSS_PATH = "train.tcss"
     BINDINGS = [
@@ -70,6 +74,7 @@ class TrainScreen(TscuScreen):
         self.stopped_run: str | None = None  # a run this session stopped: `s` resumes it
         self.last_step: StepEvent | None = None
         self.last_control: float | None = None
+        self.bits_per_j: float | None = None
         self.events_seen = 0
         self._follow_stop = threading.Event()
 
@@ -206,6 +211,7 @@ class TrainScreen(TscuScreen):
             case StepEvent():
                 self._apply_step(event)
             case EvalEvent():
+                self.bits_per_j = event.eta_cumulative_bits_per_j
                 self.panel("heldout").record(
                     event.heldout_bpt, f"{event.heldout_bpt:.3f} (best {event.best_bpt:.3f})")
                 eta = ("" if event.eta_cumulative_bits_per_j is None else
@@ -284,8 +290,11 @@ class TrainScreen(TscuScreen):
         else:
             source = f"telemetry {self.tscu.config.telemetry.source} (not started)"
         self.query_one("#telemetry-source", Static).update(source)
-        eta = "" if e is None else (f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}  "
-                                    f"{duration(e.elapsed_s)} elapsed")
+        eta = "" if e is None else f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}"
+        if e is not None and e.energy_j is not None:
+            eta += f"  {energy(e.energy_j)}"
+        if self.bits_per_j is not None:
+            eta += f"  {self.bits_per_j:.3g} bits/J"
         self.query_one("#eta", Static).update(eta)
 
     def _show_idle(self) -> None:
@@ -303,6 +312,7 @@ class TrainScreen(TscuScreen):
             panel.clear()
         self.last_step = None
         self.last_control = None
+        self.bits_per_j = None
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
 
     def _write_log(self, line: str) -> None:
