@@ -8,6 +8,7 @@ RUN_DIR` the same screen follows a run started elsewhere, read-only.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.events import (
@@ -35,7 +37,8 @@ from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.widgets.metric_panel import MetricPanel, fmt
 
-CONTROL_LOG_DELTA = 0.05  # log a governor action when c moves by more than this
+REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
+CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
 
 #: panel id -> title; ids name the StepEvent/EvalEvent field each one plots
 PANELS = {
@@ -76,6 +79,8 @@ class TrainScreen(TscuScreen):
         self.last_control: float | None = None
         self.bits_per_j: float | None = None
         self.events_seen = 0
+        self._dirty = False
+        self._worker: Worker[None] | None = None
         self._follow_stop = threading.Event()
 
     # -- layout ----------------------------------------------------------------------------
@@ -95,6 +100,7 @@ class TrainScreen(TscuScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self._show_idle()
         if self.tscu.watch_dir is not None:
             self.state = "watching"
@@ -125,9 +131,12 @@ class TrainScreen(TscuScreen):
 
     # -- actions ---------------------------------------------------------------------------
 
-    def action_start_training(self) -> None:
+    async def action_start_training(self) -> None:
         if self.is_training or self.read_only:
             return
+        if self._worker is not None:
+            with contextlib.suppress(WorkerFailed, WorkerCancelled):
+                await self._worker.wait()  # the last run has ended; let its thread finish
         if self.tscu.mlx_busy():
             self.notify("Another MLX job is running; wait for it to finish.", severity="warning")
             return
@@ -138,7 +147,7 @@ class TrainScreen(TscuScreen):
         self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
                         f"{config.data.path} -> {config.output.dir}")
         self.commands = queue.Queue()
-        self._train(config, resume)
+        self._worker = self._train(config, resume)
         self._render_status()
         self.refresh_bindings()
 
@@ -187,7 +196,12 @@ class TrainScreen(TscuScreen):
         events = message.bridge.drain()
         for event in events:
             self.apply(event)
-        if events:
+        self._dirty = self._dirty or bool(events)
+        if any(isinstance(e, RunStarted | RunFinished | RunFailed | StateEvent) for e in events):
+            self.redraw()  # state changes show at once; steps wait for the next tick
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
             self.redraw()
 
     def on_config_changed(self, message: ConfigChanged) -> None:
@@ -256,7 +270,6 @@ class TrainScreen(TscuScreen):
                        + (", over budget" if e.over_budget else ""))
                 self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
             self.last_control = c
-        self.query_one("#progress", ProgressBar).update(total=e.max_steps, progress=e.step)
 
     def _end(self, line: str, state: str) -> None:
         self._write_log(line)
@@ -271,8 +284,12 @@ class TrainScreen(TscuScreen):
         return self.query_one(f"#{panel_id}", MetricPanel)
 
     def redraw(self) -> None:
+        self._dirty = False
         for panel in self.query(MetricPanel):
             panel.redraw()
+        if self.last_step is not None:
+            self.query_one("#progress", ProgressBar).update(total=self.last_step.max_steps,
+                                                            progress=self.last_step.step)
         self._render_status()
 
     def _render_status(self) -> None:
@@ -282,20 +299,26 @@ class TrainScreen(TscuScreen):
             self.state, self.state)
         if self.read_only and self.state in ("finished", "failed"):
             state = f"watched run {self.state}"
-        self.query_one("#run-state", Static).update(state)
+        self._set("#run-state", state)
         if e is not None and e.telemetry_source:
             source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
         elif e is not None:
             source = "telemetry none (no readings)"
         else:
             source = f"telemetry {self.tscu.config.telemetry.source} (not started)"
-        self.query_one("#telemetry-source", Static).update(source)
+        self._set("#telemetry-source", source)
         eta = "" if e is None else f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}"
         if e is not None and e.energy_j is not None:
             eta += f"  {energy(e.energy_j)}"
         if self.bits_per_j is not None:
             eta += f"  {self.bits_per_j:.3g} bits/J"
-        self.query_one("#eta", Static).update(eta)
+        self._set("#eta", eta)
+
+    def _set(self, selector: str, text: str) -> None:
+        """Update a fixed-width line only when its text changed (no relayout)."""
+        widget = self.query_one(selector, Static)
+        if str(widget.content) != text:
+            widget.update(text, layout=False)
 
     def _show_idle(self) -> None:
         c = self.tscu.config
