@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# System libraries tscu benefits from; safe to run repeatedly.
-# On Linux, the OpenBLAS that tscu loads for MLX's CPU backend (pip: cmeel-openblas)
-# needs the GNU Fortran runtime. Without it tscu still runs, on MLX's slow reference BLAS.
-set -euo pipefail
+# System packages tscu uses; safe to run repeatedly, never fatal.
+# - libgfortran5: the GNU Fortran runtime the OpenBLAS wheel (cmeel-openblas) needs. Without
+#   it tscu still runs, on MLX's slow reference BLAS.
+# - tmux: the end-to-end test runs the real app in a real terminal (tmux send-keys).
+set -uo pipefail
 [ "$(uname -s)" = "Linux" ] || exit 0
-if ldconfig -p 2>/dev/null | grep -q 'libgfortran\.so\.5'; then
-  exit 0
-fi
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libgfortran\.so\.5' || missing+=(libgfortran5)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+[ ${#missing[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" = "0" ] || SUDO="sudo -n"
   if $SUDO true 2>/dev/null; then
-    echo "installing libgfortran5 (GNU Fortran runtime, needed by OpenBLAS)"
+    echo "installing ${missing[*]}"
     if $SUDO apt-get update -qq >/dev/null 2>&1 &&
-       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgfortran5 \
+       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" \
          >/dev/null 2>&1; then
       exit 0
     fi
-    echo "note: apt-get could not install libgfortran5" >&2
+    echo "note: apt-get could not install ${missing[*]}" >&2
   fi
 fi
-echo "note: libgfortran.so.5 is missing; install it (e.g. apt install libgfortran5) for fast" \
-     "CPU matmul. tscu will run on MLX's reference BLAS meanwhile." >&2
+echo "note: missing system packages: ${missing[*]} (libgfortran5 for fast CPU matmul," \
+     "tmux for the end-to-end test)" >&2
+exit 0

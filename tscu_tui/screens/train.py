@@ -8,6 +8,7 @@ RUN_DIR` the same screen follows a run started elsewhere, read-only.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.events import (
@@ -35,7 +37,8 @@ from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.widgets.metric_panel import MetricPanel, fmt
 
-CONTROL_LOG_DELTA = 0.05  # log a governor action when c moves by more than this
+REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
+CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
 
 #: panel id -> title; ids name the StepEvent/EvalEvent field each one plots
 PANELS = {
@@ -51,6 +54,10 @@ def duration(seconds: float | None) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def energy(joules: float) -> str:
+    return f"{joules / 1000:.1f} kJ" if joules >= 1000 else f"{joules:.0f} J"
 
 
 class TrainScreen(TscuScreen):
@@ -70,7 +77,10 @@ class TrainScreen(TscuScreen):
         self.stopped_run: str | None = None  # a run this session stopped: `s` resumes it
         self.last_step: StepEvent | None = None
         self.last_control: float | None = None
+        self.bits_per_j: float | None = None
         self.events_seen = 0
+        self._dirty = False
+        self._worker: Worker[None] | None = None
         self._follow_stop = threading.Event()
 
     # -- layout ----------------------------------------------------------------------------
@@ -90,6 +100,7 @@ class TrainScreen(TscuScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self._show_idle()
         if self.tscu.watch_dir is not None:
             self.state = "watching"
@@ -120,9 +131,12 @@ class TrainScreen(TscuScreen):
 
     # -- actions ---------------------------------------------------------------------------
 
-    def action_start_training(self) -> None:
+    async def action_start_training(self) -> None:
         if self.is_training or self.read_only:
             return
+        if self._worker is not None:
+            with contextlib.suppress(WorkerFailed, WorkerCancelled):
+                await self._worker.wait()  # the last run has ended; let its thread finish
         if self.tscu.mlx_busy():
             self.notify("Another MLX job is running; wait for it to finish.", severity="warning")
             return
@@ -133,7 +147,7 @@ class TrainScreen(TscuScreen):
         self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
                         f"{config.data.path} -> {config.output.dir}")
         self.commands = queue.Queue()
-        self._train(config, resume)
+        self._worker = self._train(config, resume)
         self._render_status()
         self.refresh_bindings()
 
@@ -182,7 +196,12 @@ class TrainScreen(TscuScreen):
         events = message.bridge.drain()
         for event in events:
             self.apply(event)
-        if events:
+        self._dirty = self._dirty or bool(events)
+        if any(isinstance(e, RunStarted | RunFinished | RunFailed | StateEvent) for e in events):
+            self.redraw()  # state changes show at once; steps wait for the next tick
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
             self.redraw()
 
     def on_config_changed(self, message: ConfigChanged) -> None:
@@ -206,6 +225,7 @@ class TrainScreen(TscuScreen):
             case StepEvent():
                 self._apply_step(event)
             case EvalEvent():
+                self.bits_per_j = event.eta_cumulative_bits_per_j
                 self.panel("heldout").record(
                     event.heldout_bpt, f"{event.heldout_bpt:.3f} (best {event.best_bpt:.3f})")
                 eta = ("" if event.eta_cumulative_bits_per_j is None else
@@ -250,7 +270,6 @@ class TrainScreen(TscuScreen):
                        + (", over budget" if e.over_budget else ""))
                 self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
             self.last_control = c
-        self.query_one("#progress", ProgressBar).update(total=e.max_steps, progress=e.step)
 
     def _end(self, line: str, state: str) -> None:
         self._write_log(line)
@@ -265,8 +284,12 @@ class TrainScreen(TscuScreen):
         return self.query_one(f"#{panel_id}", MetricPanel)
 
     def redraw(self) -> None:
+        self._dirty = False
         for panel in self.query(MetricPanel):
             panel.redraw()
+        if self.last_step is not None:
+            self.query_one("#progress", ProgressBar).update(total=self.last_step.max_steps,
+                                                            progress=self.last_step.step)
         self._render_status()
 
     def _render_status(self) -> None:
@@ -276,17 +299,26 @@ class TrainScreen(TscuScreen):
             self.state, self.state)
         if self.read_only and self.state in ("finished", "failed"):
             state = f"watched run {self.state}"
-        self.query_one("#run-state", Static).update(state)
+        self._set("#run-state", state)
         if e is not None and e.telemetry_source:
             source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
         elif e is not None:
             source = "telemetry none (no readings)"
         else:
             source = f"telemetry {self.tscu.config.telemetry.source} (not started)"
-        self.query_one("#telemetry-source", Static).update(source)
-        eta = "" if e is None else (f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}  "
-                                    f"{duration(e.elapsed_s)} elapsed")
-        self.query_one("#eta", Static).update(eta)
+        self._set("#telemetry-source", source)
+        eta = "" if e is None else f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}"
+        if e is not None and e.energy_j is not None:
+            eta += f"  {energy(e.energy_j)}"
+        if self.bits_per_j is not None:
+            eta += f"  {self.bits_per_j:.3g} bits/J"
+        self._set("#eta", eta)
+
+    def _set(self, selector: str, text: str) -> None:
+        """Update a fixed-width line only when its text changed (no relayout)."""
+        widget = self.query_one(selector, Static)
+        if str(widget.content) != text:
+            widget.update(text, layout=False)
 
     def _show_idle(self) -> None:
         c = self.tscu.config
@@ -303,6 +335,7 @@ class TrainScreen(TscuScreen):
             panel.clear()
         self.last_step = None
         self.last_control = None
+        self.bits_per_j = None
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
 
     def _write_log(self, line: str) -> None:

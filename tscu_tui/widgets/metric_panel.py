@@ -26,7 +26,7 @@ class MetricPanel(Vertical):
     MetricPanel { height: 1fr; min-height: 2; padding: 0 1; }
     MetricPanel > Horizontal { height: 1; }
     MetricPanel .metric-title { width: 1fr; color: $text-muted; }
-    MetricPanel .metric-value { width: auto; text-style: bold; }
+    MetricPanel .metric-value { width: 20; text-align: right; text-style: bold; }
     MetricPanel Sparkline { height: 1fr; min-height: 1; }
     """
 
@@ -51,8 +51,13 @@ class MetricPanel(Vertical):
     def redraw(self) -> None:
         if not self.is_mounted:
             return
-        self.query_one(".metric-value", Static).update(self.readout)
-        self.query_one(Sparkline).data = list(self.values)
+        value = self.query_one(".metric-value", Static)
+        if str(value.content) != self.readout:
+            value.update(self.readout, layout=False)  # fixed width: no relayout per step
+        sparkline = self.query_one(Sparkline)
+        if len(sparkline.data or ()) != len(self.values) or self.values and (
+                sparkline.data[-1] != self.values[-1]):
+            sparkline.data = list(self.values)
 
     def clear(self) -> None:
         self.values.clear()
