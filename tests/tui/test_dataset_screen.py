@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Input, Select, Static
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.assets import DEMO_CORPUS
@@ -211,3 +211,49 @@ def test_snapshot_80x24_with_meta_and_preview(snap_compare, tmp_path: Path,  # t
         await pilot.pause()
 
     assert snap_compare(_app(config, tmp_path), terminal_size=(80, 24), run_before=preview)
+
+
+@pytest.mark.asyncio
+async def test_source_kind_by_keys_and_a_config_replaced_elsewhere(
+        config: Config, tmp_path: Path) -> None:
+    app = _app(config, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot)
+        assert app.focused is screen.query_one("#source-kind")
+        await pilot.press("enter", "up", "up", "up", "enter")  # local -> hub -> c4 -> wikitext-2
+        assert app.config.data.dataset == "wikitext-2"
+        assert screen.query_one("#source-id").disabled
+        await pilot.press("enter", "down", "down", "enter")  # back to the local file
+        assert app.config.data.dataset == str(DEMO_CORPUS)
+
+        # A preset loaded on the config screen shows up here.
+        replaced = Config()
+        replaced.data.block_size, replaced.data.path = 128, "elsewhere"
+        app.set_config(replaced)
+        await pilot.pause()
+        assert screen.query_one("#block-size", Input).value == "128"
+        assert str(screen.query_one("#source-kind", Select).value) == "wikitext"
+        assert "none yet at elsewhere" in _text(screen, "#meta")
+
+        await pilot.press("3")  # the number keys still switch screens from the form
+        assert app.current_mode == "train"
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_failure_goes_to_the_app_dialog(
+        config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tscu_tui.engine.prep as prep
+    from tscu_tui.screens.error import ErrorDialog
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(prep, "prepare_dataset", broken)
+    app = _app(config, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot)
+        await pilot.press("ctrl+r")
+        await _until(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        assert str(app.screen.query_one("#error-cause", Static).content) == (
+            "RuntimeError: disk on fire")
+        assert not screen.preparing and _text(screen, "#status") == "preparation failed"

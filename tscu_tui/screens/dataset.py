@@ -200,9 +200,11 @@ class DatasetScreen(TscuScreen):
         self.query_one("#preview-box").border_title = "Preview"
         self._load_fields()
         self._show_meta()
-        self._set_status(f"press {self._key('preview_dataset')} to preview, "
-                         f"{self._key('prepare_dataset')} to prepare")
+        self._show_ready()
         self.query_one(PreviewPanel).show_hint("No preview yet.")
+
+    def on_unmount(self) -> None:
+        self.cancel.set()  # quitting mid-preparation: the engine removes its staging folder
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show only the keys that can act now."""
@@ -279,6 +281,8 @@ class DatasetScreen(TscuScreen):
                 self._replace_confirmed = None
                 self.tscu.set_config(replace(config, data=replace(config.data, **{key: value})))
         self._show_hint()
+        if not self.field_errors and self.query_one("#status").has_class("-blocked"):
+            self._show_ready()  # the field that blocked preparing is fixed
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self._show_hint()
@@ -323,6 +327,8 @@ class DatasetScreen(TscuScreen):
         self.refresh_bindings()
         self.query_one(PreviewPanel).show_hint(f"reading the first documents of "
                                                f"{self.tscu.config.data.dataset}...")
+        if not self.preparing:  # the status line belongs to a running preparation
+            self._set_status("previewing...")
         self._preview(options_from_config(self.tscu.config))
 
     def action_prepare_dataset(self) -> None:
@@ -356,7 +362,7 @@ class DatasetScreen(TscuScreen):
     def _fields_ok(self) -> bool:
         if self.field_errors:
             self._set_status("fix the field marked in red first: "
-                             + next(iter(self.field_errors.values())), "-error")
+                             + next(iter(self.field_errors.values())), "-error -blocked")
             return False
         return True
 
@@ -420,13 +426,15 @@ class DatasetScreen(TscuScreen):
         panel = self.query_one(PreviewPanel)
         if message.preview is not None:
             panel.show_preview(message.preview)
+            if not self.preparing:
+                self._show_ready()
         else:
             panel.show_hint("No preview.")
             self._set_status(message.error, "-error")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # An unexpected exception reaches the app's dialog (the event bubbles on); here
-        # the screen only forgets that the job was running.
+        # An unexpected exception reaches the app's dialog (TscuScreen forwards the event
+        # there, and Textual calls that handler too); here the screen only forgets the job.
         if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.worker.group == PREP_GROUP:
@@ -437,6 +445,10 @@ class DatasetScreen(TscuScreen):
         self.refresh_bindings()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _show_ready(self) -> None:
+        self._set_status(f"press {self._key('preview_dataset')} to preview, "
+                         f"{self._key('prepare_dataset')} to prepare")
 
     def _set_status(self, line: str, kind: str = "") -> None:
         status = self.query_one("#status", Static)
