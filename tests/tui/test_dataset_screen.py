@@ -56,13 +56,18 @@ async def _open(pilot: Pilot[None]) -> DatasetScreen:
     return screen
 
 
+async def _focus(pilot: Pilot[None], widget_id: str, key: str = "tab") -> None:
+    """Tab (or shift+tab) until `widget_id` has the focus."""
+    for _ in range(12):
+        if pilot.app.focused is not None and pilot.app.focused.id == widget_id:
+            return
+        await pilot.press(key)
+    raise AssertionError(f"{key} never reached #{widget_id}")
+
+
 async def _type_into(pilot: Pilot[None], input_id: str, text: str) -> None:
     """Tab to the field, clear it and type `text`, as a person would."""
-    for _ in range(12):
-        if pilot.app.focused is not None and pilot.app.focused.id == input_id:
-            break
-        await pilot.press("tab")
-    assert pilot.app.focused is not None and pilot.app.focused.id == input_id
+    await _focus(pilot, input_id)
     await pilot.press("end", "ctrl+u", *text)
 
 
@@ -223,8 +228,20 @@ async def test_source_kind_by_keys_and_a_config_replaced_elsewhere(
         await pilot.press("enter", "up", "up", "up", "enter")  # local -> hub -> c4 -> wikitext-2
         assert app.config.data.dataset == "wikitext-2"
         assert screen.query_one("#source-id").disabled
-        await pilot.press("enter", "down", "down", "enter")  # back to the local file
+        await pilot.press("enter", "down", "down", "down", "enter")  # back to the local file
+        assert str(screen.query_one("#source-kind", Select).value) == "local"
         assert app.config.data.dataset == str(DEMO_CORPUS)
+
+        # Typing a Hub id letter by letter: "o", "ow", ... look like local names on the
+        # way, and must not flip the source kind under the user's fingers.
+        await pilot.press("enter", "up", "enter")
+        await _type_into(pilot, "source-id", "owner/name")
+        assert str(screen.query_one("#source-kind", Select).value) == "hub"
+        assert app.config.data.dataset == "owner/name"
+        await _type_into(pilot, "block-size", "x")  # invalid, then another field changes:
+        await _type_into(pilot, "output-path", "out")
+        assert screen.query_one("#block-size", Input).value == "x"  # the typing survives
+        assert app.config.data.path == "out" and app.config.data.block_size == 64
 
         # A preset loaded on the config screen shows up here.
         replaced = Config()
@@ -235,7 +252,8 @@ async def test_source_kind_by_keys_and_a_config_replaced_elsewhere(
         assert str(screen.query_one("#source-kind", Select).value) == "wikitext"
         assert "none yet at elsewhere" in _text(screen, "#meta")
 
-        await pilot.press("3")  # the number keys still switch screens from the form
+        await _focus(pilot, "source-kind", "shift+tab")
+        await pilot.press("3")  # outside an Input the number keys still switch screens
         assert app.current_mode == "train"
 
 

@@ -166,6 +166,7 @@ class DatasetScreen(TscuScreen):
         self.cancel = threading.Event()
         self.field_errors: dict[str, str] = {}  # input id -> loader-style message
         self._replace_confirmed: Path | None = None  # data.path the user agreed to replace
+        self._own_config: Config | None = None  # the last config this screen set
         self._split: str | None = None
         self._split_started = 0.0
 
@@ -221,14 +222,14 @@ class DatasetScreen(TscuScreen):
     def _load_fields(self) -> None:
         """Show the config's [data] values (on mount, or when the config was replaced)."""
         config = self.tscu.config
-        kind, text = split_dataset(config.data.dataset)
         select = self.query_one("#source-kind", Select)
-        if select.value != kind:
-            select.value = kind
         source = self.query_one("#source-id", Input)
-        if kind not in BUILTIN_ALIASES and self._parsed("source-id") != config.data.dataset:
-            source.value = text
-        source.disabled = kind in BUILTIN_ALIASES
+        if join_dataset(str(select.value), source.value) != config.data.dataset:
+            kind, text = split_dataset(config.data.dataset)
+            select.value = kind
+            if kind not in BUILTIN_ALIASES:  # a built-in keeps the id typed before, for later
+                source.value = text
+        source.disabled = str(select.value) in BUILTIN_ALIASES
         for input_id, key in FIELDS.items():
             value = getattr(config.data, key)
             if self._parsed(input_id) != value:
@@ -236,10 +237,7 @@ class DatasetScreen(TscuScreen):
         self.query_one("#model", Static).update(config.model.name)
 
     def _parsed(self, input_id: str) -> Any:
-        text = self.query_one(f"#{input_id}", Input).value
-        if input_id == "source-id":
-            return text.strip()
-        value, error = parse_field(FIELDS[input_id], text)
+        value, error = parse_field(FIELDS[input_id], self.query_one(f"#{input_id}", Input).value)
         return None if error else value
 
     @on(Select.Changed, "#source-kind")
@@ -279,7 +277,8 @@ class DatasetScreen(TscuScreen):
             config = self.tscu.config
             if getattr(config.data, key) != value:
                 self._replace_confirmed = None
-                self.tscu.set_config(replace(config, data=replace(config.data, **{key: value})))
+                self._own_config = replace(config, data=replace(config.data, **{key: value}))
+                self.tscu.set_config(self._own_config)
         self._show_hint()
         if not self.field_errors and self.query_one("#status").has_class("-blocked"):
             self._show_ready()  # the field that blocked preparing is fixed
@@ -302,7 +301,11 @@ class DatasetScreen(TscuScreen):
         hint.update(field_help(key) if key else "")
 
     def on_config_changed(self, message: ConfigChanged) -> None:
-        self._load_fields()
+        # After our own edit the fields are the truth (one may hold a half-typed, invalid
+        # value the config does not have); a config replaced elsewhere is shown as it is.
+        if self.tscu.config is not self._own_config:
+            self._load_fields()
+        self.query_one("#model", Static).update(self.tscu.config.model.name)
         self._show_meta()
 
     # -- prepared dataset --------------------------------------------------------------------
