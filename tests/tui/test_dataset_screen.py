@@ -125,6 +125,10 @@ async def test_type_preview_and_prepare_by_keys(config: Config, tmp_path: Path) 
         await pilot.press("ctrl+r")
         assert "press ctrl+r again to replace it" in _text(screen, "#status")
         assert not screen.preparing
+        app.mlx_busy = lambda: True  # type: ignore[method-assign]  (a training is running)
+        await pilot.press("ctrl+r")
+        assert _text(screen, "#status").startswith("a training is running")
+        assert not screen.preparing
 
 
 @pytest.mark.asyncio

@@ -338,6 +338,10 @@ class DatasetScreen(TscuScreen):
         if self.preparing or not self._fields_ok():
             return
         out = Path(self.tscu.config.data.path).expanduser()
+        if out.exists() and self.tscu.mlx_busy():  # a training may be reading that folder
+            self._set_status(f"a training is running: {self.tscu.config.data.path} cannot be "
+                             "replaced now; choose another output folder", "-error")
+            return
         # Replacing a prepared dataset takes a second press; any other existing folder is
         # passed on with overwrite, and the engine refuses it with its own words.
         if (out / "meta.json").is_file() and self._replace_confirmed != out:
