@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
+from textual.worker import Worker
 
 if TYPE_CHECKING:
     from tscu_tui.app import TscuApp
@@ -18,3 +19,9 @@ class TscuScreen(Screen[None]):
     @property
     def tscu(self) -> TscuApp:
         return cast("TscuApp", self.app)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: hand each screen worker's state to the app,
+        # so a worker that raises reaches its one error dialog. (Subclasses may add their
+        # own handler; Textual calls both.)
+        self.tscu.on_worker_state_changed(event)

@@ -28,8 +28,9 @@ class PrepareOptions:
     txt_split: str = "paragraph"
     overwrite: bool = False
 
-    def check(self) -> None:
-        """Raise DataError naming the first bad option (cheap checks only)."""
+    def check(self, *, output: bool = True) -> None:
+        """Raise DataError naming the first bad option (cheap checks only); `output=False`
+        skips the output folder, for jobs that only read (a preview)."""
         if not self.dataset.strip():
             raise DataError("--dataset is empty")
         if not self.model.strip():
@@ -51,7 +52,8 @@ class PrepareOptions:
                             f"got {self.txt_split!r}")
         if not self.text_column:
             raise DataError("--text-column is empty")
-        self._check_output_dir()
+        if output:
+            self._check_output_dir()
 
     def _check_output_dir(self) -> None:
         out = self.output_dir

@@ -1,0 +1,115 @@
+"""The dataset screen's read-outs: a prepared dataset's meta, a preview, a progress line.
+
+Plain functions turn engine objects into text (tested without a terminal); the
+panels are Statics that show that text, so long paths and documents end in an
+ellipsis instead of wrapping the layout out of an 80x24 terminal.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from tscu_tui.engine.prep import DatasetMeta, PrepareProgress
+from tscu_tui.engine.prep.preview import DatasetPreview
+
+STAGES = {"resolving": "opening dataset", "tokenizer": "loading tokenizer",
+          "hashing": "hashing", "done": "done"}
+
+
+def short(n: float) -> str:
+    """1234 -> 1.2k, 5_600_000 -> 5.6M: counts that fit a narrow panel."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.1f}{suffix}"
+    return f"{n:.0f}"
+
+
+def meta_text(meta: DatasetMeta) -> str:
+    train, valid = meta.split("train"), meta.split("validation")
+    source = meta.source.get("dataset", "?")
+    capped = f", capped at {meta.max_tokens:,}" if meta.truncated and meta.max_tokens else ""
+    return "\n".join([
+        f"train {train.tokens:>11,} tok {train.blocks:>8,} blk",
+        f"valid {valid.tokens:>11,} tok {valid.blocks:>8,} blk",
+        f"documents {train.documents:,} + {valid.documents:,}{capped}",
+        f"block {meta.block_size}, vocab {meta.vocab_size:,}, {meta.dtype}",
+        f"source {source} ({meta.source.get('kind', '?')})",
+        f"validation: {meta.validation_source}",
+        f"hash {meta.content_hash}",
+    ])
+
+
+def preview_text(preview: DatasetPreview) -> str:
+    n = len(preview.documents)
+    lines = [f"{n} document{'s' if n != 1 else ''}: mean {preview.mean_tokens:,.0f} tokens, "
+             f"median {preview.median_tokens:,.0f}, {preview.chars_per_token:.2f} chars/token"]
+    if preview.estimated_blocks is not None:
+        about = ("size unknown" if preview.estimated_tokens is None
+                 else f"about {short(preview.estimated_tokens)} tokens in the source")
+        limit = f" (limit {preview.max_tokens:,})" if preview.max_tokens else ""
+        lines.append(f"{about} -> ~{preview.estimated_blocks:,} blocks of "
+                     f"{preview.block_size}{limit}")
+    else:
+        lines.append("source size unknown (streamed); set a token limit to bound it")
+    for i, doc in enumerate(preview.documents, 1):
+        text = " ".join(doc.text.split())  # one line per document: newlines become spaces
+        lines.append(f"{i:>2} {doc.tokens:>6,} tok  {text}")
+    return "\n".join(lines)
+
+
+def progress_text(p: PrepareProgress, elapsed_s: float) -> str:
+    """Stage, documents, tokens and rate in one line."""
+    label = STAGES.get(p.stage, f"reading {p.split or ''}".strip())
+    rate = (f"  {short(p.tokens / elapsed_s)} tok/s"
+            if p.stage == "reading" and elapsed_s > 0 else "")
+    return f"{label}: {p.documents:,} docs  {short(p.tokens)} tok{rate}"
+
+
+class _Plain(Static):
+    """A Static that never parses markup: paths and document text may hold brackets."""
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__("", id=id, markup=False)
+
+
+class MetaPanel(_Plain):
+    """The prepared dataset at data.path: its meta, or why there is none."""
+
+    DEFAULT_CSS = """
+    MetaPanel { border: round $primary-darken-2; border-title-color: $text-muted;
+                padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    MetaPanel.-missing { color: $text-muted; }
+    MetaPanel.-error { color: $error; }
+    """
+
+    def on_mount(self) -> None:
+        self.border_title = "Prepared dataset"
+
+    def show_meta(self, meta: DatasetMeta) -> None:
+        self.set_classes("")
+        self.update(meta_text(meta))
+
+    def show_missing(self, path: str) -> None:
+        self.set_classes("-missing")
+        self.update(f"none yet at {path}")
+
+    def show_error(self, line: str) -> None:
+        self.set_classes("-error")
+        self.update(line)
+
+
+class PreviewPanel(_Plain):
+    """The first documents of the source and their token statistics."""
+
+    DEFAULT_CSS = """
+    PreviewPanel { text-wrap: nowrap; text-overflow: ellipsis; }
+    PreviewPanel.-empty { color: $text-muted; }
+    """
+
+    def show_hint(self, line: str) -> None:
+        self.set_classes("-empty")
+        self.update(line)
+
+    def show_preview(self, preview: DatasetPreview) -> None:
+        self.set_classes("")
+        self.update(preview_text(preview))
