@@ -358,11 +358,9 @@ class ResultsScreen(TscuScreen):
     # -- workers ending --------------------------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Show results inline; failures also go to the app's one error dialog (worker
-        state messages do not bubble, so the app would not see this screen's workers)."""
+        """Show results inline; TscuScreen's own handler (Textual calls both) also hands
+        failures to the app's one error dialog."""
         worker, state = event.worker, event.state
-        if worker.name in (SAMPLE_WORKER, UPLOAD_WORKER):
-            self.tscu.on_worker_state_changed(event)
         if worker.name == SAMPLE_WORKER:
             if state == WorkerState.SUCCESS and worker.result is not None:
                 run_dir, samples = worker.result
