@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train LoRA adapters headless, with a progress display"),
     "demo": ("demo", "prepare the demo data and fine-tune the embedded model (offline)"),
     "telemetry": ("telemetry", "list power/temperature sources here and stream a few readings"),
+    "export": ("export", "export a run's adapter (mlx, peft or fused) with a model card"),
+    "push": ("push", "upload a run to the Hugging Face Hub (token from HF_TOKEN or login)"),
 }
 
 
