@@ -193,5 +193,5 @@ def _one_line(exc: Exception, repo_id: str) -> str:
             or isinstance(exc, OSError):
         return (f"cannot reach the Hub at {constants.ENDPOINT} ({name}); check the network "
                 "and retry")
-    text = str(exc).strip().splitlines()
-    return f"upload to {repo_id} failed: {name}: {text[0] if text else ''}"
+    text = "; ".join(line.strip(" -") for line in str(exc).strip().splitlines() if line.strip())
+    return f"upload to {repo_id} failed: {name}: {text}"
