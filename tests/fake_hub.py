@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 @dataclass
 class FakeHub:
     status: int = 200  # anything but 200: answer every request with it
+    stall_s: float = 0.0  # > 0: a dropped network, every request waits this long unanswered
     requests: list[tuple[str, str]] = field(default_factory=list)
     authorizations: set[str] = field(default_factory=set)
     repos: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -55,6 +57,9 @@ class FakeHub:
         body = req.rfile.read(length) if length else b""
         self.requests.append((req.command, req.path))
         self.authorizations.add(req.headers.get("Authorization", ""))
+        if self.stall_s:
+            time.sleep(self.stall_s)
+            return None
         if self.status != 200:
             return _reply(req, self.status, {"error": "Invalid credentials in Authorization "
                                              "header" if self.status == 401 else "refused"})

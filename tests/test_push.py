@@ -135,6 +135,25 @@ def test_push_loopback_fake_hub_refusal_is_one_line(run_dir, tmp_path, status, t
     assert_one_line_error(result, seconds, text)
 
 
+def test_push_loopback_stalled_fake_hub_times_out_in_one_line(run_dir, monkeypatch):
+    """A network that drops mid-request: the read timeout ends the push, in-process as the
+    TUI's worker calls it, and a retry with a working Hub then succeeds."""
+    from tscu_tui.engine.hub import push
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.setattr(push, "READ_TIMEOUT_S", 1.0)
+    started = time.perf_counter()
+    with FakeHub(stall_s=5.0) as stalled, pytest.raises(HubError) as failure:
+        push.push_run(run_dir, "someone/tiny", endpoint=stalled.endpoint)
+    seconds = time.perf_counter() - started
+    assert "stopped answering" in str(failure.value) and "\n" not in str(failure.value)
+    assert seconds < FAST_S
+    with FakeHub() as hub:
+        assert push.push_run(run_dir, "someone/tiny", endpoint=hub.endpoint) \
+            == f"{hub.endpoint}/someone/tiny"
+    print(f"stalled Hub: one line in {seconds:.2f} s")
+
+
 def test_planted_token_is_never_written(demo_data, tmp_path, monkeypatch):
     token = f"hf_planted_{secrets.token_hex(16)}"
     monkeypatch.setenv("HF_TOKEN", token)

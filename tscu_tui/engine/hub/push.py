@@ -13,7 +13,8 @@ JSON files and logs. Checkpoints, other exports and temp files stay local.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,10 @@ from tscu_tui.engine.outputs import (
 
 Progress = Callable[[str], None]
 
-#: seconds to open a connection / to wait on one; a closed port fails at once,
-#: a dropped network within READ_TIMEOUT_S
+#: seconds to open a connection / to wait for the next bytes on one: a closed port
+#: fails at once, a dropped network after READ_TIMEOUT_S
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 60.0
+READ_TIMEOUT_S = 30.0
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
@@ -95,12 +96,16 @@ def upload_plan(run_dir: str | Path) -> list[UploadItem]:
 
 
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, revision: str = "",
-             base_model: str | None = None, progress: Progress | None = None) -> str:
+             base_model: str | None = None, progress: Progress | None = None,
+             endpoint: str | None = None) -> str:
     """Upload `run_dir` to `repo_id` (created if needed); return the repo's URL.
 
-    Checks the repo id, the token and the run before any network; writes the PEFT
-    export and the run's README.md if missing. Raises HubError/ExportError (one line).
+    Checks the repo id, the run and the token before any network; writes the PEFT
+    export and the run's README.md if missing. `endpoint` defaults to HF_ENDPOINT or
+    the Hub. Raises HubError/ExportError (one line); safe to call again after a failure.
     """
+    from huggingface_hub import constants
+
     from tscu_tui.engine.hub.run import open_run
 
     say = progress or (lambda message: None)
@@ -111,12 +116,15 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, revisio
     token = read_token()
     card = _prepare(run.path, repo_id, base_model, say)
     items = upload_plan(run.path)
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     try:
-        return _upload(run.path, repo_id, token, items, card, private, revision, say)
+        with _timeouts():
+            return _upload(run.path, repo_id, token, endpoint, items, card, private,
+                           revision, say)
     except HubError:
         raise
     except Exception as exc:
-        raise HubError(_one_line(exc, repo_id).replace(token, "***")) from None
+        raise HubError(_one_line(exc, repo_id, endpoint).replace(token, "***")) from None
 
 
 def _prepare(run_dir: Path, repo_id: str, base_model: str | None, say: Progress) -> bytes:
@@ -137,12 +145,11 @@ def _prepare(run_dir: Path, repo_id: str, base_model: str | None, say: Progress)
     return text.encode("utf-8")
 
 
-def _upload(run_dir: Path, repo_id: str, token: str, items: list[UploadItem], card: bytes,
-            private: bool, revision: str, say: Progress) -> str:
-    from huggingface_hub import CommitOperationAdd, HfApi, get_session
+def _upload(run_dir: Path, repo_id: str, token: str, endpoint: str, items: list[UploadItem],
+            card: bytes, private: bool, revision: str, say: Progress) -> str:
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    _set_timeouts(get_session())
-    api = HfApi(token=token)
+    api = HfApi(endpoint=endpoint, token=token)
     say(f"creating {repo_id} on {api.endpoint} (if needed)")
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     if revision:
@@ -160,17 +167,29 @@ def _upload(run_dir: Path, repo_id: str, token: str, items: list[UploadItem], ca
     return link
 
 
-def _set_timeouts(session: object) -> None:
-    """huggingface_hub's shared client waits forever by default; a push must not."""
+@contextmanager
+def _timeouts() -> Iterator[None]:
+    """huggingface_hub's shared client waits forever by default; a push must not.
+    The client's own setting comes back afterwards (model downloads share it)."""
+    from huggingface_hub import get_session
+
     try:
         import httpx2 as httpx
-    except ImportError:  # older huggingface_hub releases use httpx
+    except ImportError:  # huggingface_hub releases before 2.x use httpx
         import httpx  # type: ignore[no-redef]
-    if hasattr(session, "timeout"):
-        session.timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    session = get_session()
+    if not hasattr(session, "timeout"):
+        yield
+        return
+    previous = session.timeout
+    session.timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        session.timeout = previous
 
 
-def _one_line(exc: Exception, repo_id: str) -> str:
+def _one_line(exc: Exception, repo_id: str, endpoint: str) -> str:
     """The failure as one line a person can act on."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -186,12 +205,12 @@ def _one_line(exc: Exception, repo_id: str) -> str:
                     "write access to that namespace")
         server = (exc.server_message or str(exc)).strip().splitlines()
         return f"the Hub answered {status} for {repo_id}: {server[0] if server else ''}"
-    from huggingface_hub import constants
-
     name = type(exc).__name__
+    if "Timeout" in name and "Connect" not in name:
+        return (f"the Hub at {endpoint} stopped answering ({name} after {READ_TIMEOUT_S:g} s); "
+                "check the network and retry")
     if "Timeout" in name or "Connect" in name or "Network" in name or "Protocol" in name \
             or isinstance(exc, OSError):
-        return (f"cannot reach the Hub at {constants.ENDPOINT} ({name}); check the network "
-                "and retry")
+        return f"cannot reach the Hub at {endpoint} ({name}); check the network and retry"
     text = "; ".join(line.strip(" -") for line in str(exc).strip().splitlines() if line.strip())
     return f"upload to {repo_id} failed: {name}: {text}"
