@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runs import tiny_config, train
 
 from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.hub import ExportError
@@ -23,12 +22,9 @@ from tscu_tui.engine.runtime import mx
 LOGIT_TOLERANCE = 1e-3
 
 
-@pytest.fixture(scope="module")
-def run_dir(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "run"
-    events, _ = train(tiny_config(demo_data, out))
-    assert type(events[-1]).__name__ == "RunFinished"
-    return out
+@pytest.fixture
+def run_dir(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +183,36 @@ def test_export_cli_writes_peft_and_reports_bad_input_in_one_line(run_dir, tmp_p
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
+
+
+def test_every_run_ends_with_a_model_card_built_from_its_files(run_dir):
+    card = (run_dir / "README.md").read_text()
+    analysis = json.loads((run_dir / "mlx_tscu_analysis.json").read_text())
+    header = card.split("---\n")[1]
+    assert 'library_name: "mlx"' in header and 'license: "agpl-3.0"' in header
+    assert '- "tscu"' in header and "base_model" not in header  # no Hub id for a local base
+    assert f"| before training | {analysis['heldout_bpt_initial']:.4f} |" in card
+    assert f"| after training | {analysis['heldout_bpt_final']:.4f} |" in card
+    energy = card.split("## Energy and temperature")[1].split("\n## ")[0]
+    assert "**not measured**" in energy and " W" not in energy and " J" not in energy
+    assert "As recorded by the run" in card and "Device(cpu" in card
+    assert "mode `pi`" in card and "None" not in card
+    assert "mlx_lm.generate" in card and "@software{tscu" in card
+
+
+def test_model_card_reports_measured_energy_with_units(run_dir):
+    from dataclasses import replace
+
+    from tscu_tui.engine.hub.model_card import render_card
+    from tscu_tui.engine.hub.run import open_run
+
+    run = open_run(run_dir)
+    measured = {**run.analysis, "telemetry_source": "rapl", "telemetry_kind": "measured",
+                "total_energy_joules": 123.4, "total_energy_wh": 123.4 / 3600,
+                "avg_power_watts": 17.25, "avg_temperature_celsius": 61.5,
+                "max_temperature_celsius": 70.0}
+    card = render_card(replace(run, analysis=measured), target="run")
+    assert "123.4 J (0.0343 Wh)" in card and "17.25 W" in card
+    assert "average 61.5 C, max 70.0 C" in card and "source `rapl`, kind `measured`" in card
+    card = render_card(replace(run, analysis={**measured, "telemetry_kind": "simulated"}))
+    assert "simulated readings, not a hardware measurement" in card

@@ -7,8 +7,10 @@ or tests/fake_hub.py), never to the internet or the real Hub.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,11 +28,9 @@ from tscu_tui.engine.hub.push import NO_TOKEN, upload_plan, validate_repo_id
 FAST_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def run_dir(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("push") / "run"
-    train(tiny_config(demo_data, out))
-    return out
+@pytest.fixture
+def run_dir(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def tscu_push(run_dir: Path, *args: str, home: Path, token: str | None = None,
@@ -174,3 +174,23 @@ def test_planted_token_is_never_written(demo_data, tmp_path, monkeypatch):
     leaks += [name for name, data in ok.files.items() if token.encode() in data]
     leaks += [out for out in outputs if token in out]
     assert not leaks, f"token written to: {leaks}"
+
+
+def test_push_loopback_fake_hub_without_a_known_base_uploads_the_mlx_pair_at_the_root(
+        run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    config = json.loads((run / "adapter_config.json").read_text())
+    (run / "adapter_config.json").write_text(
+        json.dumps({**config, "model": "mlx-community/Unknown-Model-4bit"}))
+    with FakeHub() as hub:
+        result, _ = tscu_push(run, "--repo-id", "someone/tiny", home=tmp_path / "hf",
+                              token="hf_fake", endpoint=hub.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert "no PEFT export (cannot tell the full-precision base" in result.stdout
+    uploaded = {key.split(":", 1)[1] for key in hub.files}
+    assert {"adapters.safetensors", "adapter_config.json", "README.md"} <= uploaded
+    assert not any(name.startswith("mlx/") or name == "adapter_model.safetensors"
+                   for name in uploaded)
+    assert "hf download someone/tiny --local-dir adapter" in \
+        hub.files["someone/tiny@main:README.md"].decode()

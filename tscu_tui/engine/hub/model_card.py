@@ -333,9 +333,14 @@ def _section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | N
                          "`transformers` may load the folder directly.\n")
         return "\n".join(parts)
     if target in ("run", "mlx", "hub"):
-        adapter = "adapter/" + HUB_MLX_FOLDER if target == "hub" else here
-        fetch = (f"hf download {repo_id or 'USER/NAME'} --include \"{HUB_MLX_FOLDER}/*\" "
-                 "--local-dir adapter\n" if target == "hub" else "")
+        # mlx-lm reads adapters from a local folder only: fetch them from the Hub first
+        adapter, fetch = here, ""
+        if target == "hub":
+            adapter = f"adapter/{HUB_MLX_FOLDER}"
+            fetch = (f"hf download {repo_id or 'USER/NAME'} --include \"{HUB_MLX_FOLDER}/*\" "
+                     "--local-dir adapter\n")
+        elif repo_id:
+            adapter, fetch = "adapter", f"hf download {repo_id} --local-dir adapter\n"
         parts.append("With mlx-lm (Apple Silicon, or MLX on Linux):\n\n```bash\n" + fetch +
                      f"mlx_lm.generate --model {base} --adapter-path {adapter} "
                      '--prompt "The future of AI is"\n'

@@ -12,6 +12,7 @@ JSON files and logs. Checkpoints, other exports and temp files stay local.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,14 +79,22 @@ def read_token() -> str:
     return token
 
 
+def has_peft_export(run_dir: Path) -> bool:
+    peft = default_export_dir(run_dir, "peft")
+    return (peft / PEFT_WEIGHTS).is_file() and (peft / PEFT_CONFIG).is_file()
+
+
 def upload_plan(run_dir: str | Path) -> list[UploadItem]:
     """The files `push_run` would upload from `run_dir` as it is now (no network)."""
     run = Path(run_dir)
     peft = default_export_dir(run, "peft")
+    # Both layouts name their config adapter_config.json: PEFT's takes the root when
+    # there is a PEFT export, mlx-lm's pair then moves to mlx/.
+    mlx = f"{HUB_MLX_FOLDER}/" if has_peft_export(run) else ""
     pairs: list[tuple[str, Path]] = [
         (PEFT_WEIGHTS, peft / PEFT_WEIGHTS), (PEFT_CONFIG, peft / PEFT_CONFIG),
-        (f"{HUB_MLX_FOLDER}/{ADAPTER_WEIGHTS}", run / ADAPTER_WEIGHTS),
-        (f"{HUB_MLX_FOLDER}/{ADAPTER_CONFIG}", run / ADAPTER_CONFIG),
+        (f"{mlx}{ADAPTER_WEIGHTS}", run / ADAPTER_WEIGHTS),
+        (f"{mlx}{ADAPTER_CONFIG}", run / ADAPTER_CONFIG),
         *[(name, run / name) for name in (SUMMARY_FILE, ANALYSIS_FILE, METRICS_FILE,
                                           CONFIG_FILE, ARGS_FILE, "events.jsonl")],
         *[(f"logs/{log.name}", log) for log in sorted((run / "logs").glob("*.log"))],
@@ -128,19 +137,22 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, revisio
 
 
 def _prepare(run_dir: Path, repo_id: str, base_model: str | None, say: Progress) -> bytes:
-    """Make sure the PEFT export and the run's card exist; return the Hub card."""
+    """Refresh the PEFT export and the run's card from the run as it is now (a resumed
+    run has newer adapters than an old export); return the Hub card."""
     from tscu_tui.engine.hub.export import export_run
     from tscu_tui.engine.hub.model_card import render_card, write_run_card
     from tscu_tui.engine.hub.run import open_run
 
-    if not (default_export_dir(run_dir, "peft") / PEFT_WEIGHTS).is_file():
-        try:
-            export_run(run_dir, "peft", base_model=base_model, progress=say)
-        except ExportError as exc:
-            say(f"no PEFT export ({exc}); uploading the mlx-lm adapter only")
-    if not (run_dir / CARD_FILE).is_file():
-        write_run_card(run_dir)
-    text = render_card(open_run(run_dir), target="hub", base_model=base_model,
+    if not base_model and has_peft_export(run_dir):  # keep an earlier --base-model
+        config = json.loads((default_export_dir(run_dir, "peft") / PEFT_CONFIG).read_text())
+        base_model = config.get("base_model_name_or_path") or None
+    try:
+        export_run(run_dir, "peft", base_model=base_model, progress=say)
+    except ExportError as exc:
+        say(f"no PEFT export ({exc}); uploading the mlx-lm adapter only")
+    write_run_card(run_dir)
+    target = "hub" if has_peft_export(run_dir) else "run"
+    text = render_card(open_run(run_dir), target=target, base_model=base_model,
                        repo_id=repo_id)
     return text.encode("utf-8")
 
