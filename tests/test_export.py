@@ -216,3 +216,21 @@ def test_model_card_reports_measured_energy_with_units(run_dir):
     assert "average 61.5 C, max 70.0 C" in card and "source `rapl`, kind `measured`" in card
     card = render_card(replace(run, analysis={**measured, "telemetry_kind": "simulated"}))
     assert "simulated readings, not a hardware measurement" in card
+
+
+def test_a_failed_export_leaves_nothing_and_never_replaces_other_folders(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    config = json.loads((run / "adapter_config.json").read_text())
+    (run / "adapter_config.json").write_text(
+        json.dumps({**config, "model": "mlx-community/Unknown-Model-4bit"}))
+    with pytest.raises(ExportError, match="--base-model"):
+        export_run(run, "peft")
+    assert not (run / "export" / "peft").exists()
+    assert not list((run / "export").glob(".*"))  # no staging folder left behind
+
+    with pytest.raises(ExportError, match="not an earlier tscu export"):
+        export_run(run_dir, "mlx", output=run)  # would have swapped out the run itself
+    assert (run / "mlx_config.json").is_file()
+    out = export_run(run_dir, "mlx", output=tmp_path / "again")
+    assert export_run(run_dir, "mlx", output=out) == out  # an earlier export is replaced

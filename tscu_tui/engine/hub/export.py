@@ -7,6 +7,7 @@ looks valid.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from tscu_tui.engine.hub.run import RunFolder, open_run
 from tscu_tui.engine.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 FORMATS = ("mlx", "peft", "fused")
+#: written into every export; only a folder holding it may be replaced by a new export
+EXPORT_MARKER = ".tscu-export.json"
 
 Progress = Callable[[str], None]
 
@@ -39,6 +42,7 @@ def export_run(run_dir: str | Path, fmt: str, *, output: str | Path | None = Non
         raise ExportError("--dequantize applies only to --format fused")
     run = open_run(run_dir, adapter)
     target = Path(output).expanduser() if output else default_export_dir(run.path, fmt)
+    _check_replaceable(target)
     say = progress or (lambda message: None)
     say(f"exporting {fmt} from {run.adapter_dir}")
     try:
@@ -56,10 +60,20 @@ def export_run(run_dir: str | Path, fmt: str, *, output: str | Path | None = Non
             card = render_card(run, target=fmt, base_model=base or base_model,
                                dequantized=dequantize)
             (staging / "README.md").write_text(card)
+            (staging / EXPORT_MARKER).write_text(json.dumps(
+                {"format": fmt, "run_dir": str(run.path), "adapter": adapter}) + "\n")
     except OSError as exc:
         raise ExportError(f"cannot write the export to {target}: {exc}") from None
     say(f"wrote {target}")
     return target
+
+
+def _check_replaceable(target: Path) -> None:
+    """Never swap out a folder that is not an earlier export (a run, a home folder...)."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) \
+            and not (target / EXPORT_MARKER).is_file():
+        raise ExportError(f"{target} exists and is not an earlier tscu export; choose another "
+                          "--output or remove it")
 
 
 def _copy_mlx_pair(run: RunFolder, folder: Path) -> None:
