@@ -227,6 +227,8 @@ def _data_line(run: RunFolder) -> str:
             meta = {}
     source = meta.get("source", {})
     name = source.get("dataset") or run.config.get("data", {}).get("dataset") or "not recorded"
+    if Path(name).is_absolute():  # a local file: its name, not this machine's layout
+        name = Path(name).name
     kind = f" ({source['kind']})" if source.get("kind") else ""
     block = meta.get("block_size") or run.config.get("data", {}).get("block_size")
     digest = run.summary.get("dataset_hash")
