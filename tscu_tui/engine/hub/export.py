@@ -42,7 +42,8 @@ def export_run(run_dir: str | Path, fmt: str, *, output: str | Path | None = Non
         raise ExportError("--dequantize applies only to --format fused")
     run = open_run(run_dir, adapter)
     target = Path(output).expanduser() if output else default_export_dir(run.path, fmt)
-    _check_replaceable(target)
+    if output:  # RUN_DIR/export/FORMAT is ours to replace
+        _check_replaceable(target)
     say = progress or (lambda message: None)
     say(f"exporting {fmt} from {run.adapter_dir}")
     try:
