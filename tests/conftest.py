@@ -20,3 +20,14 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_dataset(PrepareOptions(dataset=str(DEMO_CORPUS), model=EMBEDDED_MODEL, output_dir=out,
                                    block_size=64, validation_fraction=0.05, max_tokens=120_000))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished 12-step run of the embedded model, shared by the export/push tests."""
+    from runs import tiny_config, train
+
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    events, _ = train(tiny_config(demo_data, out))
+    assert type(events[-1]).__name__ == "RunFinished"
+    return out

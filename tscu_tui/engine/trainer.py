@@ -42,6 +42,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models import load_model
 from tscu_tui.engine.objective import budget, make_objective, penalty_scale, sum_of_squares
 from tscu_tui.engine.outputs import write_outputs
@@ -479,18 +480,27 @@ class Trainer:
             "final_heldout_bpt": p.last_bpt, "final_lambda": self.lambda_reg,
             "base_model": cfg.model.name, "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
-            "device": str(mx.default_device()),
+            "device": str(mx.default_device()), "hardware": hardware_facts(),
             **(self.thermal.summary() if self.thermal else {}),
         }
         args = {"train": to_dict(cfg)["train"], "lora": self.adapter_config,
                 "scu": to_dict(cfg)["scu"], "penalty_scale": self.scale,
                 "resumed": self.resume}
         write_outputs(self.run_dir, cfg, self._recorder.history, summary, args)
+        self._write_card()
         event = RunFinished(step=p.step, reason=reason,
                             best_bpt=summary["best_heldout_bpt"], final_bpt=p.last_bpt,
                             duration_s=wall_s, run_dir=str(self.run_dir))
         self.emit(event)
         return event
+
+
+    def _write_card(self) -> None:
+        """README.md for the run; a card that fails must not fail a finished run."""
+        try:
+            write_run_card(self.run_dir)
+        except Exception as exc:
+            self.log(f"model card not written: {type(exc).__name__}: {exc}", "warning")
 
 
 def _leaves(tree: Any) -> list[mx.array]:

@@ -1,0 +1,23 @@
+"""Share a finished run: adapter exports, a model card and a Hugging Face Hub upload.
+
+- `run.open_run`: a run folder checked once, its files read once
+- `peft_export`: the mlx-lm adapter as a PEFT adapter for the full-precision base
+- `fused`: base and adapter fused into one model (mlx-lm's fuse)
+- `export.export_run`: one entry point for `--format mlx|peft|fused`
+- `model_card`: README.md generated from the run's files
+- `push`: upload to the Hub; the token is read from the environment, never stored
+
+Modules import mlx, numpy or huggingface_hub only when a function needs them.
+"""
+
+from __future__ import annotations
+
+from tscu_tui.engine.errors import TscuError
+
+
+class ExportError(TscuError):
+    """A run cannot be exported (missing folder, no adapter, unsupported layout)."""
+
+
+class HubError(TscuError):
+    """An upload to the Hugging Face Hub failed: token, repo id, network or permission."""
