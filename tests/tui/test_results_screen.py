@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub
 from runs import tiny_config, train
 from textual.widgets import DataTable, Sparkline, Static, TabbedContent
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import load_config
-from tscu_tui.engine.errors import TscuError
 from tscu_tui.screens.error import ErrorDialog
-from tscu_tui.screens.results import HUB_MISSING, ResultsScreen
+from tscu_tui.screens.results import ResultsScreen
 from tscu_tui.screens.upload import UploadDialog
 from tscu_tui.widgets.metric_panel import MetricPanel
 
@@ -152,17 +150,14 @@ async def test_upload_without_a_token_says_so_in_one_line(recorded, tmp_path, mo
     app = results_app('hub.hub_model_id="someone/tscu-demo"')
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4", "u")
-        screen = app.screen_stack[1] if len(app.screen_stack) > 1 else app.screen
-        if isinstance(app.screen, UploadDialog):  # the [hub] work has landed
-            assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo"
-            await pilot.press("enter")
-            results = app.get_screen("results")
-            await until(pilot, lambda: not results.uploading)
-            line = text(results, "#activity")
-            assert line.startswith("upload failed: ") and "\n" not in line
-            await until(pilot, lambda: isinstance(app.screen, ErrorDialog))
-        else:
-            assert text(screen, "#activity") == HUB_MISSING
+        assert isinstance(app.screen, UploadDialog)
+        assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo"
+        await pilot.press("enter")
+        results = app.get_screen("results")
+        await until(pilot, lambda: not results.uploading)
+        line = text(results, "#activity")
+        assert line.startswith("upload failed: no Hugging Face token") and "\n" not in line
+        await until(pilot, lambda: isinstance(app.screen, ErrorDialog))
 
 
 @pytest.mark.asyncio
@@ -226,48 +221,36 @@ def test_compare_snapshot(snap_compare, recorded):
                         press=["4", "m", "down", "m"])
 
 
-@pytest.fixture
-def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str, bool]]:
-    """A stand-in for the [hub] issue's push_run: first call succeeds, later ones fail."""
-    calls: list[tuple[Path, str, bool]] = []
-
-    def push_run(run_dir: Path, repo_id: str, *, private: bool = True, revision: str = "",
-                 progress=None) -> str:
-        calls.append((run_dir, repo_id, private))
-        if progress is not None:
-            progress("uploading adapters.safetensors")
-        if len(calls) > 1:
-            raise TscuError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
-        return f"https://huggingface.co/{repo_id}"
-
-    hub, push = types.ModuleType("tscu_tui.engine.hub"), types.ModuleType("push")
-    push.push_run = push_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tscu_tui.engine.hub", hub)
-    monkeypatch.setitem(sys.modules, "tscu_tui.engine.hub.push", push)
-    return calls
-
-
 @pytest.mark.asyncio
-async def test_upload_key_asks_for_the_repo_then_reports_url_or_error(recorded, fake_hub):
+async def test_upload_key_loopback_fake_hub_reports_url_then_refusal_and_retry(
+        recorded, tmp_path, monkeypatch):
+    """The real push_run, against the fake Hub on loopback (the network boundary)."""
+    monkeypatch.setenv("HF_TOKEN", "hf_loopback_test")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     app = results_app('hub.hub_model_id="someone/tscu-demo"')
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4", "down", "u")
-        assert isinstance(app.screen, UploadDialog)
-        await pilot.press("end", "2", "enter")  # edit the prefilled id
-        results = app.get_screen("results")
-        await until(pilot, lambda: not results.uploading)
-        assert fake_hub == [(Path("runs/demo-simulated"), "someone/tscu-demo2", True)]
-        assert text(results, "#activity") == "uploaded: https://huggingface.co/someone/tscu-demo2"
-        await pilot.press("u")  # the retry dialog keeps the last repo id
-        assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo2"
-        await pilot.press("enter")
-        await until(pilot, lambda: not results.uploading)
-        assert text(results, "#activity") == (
-            "upload failed: no Hugging Face token: set HF_TOKEN or run `hf auth login` "
-            "(press u to retry)")
-        await until(pilot, lambda: isinstance(app.screen, ErrorDialog))  # the app's dialog
-        await pilot.press("escape", "u", "escape")  # escape cancels the dialog
-        assert len(fake_hub) == 2 and app.screen is results
+    with FakeHub() as ok, FakeHub(status=401) as refused:
+        monkeypatch.setenv("HF_ENDPOINT", ok.endpoint)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("4", "down", "u")
+            assert isinstance(app.screen, UploadDialog)
+            await pilot.press("end", "2", "enter")  # edit the prefilled id
+            results = app.get_screen("results")
+            await until(pilot, lambda: not results.uploading)
+            assert text(results, "#activity") == f"uploaded: {ok.endpoint}/someone/tscu-demo2"
+            uploaded = {key.split(":", 1)[1] for key in ok.files}
+            assert {"README.md", "adapter_model.safetensors", "mlx/adapters.safetensors"} <= uploaded
+            assert all(key.startswith("someone/tscu-demo2@main:") for key in ok.files)
+            monkeypatch.setenv("HF_ENDPOINT", refused.endpoint)
+            await pilot.press("u")  # the retry dialog keeps the last repo id
+            assert app.screen.query_one("#upload-repo").value == "someone/tscu-demo2"
+            await pilot.press("enter")
+            await until(pilot, lambda: not results.uploading)
+            line = text(results, "#activity")
+            assert line.startswith("upload failed: ") and "(401" in line
+            assert line.endswith("(press u to retry)") and "hf_loopback_test" not in line
+            await until(pilot, lambda: isinstance(app.screen, ErrorDialog))  # the app's dialog
+            await pilot.press("escape", "u", "escape")  # escape cancels the dialog
+            assert app.screen is results and refused.requests
 
 
 @pytest.mark.asyncio

@@ -33,7 +33,6 @@ from tscu_tui.widgets.run_columns import COLUMNS, run_name, sort_key
 from tscu_tui.widgets.run_compare import RunCompareView
 from tscu_tui.widgets.run_detail import RunDetailView, headline
 
-HUB_MISSING = "Hub upload is not available yet (the [hub] issue)"
 SAMPLE_WORKER = "Sample generation"
 UPLOAD_WORKER = "Hub upload"
 LIVE_POLL_S = 2.0  # how often a run still being written is re-read while shown
@@ -321,15 +320,6 @@ class ResultsScreen(TscuScreen):
             return
         if self.uploading:
             self.notify("An upload is already running.", severity="warning")
-            return
-        try:
-            from tscu_tui.engine.hub.push import push_run  # noqa: F401
-        except ModuleNotFoundError as exc:
-            if exc.name in ("tscu_tui.engine.hub", "tscu_tui.engine.hub.push"):
-                self._activity(HUB_MISSING)
-                self.notify(HUB_MISSING, severity="warning")
-                return
-            self.tscu.show_error("Hub upload is not available", one_line(exc))
             return
         hub = self.tscu.config.hub
         dialog = UploadDialog(run_name(run.path), self._last_repo_id or hub.hub_model_id,

@@ -13,6 +13,7 @@ JSON files and logs. Checkpoints, other exports and temp files stay local.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,7 +126,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, revisio
     token = read_token()
     card = _prepare(run.path, repo_id, base_model, say)
     items = upload_plan(run.path)
-    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     try:
         with _timeouts():
             return _upload(run.path, repo_id, token, endpoint, items, card, private,
