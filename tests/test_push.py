@@ -194,3 +194,23 @@ def test_push_loopback_fake_hub_without_a_known_base_uploads_the_mlx_pair_at_the
                    for name in uploaded)
     assert "hf download someone/tiny --local-dir adapter" in \
         hub.files["someone/tiny@main:README.md"].decode()
+
+
+def test_push_loopback_fake_hub_after_training_when_config_asks(run_dir, tmp_path, monkeypatch,
+                                                                capsys):
+    from tscu_tui.commands.train import push_if_asked
+    from tscu_tui.engine.config import load_config
+    from tscu_tui.engine.errors import TscuError
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    asked = load_config(None, ["hub.push_to_hub=true", 'hub.hub_model_id="someone/after"'])
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        push_if_asked(load_config(None), str(run_dir))  # push_to_hub off: nothing sent
+        assert not hub.requests
+        push_if_asked(asked, str(run_dir))
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"{hub.endpoint}/someone/after"
+    assert any(key.startswith("someone/after@main:") for key in hub.files)
+    with pytest.raises(TscuError, match="hub.hub_model_id is empty"):
+        push_if_asked(load_config(None, ["hub.push_to_hub=true"]), str(run_dir))

@@ -238,7 +238,8 @@ async def test_upload_key_loopback_fake_hub_reports_url_then_refusal_and_retry(
             await until(pilot, lambda: not results.uploading)
             assert text(results, "#activity") == f"uploaded: {ok.endpoint}/someone/tscu-demo2"
             uploaded = {key.split(":", 1)[1] for key in ok.files}
-            assert {"README.md", "adapter_model.safetensors", "mlx/adapters.safetensors"} <= uploaded
+            assert {"README.md", "adapter_model.safetensors",
+                    "mlx/adapters.safetensors"} <= uploaded
             assert all(key.startswith("someone/tscu-demo2@main:") for key in ok.files)
             monkeypatch.setenv("HF_ENDPOINT", refused.endpoint)
             await pilot.press("u")  # the retry dialog keeps the last repo id

@@ -73,7 +73,23 @@ def run_training(config: Config, *, resume: bool = False, logging_steps: int | N
     return outcome, display
 
 
+def push_if_asked(config: Config, run_dir: str) -> None:
+    """`hub.push_to_hub = true`: upload the finished run to `hub.hub_model_id`."""
+    hub = config.hub
+    if not hub.push_to_hub:
+        return
+    if not hub.hub_model_id:
+        raise TscuError("hub.push_to_hub is true but hub.hub_model_id is empty; set it, or "
+                        f"upload later with `tscu push {run_dir} --repo-id USER/NAME`")
+    from tscu_tui.engine.hub.push import push_run
+
+    url = push_run(run_dir, hub.hub_model_id, private=hub.private, revision=hub.revision,
+                   progress=lambda line: print(line, flush=True))
+    print(url)
+
+
 def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
-    run_training(config, resume=args.resume)
+    outcome, _ = run_training(config, resume=args.resume)
+    push_if_asked(config, outcome.run_dir)
     return 0
