@@ -35,6 +35,8 @@ GIB = 1024**3
 MIB = 1024**2
 MARGIN_SHARE = 0.10  # allocator slack and fragmentation, as a share of the arrays
 RUNTIME_BYTES = 512 * MIB  # Python, MLX, tokenizer, data and the UI around the arrays
+#: Hugging Face cache to look in; None = huggingface_hub's own (tests point it elsewhere)
+HF_CACHE_DIR: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def _config_file(name: str, revision: str) -> Path | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(name, "config.json", revision=revision or None)
+        cached = try_to_load_from_cache(name, "config.json", revision=revision or None,
+                                        cache_dir=HF_CACHE_DIR)
     except Exception:  # an invalid repo id or a damaged cache: fall back to the table
         return None
     return Path(cached) if isinstance(cached, str) else None
@@ -181,8 +184,8 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"peak ~{gib(self.total)} ({self.source}) vs {gib(self.available)} free: "
-                f"{verdict}")
+        return (f"peak ~{gib(self.total)} vs {gib(self.available)} free, {verdict} "
+                f"({self.source})")
 
     def breakdown(self) -> str:
         parts = [("weights", self.weights), ("fp32 copies", self.dequantized),
