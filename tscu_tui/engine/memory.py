@@ -226,8 +226,10 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
 
     tokens = train.batch_size * config.data.block_size
     q, kv = shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
-    lora_saved = sum(lora.r + n_out + (n_in if lora.dropout > 0 else 0)
-                     for n_in, n_out in targets.values())
+    # A frozen matmul's backward needs only its weight; LoRA's needs x @ A (and the
+    # dropped-out input when dropout makes one).
+    lora_saved = sum(lora.r + (n_in if lora.dropout > 0 else 0)
+                     for n_in, _ in targets.values())
     per_token = 5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved
     attention = train.batch_size * shape.num_heads * config.data.block_size ** 2
     per_layer = (tokens * per_token + attention) * float_bytes

@@ -18,7 +18,8 @@ class Preset:
 def _description(path: Path) -> str:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
-            return line.lstrip("# ").strip()
+            text = line.lstrip("# ").strip()
+            return text.removeprefix(f"tscu {path.stem} preset: ")
     return ""
 
 

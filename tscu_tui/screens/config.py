@@ -14,6 +14,7 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -237,12 +238,17 @@ class ConfigScreen(TscuScreen):
         self.cancel_edit()
         self.commit(key, parse_text(self.section_object(), key, event.value))
 
-    def cancel_edit(self) -> None:
+    def cancel_edit(self, *, focus_table: bool = True) -> None:
         if self.editing is None:
             return
         self.editing = None
         self.query_one("#editor").display = False
-        self.query_one("#fields", DataTable).focus()
+        if focus_table:
+            self.query_one("#fields", DataTable).focus()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if event.widget.id == "editor-input":  # tabbed or clicked away: drop the edit
+            self.cancel_edit(focus_table=False)
 
     def action_cancel_edit(self) -> None:
         self.cancel_edit()
