@@ -43,8 +43,12 @@ from tscu_tui.screens.preset_picker import PresetPicker
 MAX_VALUE_WIDTH = 40  # longer values are cut in the table; the editor shows them whole
 
 
+def full(value: Any) -> str:
+    return value_text(value) if value != "" else '""'
+
+
 def shown(value: Any) -> str:
-    text = value_text(value) if value != "" else '""'
+    text = full(value)
     return text if len(text) <= MAX_VALUE_WIDTH else text[:MAX_VALUE_WIDTH - 1] + "…"
 
 
@@ -154,10 +158,11 @@ class ConfigScreen(TscuScreen):
             return
         section = self.section_object()
         help_text = section_fields(section)[key].metadata["help"]
-        default = shown(default_of(section, key))
+        saved = getattr(getattr(self.saved, self.section), key)
+        in_file = f" Saved: {full(saved)}." if self.changed(self.section, key) else ""
         self.query_one("#help", Static).update(
             f"{self.section}.{key}: {help_text} Allowed: {describe_allowed(section, key)}. "
-            f"Default: {default}.")
+            f"Default: {full(default_of(section, key))}.{in_file}")
 
     def refresh_status(self) -> None:
         problems = [p.removeprefix("working config: ")
@@ -260,6 +265,7 @@ class ConfigScreen(TscuScreen):
         self.refresh_row(key)
         self.refresh_sections()
         self.refresh_status()
+        self.show_help()
 
     def publish(self) -> None:
         self.tscu.set_config(deepcopy(self.working))
