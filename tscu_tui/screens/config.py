@@ -39,17 +39,7 @@ from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import TscuScreen
 from tscu_tui.screens.preset_picker import PresetPicker
-
-MAX_VALUE_WIDTH = 40  # longer values are cut in the table; the editor shows them whole
-
-
-def full(value: Any) -> str:
-    return value_text(value) if value != "" else '""'
-
-
-def shown(value: Any) -> str:
-    text = full(value)
-    return text if len(text) <= MAX_VALUE_WIDTH else text[:MAX_VALUE_WIDTH - 1] + "…"
+from tscu_tui.widgets.field_table import FieldTable, full
 
 
 def saved_config(config_path: object, fallback: Config) -> Config:
@@ -84,7 +74,7 @@ class ConfigScreen(TscuScreen):
             yield OptionList(*[Option(name, id=name) for name in sections(Config())],
                              id="sections")
             with Vertical(id="fields-pane"):
-                yield DataTable(id="fields", cursor_type="row")
+                yield FieldTable(id="fields")
                 with Vertical(id="editor"):
                     yield Input(id="editor-input", select_on_focus=False)
                     yield Static(id="editor-message", markup=False)
@@ -105,11 +95,12 @@ class ConfigScreen(TscuScreen):
     def section_object(self, name: str | None = None) -> object:
         return getattr(self.working, name or self.section)
 
+    @property
+    def table(self) -> FieldTable:
+        return self.query_one("#fields", FieldTable)
+
     def focused_key(self) -> str | None:
-        table = self.query_one("#fields", DataTable)
-        if table.row_count == 0:
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return self.table.cursor_key
 
     def changed(self, section: str, key: str) -> bool:
         return bool(getattr(getattr(self.working, section), key)
@@ -123,28 +114,14 @@ class ConfigScreen(TscuScreen):
         self.refresh_status()
 
     def fill_table(self) -> None:
-        table = self.query_one("#fields", DataTable)
-        row = table.cursor_row
-        table.clear(columns=True)  # columns as wide as this section needs
-        table.add_column(" ", key="mark", width=1)
-        table.add_column("field", key="key")
-        table.add_column("value", key="value")
-        section = self.section_object()
-        for key in section_fields(section):
-            table.add_row(self.mark(self.section, key), key, shown(getattr(section, key)),
-                          key=key)
-        table.move_cursor(row=min(row, table.row_count - 1))
-        self.query_one("#fields-pane").border_title = f"{self.section} ({table.row_count} fields)"
+        self.table.show(self.section_object(), getattr(self.saved, self.section))
+        self.query_one("#fields-pane").border_title = (
+            f"{self.section} ({self.table.row_count} fields)")
         self.show_help()
 
-    def mark(self, section: str, key: str) -> str:
-        return "*" if self.changed(section, key) else " "
-
     def refresh_row(self, key: str) -> None:
-        table = self.query_one("#fields", DataTable)
-        table.update_cell(key, "mark", self.mark(self.section, key))
-        table.update_cell(key, "value", shown(getattr(self.section_object(), key)),
-                          update_width=True)
+        self.table.update_field(key, getattr(self.section_object(), key),
+                                getattr(getattr(self.saved, self.section), key))
 
     def refresh_sections(self) -> None:
         options = self.query_one("#sections", OptionList)
@@ -187,12 +164,12 @@ class ConfigScreen(TscuScreen):
         if event.option_list.id == "sections" and event.option.id != self.section:
             self.cancel_edit()
             self.section = event.option.id or "model"
-            self.query_one("#fields", DataTable).move_cursor(row=0)
+            self.table.move_cursor(row=0)
             self.fill_table()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option_list.id == "sections":
-            self.query_one("#fields", DataTable).focus()
+            self.table.focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_help()
@@ -249,7 +226,7 @@ class ConfigScreen(TscuScreen):
         self.editing = None
         self.query_one("#editor").display = False
         if focus_table:
-            self.query_one("#fields", DataTable).focus()
+            self.table.focus()
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if event.widget.id == "editor-input":  # tabbed or clicked away: drop the edit
