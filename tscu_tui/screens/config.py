@@ -268,7 +268,11 @@ class ConfigScreen(TscuScreen):
             self.tscu.show_error("Config not saved", problems[0])
             return
         path = self.tscu.config_path
-        save_config(path, self.working)
+        try:
+            save_config(path, self.working)
+        except OSError as exc:
+            self.tscu.show_error("Config not saved", f"cannot write {path}: {exc.strerror}")
+            return
         self.saved = deepcopy(self.working)
         self.publish()
         self.refresh_all()
