@@ -62,3 +62,9 @@ def test_warning_only_when_it_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> N
     assert "train.batch_size" in warning
     monkeypatch.setattr(memory, "available_memory", lambda: 1024 * GIB)
     assert memory_warning(config) is None
+
+
+def test_the_prepared_block_size_wins(demo_data) -> None:
+    config = load_config(None, [f'data.path="{demo_data}"', "data.block_size=1024"])
+    estimate = estimate_memory(config, available=64 * GIB)
+    assert estimate is not None and (estimate.batch_size, estimate.block_size) == (2, 64)

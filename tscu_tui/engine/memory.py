@@ -10,10 +10,16 @@ The estimate adds up what a training step keeps alive at its peak:
 - LoRA parameters in float32 with their gradient, the accumulated gradient and
   AdamW's two moments;
 - activations saved for the backward pass of the adapted layers (attention
-  probabilities included), for batch_size x block_size tokens;
+  probabilities included), for batch_size x block_size tokens (the prepared
+  dataset's block size when data.path holds one: that is what training reads);
 - the logits and their softmax/gradient (vocab x tokens x 3 copies, often the
   single largest term);
 - a margin for the allocator, the runtime, the tokenizer and the data.
+
+Checked against `mx.get_peak_memory()` of real training steps on the CPU backend:
+the embedded model at 8 x 64, 8 x 128 and 16 x 256 tokens within 7 % of the arrays
+estimated here, and a 2-layer model with Qwen3-4B's layer widths (hidden 2,560,
+MLP 9,728, 32/8 heads, r = 32) at 1 x 512 and 2 x 1,024 within 2 % and 10 %.
 
 The shape comes from the model's config.json (the embedded model, a local
 folder or the Hugging Face cache, never the network); when it cannot be read
@@ -168,6 +174,8 @@ class MemoryEstimate:
     margin: int
     available: int
     source: str  # "from config.json" | "from the built-in table"
+    batch_size: int
+    block_size: int  # tokens per block: the prepared dataset's, else data.block_size
 
     @property
     def arrays(self) -> int:
@@ -184,8 +192,8 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"peak ~{gib(self.total)} vs {gib(self.available)} free, {verdict} "
-                f"({self.source})")
+        return (f"peak ~{gib(self.total)} for {self.batch_size} x {self.block_size} tokens vs "
+                f"{gib(self.available)} free, {verdict} ({self.source})")
 
     def breakdown(self) -> str:
         parts = [("weights", self.weights), ("fp32 copies", self.dequantized),
@@ -198,8 +206,18 @@ def gib(size: int) -> str:
     return f"{size / GIB:.1f} GiB" if size >= GIB / 10 else f"{size / MIB:.0f} MiB"
 
 
+def prepared_block_size(data_path: str) -> int | None:
+    """Block size of the dataset prepared at `data_path`, if there is one."""
+    try:
+        meta = json.loads((Path(data_path) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    size = meta.get("block_size") if isinstance(meta, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 2 else None
+
+
 def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, available: int,
-                       source: str) -> MemoryEstimate:
+                       source: str, block_size: int | None = None) -> MemoryEstimate:
     lora, train = config.lora, config.train
     layers = shape.num_layers
     adapted = layers if lora.num_layers in (-1, 0) else min(lora.num_layers, layers)
@@ -224,14 +242,15 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     lora_params = adapted * sum(lora.r * (n_in + n_out) for n_in, n_out in targets.values())
     lora_bytes = lora_params * 4 * 5  # weight, gradient, accumulated gradient, 2 moments
 
-    tokens = train.batch_size * config.data.block_size
+    block = block_size or config.data.block_size
+    tokens = train.batch_size * block
     q, kv = shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
     # A frozen matmul's backward needs only its weight; LoRA's needs x @ A (and the
     # dropped-out input when dropout makes one).
     lora_saved = sum(lora.r + (n_in if lora.dropout > 0 else 0)
                      for n_in, _ in targets.values())
     per_token = 5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved
-    attention = train.batch_size * shape.num_heads * config.data.block_size ** 2
+    attention = train.batch_size * shape.num_heads * block ** 2
     per_layer = (tokens * per_token + attention) * float_bytes
     activations = (adapted + 1) * per_layer  # saved ones plus the layer being computed
     logits = tokens * v * (2 * float_bytes + 4)  # logits, float32 softmax, their gradient
@@ -240,7 +259,8 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     margin = int(arrays * MARGIN_SHARE) + RUNTIME_BYTES
     return MemoryEstimate(weights=weights, dequantized=dequantized, lora=lora_bytes,
                           activations=activations, logits=logits, margin=margin,
-                          available=available, source=source)
+                          available=available, source=source, batch_size=train.batch_size,
+                          block_size=block)
 
 
 def estimate_memory(config: Config, *, cpu: bool | None = None,
@@ -255,7 +275,8 @@ def estimate_memory(config: Config, *, cpu: bool | None = None,
     shape, source = found
     return estimate_for_shape(shape, config, cpu=runs_on_cpu() if cpu is None else cpu,
                               available=available_memory() if available is None else available,
-                              source=source)
+                              source=source,
+                              block_size=prepared_block_size(config.data.path))
 
 
 def memory_warning(config: Config) -> str | None:
@@ -263,6 +284,7 @@ def memory_warning(config: Config) -> str | None:
     estimate = estimate_memory(config)
     if estimate is None or estimate.fits:
         return None
-    return (f"This run needs about {gib(estimate.total)} at its peak "
-            f"({estimate.source}) but only {gib(estimate.available)} is free; lower "
-            "train.batch_size or data.block_size, or close other programs.")
+    return (f"This run needs about {gib(estimate.total)} at its peak for "
+            f"{estimate.batch_size} x {estimate.block_size} tokens ({estimate.source}) but "
+            f"only {gib(estimate.available)} is free; lower train.batch_size, or "
+            "data.block_size and prepare the data again, or close other programs.")
