@@ -165,3 +165,14 @@ def test_config_screen_snapshot(app: TscuApp, snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=edit)
+
+
+@pytest.mark.asyncio
+async def test_keys_section_remaps_at_once(app: TscuApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_field(pilot, 9, 10)  # keys.save_config
+        await pilot.press("enter", *"ctrl", "plus", "w", "enter")
+        assert app.config.keys.save_config == "ctrl+w"
+        await pilot.press("ctrl+w")  # the new key saves
+        await pilot.pause()
+    assert 'save_config = "ctrl+w"' in app.config_path.read_text()
