@@ -232,8 +232,10 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     weights = int(matrix_params * per_param) + norms * float_bytes
 
     dequantized = 0
-    if quantized and cpu:  # layers the gradient passes through, the output projection, and
-        kept = adapted * shape.layer_params() + v * h  # one transient layer below them
+    if quantized and cpu:
+        # Kept from forward to backward: the layers the gradient passes through and the
+        # output projection; below them, one layer's copy at a time.
+        kept = adapted * shape.layer_params() + v * h
         transient = shape.layer_params() if adapted < layers else 0
         dequantized = 4 * (kept + transient)
 
