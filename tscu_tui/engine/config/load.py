@@ -82,6 +82,18 @@ def check_value(section: object, key: str, value: Any) -> tuple[Any, bool]:
     return value, high is None or value <= high
 
 
+def field_problem(section_name: str, section: object, key: str, value: Any) -> str | None:
+    """`section.key = value: must be ...` when `value` is not allowed, else None.
+
+    The one wording of a bad value: the loader prefixes it with file and line,
+    the config screen shows it under the field being edited.
+    """
+    if check_value(section, key, value)[1]:
+        return None
+    return (f"{section_name}.{key} = {_fmt(value)}: must be "
+            f"{describe_allowed(section, key)}")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -118,12 +130,11 @@ class _Collector:
         if key not in section_fields(section):
             self.unknown(where, name)
             return
-        coerced, ok = check_value(section, key, value)
-        if not ok:
-            self.problems.append(f"{where}: {name} = {_fmt(value)}: must be "
-                                 f"{describe_allowed(section, key)}")
+        problem = field_problem(section_name, section, key, value)
+        if problem:
+            self.problems.append(f"{where}: {problem}")
             return
-        setattr(section, key, coerced)
+        setattr(section, key, check_value(section, key, value)[0])
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
