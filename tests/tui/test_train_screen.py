@@ -174,10 +174,10 @@ def test_every_binding_id_is_a_keys_field_and_in_the_palette():
     from tscu_tui.app import SCREENS
     from tscu_tui.engine.config import KeysConfig
 
-    ids = {b.id for b in TscuApp.BINDINGS}
-    for screen in SCREENS.values():
-        ids |= {b.id for b in screen.BINDINGS}
-    assert ids == {f.name for f in fields(KeysConfig)}
+    bindings = [*TscuApp.BINDINGS, *(b for s in SCREENS.values() for b in s.BINDINGS)]
+    assert {b.id for b in bindings if b.id} == {f.name for f in fields(KeysConfig)}
+    # Only the universal escape/enter conventions go without an id (and a [keys] field).
+    assert {b.key for b in bindings if not b.id} <= {"escape", "enter"}
 
 
 @pytest.mark.asyncio
@@ -190,4 +190,28 @@ async def test_palette_offers_every_screen_action(tmp_path):
     for name, screen in SCREENS.items():
         assert f"Go to {name}" in titles
         for binding in screen.BINDINGS:
-            assert f"{name.title()}: {binding.description}" in titles
+            if binding.id:
+                assert f"{name.title()}: {binding.description}" in titles
+
+
+@pytest.mark.asyncio
+async def test_a_run_that_will_not_fit_asks_before_starting(demo_data, tmp_path, monkeypatch):
+    import tscu_tui.engine.memory as memory
+    from tscu_tui.screens.confirm import ConfirmDialog
+
+    # Free memory is this machine's reading; pretend only 1 MiB is free.
+    monkeypatch.setattr(memory, "available_memory", lambda: 1 << 20)
+    out = tmp_path / "run"
+    app = TscuApp(tiny_config(demo_data, out, "train.max_steps=4"), tmp_path / "tscu.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "only 1 MiB is free" in str(app.screen.query_one("#confirm-text").render())
+        await pilot.press("n")
+        assert app.screen is screen and screen.state == "idle" and not app.mlx_busy()
+        assert "not started: This run needs about" in "\n".join(screen.query_one("#log").lines)
+        await pilot.press("s")
+        await pilot.press("y")
+        await until(pilot, lambda: screen.state == "finished")
+    assert (out / "mlx_training_summary.json").exists()

@@ -35,6 +35,7 @@ from tscu_tui.engine.events import (
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
+from tscu_tui.screens.confirm import ConfirmDialog
 from tscu_tui.widgets.metric_panel import MetricPanel, fmt
 
 REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
@@ -141,6 +142,22 @@ class TrainScreen(TscuScreen):
             self.notify("Another MLX job is running; wait for it to finish.", severity="warning")
             return
         config = self.tscu.config
+        from tscu_tui.engine.memory import memory_warning
+
+        warning = memory_warning(config)
+        if warning is None:
+            self._begin(config)
+            return
+
+        def answered(go: bool | None) -> None:
+            if go and not self.is_training:
+                self._begin(config)
+            elif not go:
+                self._write_log(f"not started: {warning}")
+
+        self.app.push_screen(ConfirmDialog("This run may not fit in memory", warning), answered)
+
+    def _begin(self, config: Config) -> None:
         resume = self.stopped_run == config.output.dir
         self._reset_view()
         self.state = "starting"
