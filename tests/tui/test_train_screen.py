@@ -68,6 +68,10 @@ async def test_pause_save_stop_and_resume_are_single_keys(demo_data, tmp_path):
         screen = app.screen
         await pilot.press("s")
         await until(pilot, lambda: screen.last_step is not None)
+        await until(pilot, lambda: screen.state == "running")
+        await pilot.pause()
+        footer = {key.description for key in screen.query("FooterKey")}
+        assert {"Pause/Resume", "Stop", "Save now"} <= footer and "Start" not in footer
         await pilot.press("p")
         await until(pilot, lambda: screen.state == "paused")
         paused_at = screen.last_step.step

@@ -211,8 +211,11 @@ class TrainScreen(TscuScreen):
 
     def on_engine_events(self, message: EngineEvents) -> None:
         events = message.bridge.drain()
+        state = self.state
         for event in events:
             self.apply(event)
+        if self.state != state:
+            self.refresh_bindings()  # the footer shows only the keys that act now
         self._dirty = self._dirty or bool(events)
         if any(isinstance(e, RunStarted | RunFinished | RunFailed | StateEvent) for e in events):
             self.redraw()  # state changes show at once; steps wait for the next tick
