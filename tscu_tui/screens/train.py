@@ -36,7 +36,7 @@ from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
-from tscu_tui.widgets.metric_panel import MetricPanel, fmt
+from tscu_tui.widgets.metric_panel import MetricPanel, duration, fmt
 
 REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
 CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
@@ -47,14 +47,6 @@ PANELS = {
     "tokens-per-s": "tokens/s", "loss": "loss (nats/token)", "heldout": "held-out BPT",
     "s": "S vs S*", "lambda": "lambda",
 }
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "n/a"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def energy(joules: float) -> str:

@@ -12,17 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tscu_tui.engine.runs import RunSummary
-from tscu_tui.widgets.metric_panel import fmt
+from tscu_tui.widgets.metric_panel import duration, fmt
 
 NAME_WIDTH = 30
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def run_name(path: Path) -> str:
