@@ -101,6 +101,11 @@ class TscuApp(App[None]):
             return
         self.exit()
 
+    @property
+    def quitting(self) -> bool:
+        """Whether the app exits as soon as the running training has stopped."""
+        return self._quit_after_stop
+
     def training_ended(self) -> None:
         """Called by the train screen when its run is over (finished, stopped or failed)."""
         if self._quit_after_stop:

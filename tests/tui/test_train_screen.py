@@ -219,3 +219,26 @@ async def test_a_run_that_will_not_fit_asks_before_starting(demo_data, tmp_path,
         await pilot.press("y")
         await until(pilot, lambda: screen.state == "finished")
     assert (out / "mlx_training_summary.json").exists()
+
+
+@pytest.mark.asyncio
+async def test_push_to_hub_uploads_a_finished_run_loopback_fake_hub(demo_data, tmp_path,
+                                                                      monkeypatch):
+    from fake_hub import FakeHub
+
+    monkeypatch.setenv("HF_TOKEN", "hf_app_token")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    out = tmp_path / "run"
+    config = tiny_config(demo_data, out, "train.max_steps=4", "hub.push_to_hub=true",
+                         'hub.hub_model_id="someone/from-the-app"')
+    app = TscuApp(config, tmp_path / "tscu.toml")
+    with FakeHub() as hub:  # the network boundary, on loopback
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await pilot.press("s")
+            await until(pilot, lambda: "hub: uploaded: " in "\n".join(
+                screen.query_one("#log").lines))
+            log = "\n".join(screen.query_one("#log").lines)
+    assert f"hub: uploaded: {hub.endpoint}/someone/from-the-app" in log
+    assert "someone/from-the-app@main:README.md" in hub.files

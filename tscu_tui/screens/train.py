@@ -199,6 +199,28 @@ class TrainScreen(TscuScreen):
 
         follow_events(run_dir, self.bridge, self._follow_stop)
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="hub", name="Upload")
+    def _push(self, run_dir: str, repo_id: str, private: bool, revision: str) -> None:
+        from tscu_tui.engine.hub.push import push_run
+
+        def say(line: str) -> None:
+            self.app.call_from_thread(self._write_log, f"hub: {line}")
+
+        url = push_run(run_dir, repo_id, private=private, revision=revision, progress=say)
+        say(f"uploaded: {url}")
+
+    def _push_if_asked(self, run_dir: str) -> None:
+        """`hub.push_to_hub = true`: upload the finished run, as `tscu train` does."""
+        hub = self.tscu.config.hub
+        if not hub.push_to_hub:
+            return
+        if not hub.hub_model_id:
+            self._write_log("warning: hub.push_to_hub is true but hub.hub_model_id is empty; "
+                            "upload from the results screen (u)")
+            return
+        self._write_log(f"hub: uploading {run_dir} to {hub.hub_model_id}")
+        self._push(run_dir, hub.hub_model_id, hub.private, hub.revision)
+
     # -- events ----------------------------------------------------------------------------
 
     def on_engine_events(self, message: EngineEvents) -> None:
@@ -260,6 +282,8 @@ class TrainScreen(TscuScreen):
                           f" outputs in {event.run_dir}", "finished")
                 if event.reason == "stopped":
                     self.stopped_run = event.run_dir
+                if not self.read_only and not self.tscu.quitting:
+                    self._push_if_asked(event.run_dir)
             case RunFailed():
                 self._end(f"failed at step {event.step}: {event.reason}", "failed")
                 if not self.read_only:
