@@ -15,7 +15,8 @@ from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.models import EMBEDDED_MODEL
 from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
-from tscu_tui.screens.dataset import DatasetScreen, join_dataset, parse_field, split_dataset
+from tscu_tui.screens.dataset import DatasetScreen
+from tscu_tui.screens.dataset_form import join_dataset, parse_field, split_dataset
 
 DEADLINE_S = 30
 

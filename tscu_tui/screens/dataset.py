@@ -10,7 +10,6 @@ anything else reaches the app's error dialog.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import replace
@@ -24,8 +23,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker, WorkerState
 
-from tscu_tui.engine.config import Config, DataConfig, check_value, describe_allowed
-from tscu_tui.engine.config.load import field_type, section_fields
+from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.prep import (
     DatasetMeta,
@@ -38,92 +36,25 @@ from tscu_tui.engine.prep.preview import DatasetPreview
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import TscuScreen
+from tscu_tui.screens.dataset_form import (
+    BUILTIN_ALIASES,
+    FIELDS,
+    LABELS,
+    PLACEHOLDERS,
+    SOURCE_KINDS,
+    field_help,
+    join_dataset,
+    options_from_config,
+    parse_field,
+    split_dataset,
+)
 from tscu_tui.screens.error import one_line
 from tscu_tui.widgets.dataset_panels import MetaPanel, PreviewPanel, progress_text
 
-#: Select value -> label; the first three are built-in names that need no id or path
-SOURCE_KINDS = {"wikitext": "WikiText-103", "wikitext-2": "WikiText-2", "c4": "C4 (en, streamed)",
-                "hub": "Hugging Face id", "local": "Local file/folder"}
-BUILTIN_ALIASES = {"wikitext": "wikitext", "wikitext-103": "wikitext", "wikitext-2": "wikitext-2",
-                   "c4": "c4"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-#: input id -> [data] key, in screen order (the source id/path is handled with its kind)
-FIELDS = {"dataset-config": "dataset_config", "text-column": "text_column",
-          "block-size": "block_size", "max-tokens": "max_tokens",
-          "validation-fraction": "validation_fraction", "output-path": "path"}
-LABELS = {"source-kind": "Source", "source-id": "Id or path", "dataset-config": "Config name",
-          "text-column": "Text column", "block-size": "Block size", "max-tokens": "Token limit",
-          "validation-fraction": "Validation", "output-path": "Output folder"}
-PLACEHOLDERS = {"source-id": "owner/name or a path", "dataset-config": "default",
-                "max-tokens": "0 = no limit"}
-#: strings the loader accepts empty but a preparation cannot use
-REQUIRED = ("dataset", "text_column", "path")
 IDLE_TOTAL = 100
 PREP_GROUP = "dataset-prepare"
 PREVIEW_GROUP = "dataset-preview"
 
-
-# -- fields <-> config (pure, tested without a terminal) ---------------------------------------
-
-def split_dataset(dataset: str) -> tuple[str, str]:
-    """data.dataset -> (source kind, id or path); built-in names have no id."""
-    name = dataset.strip()
-    builtin = BUILTIN_ALIASES.get(name.lower())
-    if builtin is not None:
-        return builtin, ""
-    if not Path(name).expanduser().exists() and _HUB_ID.match(name):
-        return "hub", name
-    return "local", name
-
-
-def join_dataset(kind: str, text: str) -> str:
-    return kind if kind in BUILTIN_ALIASES else text.strip()
-
-
-def parse_field(key: str, text: str) -> tuple[Any, str | None]:
-    """Text typed for data.`key` -> (value, None), or (raw, the loader's one-line error)."""
-    section = DataConfig()
-    kind = field_type(section, key)
-    raw = text.strip()
-    value: Any = raw
-    try:
-        if kind is int:
-            value = int(raw)
-        elif kind is float:
-            value = float(raw)
-    except ValueError:
-        pass  # left a string: check_value rejects it with the field's words
-    value, ok = check_value(section, key, value)
-    if not ok:
-        shown = f'"{value}"' if isinstance(value, str) else repr(value)
-        return value, f"data.{key} = {shown}: must be {describe_allowed(section, key)}"
-    if key in REQUIRED and not value:
-        return value, f"data.{key} is empty: it must be {_required_words(key)}"
-    return value, None
-
-
-def _required_words(key: str) -> str:
-    return {"dataset": "a Hugging Face id (owner/name) or a local path",
-            "text_column": "a column name", "path": "a folder to write"}[key]
-
-
-def field_help(key: str) -> str:
-    return str(section_fields(DataConfig())[key].metadata["help"])
-
-
-def options_from_config(config: Config, *, overwrite: bool = False) -> PrepareOptions:
-    """The preparation the config asks for, as `tscu prepare` reads it (0 = no limit)."""
-    data = config.data
-    return PrepareOptions(
-        dataset=data.dataset, model=config.model.name, output_dir=Path(data.path).expanduser(),
-        block_size=data.block_size, max_tokens=data.max_tokens or None,
-        validation_fraction=data.validation_fraction, text_column=data.text_column,
-        dataset_config=data.dataset_config or None, txt_split=data.txt_split,
-        overwrite=overwrite)
-
-
-# -- the screen --------------------------------------------------------------------------------
 
 class DatasetScreen(TscuScreen):
     CSS_PATH = "dataset.tcss"
