@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
-from tscu_tui.engine.errors import ModelError
+from tscu_tui.engine.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -83,8 +83,8 @@ def _from_hub(repo_id: str, patterns: list[str], revision: str | None) -> Path:
         raise ModelError(f"model '{repo_id}' is not in the Hugging Face cache and the Hub "
                          f"cannot be reached; {hint}") from None
     except (HfHubHTTPError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot download model '{repo_id}' ({reason}); {hint}") from None
+        raise ModelError(f"cannot download model '{repo_id}' ({first_line(exc)}); "
+                         f"{hint}") from None
 
 
 def load_tokenizer(name: str, revision: str | None = None) -> TokenizerWrapper:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tscu_tui.engine.errors import ModelError
+from tscu_tui.engine.errors import ModelError, first_line
 from tscu_tui.engine.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from tscu_tui.engine.models import load_model
 
@@ -47,8 +47,7 @@ def generate_samples(base_model: str, run_dir: Path, prompt: str,
     try:
         load_adapters(model, str(run_dir))
     except (ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot apply the adapter of {run_dir} to {base_model}: "
-                         f"{first}") from None
+                         f"{first_line(exc)}") from None
     adapted = generate(model, tokenizer, prompt, max_tokens=max_tokens, verbose=False)
     return Samples(prompt=prompt, base=base, adapted=adapted)

@@ -8,15 +8,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tscu_tui.engine.errors import TscuError
+from tscu_tui.engine.errors import TscuError, first_line
 
 
 def one_line(error: BaseException) -> str:
     """The cause in one line: our errors speak for themselves, others name their type."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, TscuError):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, TscuError) or not str(error).strip():
+        return first_line(error)
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 class ErrorDialog(ModalScreen[None]):

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tscu_tui.engine.errors import DataError
+from tscu_tui.engine.errors import DataError, first_line
 from tscu_tui.engine.prep.sources import (
     DATASETS_SUFFIXES,
     TRAIN,
@@ -39,14 +39,9 @@ _WIKITEXT_REPO = "salesforce/wikitext"
 _OFFLINE_HINT = "local .txt/.jsonl files and folders work offline: --dataset PATH"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def hub_unreachable(name: str, exc: BaseException) -> DataError:
     return DataError(f"cannot reach the Hugging Face Hub for dataset '{name}' "
-                     f"({_first_line(exc)}); {_OFFLINE_HINT}")
+                     f"({first_line(exc)}); {_OFFLINE_HINT}")
 
 
 class HubSource(Source):
@@ -137,7 +132,7 @@ class HubSource(Source):
                 raise hub_unreachable(self._name, exc) from None
             except Exception as exc:  # datasets/fsspec/pyarrow raise many kinds
                 raise DataError(f"reading dataset '{self._name}' (split '{split}', row {index}) "
-                                f"failed: {_first_line(exc)}") from None
+                                f"failed: {first_line(exc)}") from None
             if position.completed is not None:
                 position.completed += 1
             if column not in row:
@@ -170,7 +165,7 @@ def _probe(name: str, repo: str) -> None:
                         "private and no token is set)") from None
     except HfHubHTTPError as exc:
         raise DataError(f"the Hugging Face Hub refused dataset '{repo}' "
-                        f"({_first_line(exc)}); {_OFFLINE_HINT}") from None
+                        f"({first_line(exc)}); {_OFFLINE_HINT}") from None
     except Exception as exc:  # httpx transport errors, DNS, TLS, proxies, timeouts
         raise hub_unreachable(name, exc) from None
 
@@ -186,11 +181,11 @@ def _load(name: str, args: tuple[str, ...], kwargs: dict[str, Any], *, hub: bool
         if hub:
             raise DataError(f"dataset '{args[0]}' does not exist on the Hugging Face Hub (or is "
                             "private and no token is set)") from None
-        raise DataError(f"cannot load dataset '{name}': {_first_line(exc)}") from None
+        raise DataError(f"cannot load dataset '{name}': {first_line(exc)}") from None
     except ConnectionError as exc:
         raise hub_unreachable(name, exc) from None
     except Exception as exc:
-        raise DataError(f"cannot load dataset '{name}': {_first_line(exc)}") from None
+        raise DataError(f"cannot load dataset '{name}': {first_line(exc)}") from None
     if not hasattr(streams, "keys"):  # a single split was returned
         streams = {"train": streams}
     return streams

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tscu_tui.engine.errors import DataError
+from tscu_tui.engine.errors import DataError, first_line
 from tscu_tui.engine.prep.sources import (
     DATASETS_SUFFIXES,
     TEXT_SUFFIXES,
@@ -279,8 +279,8 @@ def _record_document(record: dict[str, Any], kind: str, text_key: str, chat: Cha
     try:
         return Document(chat.render(messages, tools), templated=True)
     except Exception as exc:  # jinja raises anything (TemplateError, TypeError, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{where}: cannot render with the chat template ({reason})") from None
+        raise DataError(f"{where}: cannot render with the chat template "
+                        f"({first_line(exc)})") from None
 
 
 def _string(record: dict[str, Any], key: str, where: str) -> str:
