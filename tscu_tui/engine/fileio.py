@@ -1,4 +1,5 @@
-"""Atomic file and directory writes: readers never see a half-written file."""
+"""Atomic file and directory writes (readers never see a half-written file), and reading
+the JSON objects they write back with one-line errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tscu_tui.engine.errors import TscuError
 
 # mkstemp/mkdtemp create private (0600/0700) entries; results should get the
 # ordinary permissions the user's umask gives. Read once, at import.
@@ -70,3 +73,21 @@ def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def read_json_object(path: Path, error: type[TscuError] = TscuError) -> dict[str, Any] | None:
+    """The JSON object in `path`, None if the file is absent; `error` in one line if the
+    file cannot be read, is not JSON, or holds something other than an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data

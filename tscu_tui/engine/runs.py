@@ -8,7 +8,6 @@ one the run recorded, or None: nothing is estimated or filled in.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import EvalEvent, RunFailed, RunFinished, RunStarted, StepEvent
+from tscu_tui.engine.fileio import read_json_object
 from tscu_tui.engine.follow import read_events
 from tscu_tui.engine.outputs import ANALYSIS_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 from tscu_tui.engine.recorder import EVENTS_FILE, LOG_FILE
@@ -64,23 +64,6 @@ def is_run_dir(path: Path) -> bool:
     return (path / EVENTS_FILE).is_file() or (path / SUMMARY_FILE).is_file()
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, None if the file is absent; TscuError if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise TscuError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise TscuError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise TscuError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
 def _candidates(root: Path, depth: int) -> Iterable[Path]:
     if not root.is_dir():
         return
@@ -124,10 +107,10 @@ def find_runs(roots: Iterable[Path], skipped: list[str] | None = None,
 
 def summarize(path: Path) -> RunSummary:
     """A run's summary, from its output files once it has ended, else from its events."""
-    summary = _read_json(path / SUMMARY_FILE)
+    summary = read_json_object(path / SUMMARY_FILE)
     if summary is None:
         return _summary_from_events(path, *_history_from_events(path))
-    analysis = _read_json(path / ANALYSIS_FILE) or {}
+    analysis = read_json_object(path / ANALYSIS_FILE) or {}
     efficiency = analysis.get("efficiency") or {}
     return RunSummary(
         path=path,
@@ -208,7 +191,7 @@ def _summary_from_events(path: Path, history: History, status: str, model: str |
 def load_run(path: Path) -> RunDetail:
     """Everything the detail view shows: history, analysis, config and the log's tail."""
     summary = summarize(path)
-    metrics = _read_json(path / METRICS_FILE)
+    metrics = read_json_object(path / METRICS_FILE)
     if metrics is not None and isinstance(metrics.get("steps"), list):
         history: History = {key: list(metrics.get(key) or [])
                             for key in ("steps", "evals", "checkpoints")}
@@ -217,8 +200,8 @@ def load_run(path: Path) -> RunDetail:
     else:
         history = {"steps": [], "evals": [], "checkpoints": []}
     return RunDetail(summary=summary, history=history,
-                     analysis=_read_json(path / ANALYSIS_FILE) or {},
-                     config=_read_json(path / CONFIG_FILE) or {},
+                     analysis=read_json_object(path / ANALYSIS_FILE) or {},
+                     config=read_json_object(path / CONFIG_FILE) or {},
                      log_tail=log_tail(path / LOG_FILE))
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tscu_tui.engine.fileio import read_json_object
 from tscu_tui.engine.hub import ExportError
 from tscu_tui.engine.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from tscu_tui.engine.outputs import ANALYSIS_FILE, ARGS_FILE, CONFIG_FILE, SUMMARY_FILE
@@ -40,15 +40,7 @@ class RunFolder:
 
 
 def _read_json(file: Path) -> dict[str, Any]:
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{file} is not readable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ExportError(f"{file} does not hold a JSON object")
-    return data
+    return read_json_object(file, ExportError) or {}
 
 
 def open_run(run_dir: str | Path, adapter: str = "final") -> RunFolder:
