@@ -330,11 +330,13 @@ class TrainScreen(TscuScreen):
 
     def _render_status(self) -> None:
         e = self.last_step
-        state = {"idle": f"idle: press {self._key('start_training')} to start",
-                 "watching": f"watching {self.tscu.watch_dir} (read-only)"}.get(
-            self.state, self.state)
-        if self.read_only and self.state in ("finished", "failed"):
-            state = f"watched run {self.state}"
+        state = self.state
+        if state == "idle":
+            state = f"idle: press {self._key('start_training')} to start"
+        elif state == "watching":
+            state = f"watching {self.tscu.watch_dir} (read-only)"
+        elif self.read_only and state in ("finished", "failed"):
+            state = f"watched run {state}"
         self._set("#run-state", state)
         if e is not None and e.telemetry_source:
             source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
