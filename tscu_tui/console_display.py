@@ -7,8 +7,6 @@ telemetry; the source and its kind are always named.
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,12 +23,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-
-
-def _num(value: float | None, fmt: str, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:{fmt}}{unit}"
+from tscu_tui.formatting import fmt
 
 
 class ConsoleDisplay:
@@ -65,15 +58,15 @@ class ConsoleDisplay:
         table = Table.grid(padding=(0, 2))
         for _ in range(4):
             table.add_column()
-        table.add_row("loss", _num(s and s.loss, ".4f"), "held-out BPT", _num(self.heldout, ".4f"))
+        table.add_row("loss", fmt(s and s.loss, ".4f"), "held-out BPT", fmt(self.heldout, ".4f"))
         table.add_row("S", (f"{s.s:.4f} (target {s.s_target:g})" if s else "n/a"),
-                      "lambda", _num(s and s.lambda_reg, ".4g"))
-        table.add_row("tokens/s", _num(s and s.tokens_per_s, ".0f"), "lr", _num(s and s.lr, ".3g"))
-        table.add_row("power", _num(s and s.power_w, ".1f", " W"),
-                      "temperature", _num(s and s.temp_c, ".1f", " C"))
+                      "lambda", fmt(s and s.lambda_reg, ".4g"))
+        table.add_row("tokens/s", fmt(s and s.tokens_per_s, ".0f"), "lr", fmt(s and s.lr, ".3g"))
+        table.add_row("power", fmt(s and s.power_w, ".1f", " W"),
+                      "temperature", fmt(s and s.temp_c, ".1f", " C"))
         source = (f"{s.telemetry_source} ({s.telemetry_kind})" if s and s.telemetry_source
                   else "none yet")
-        table.add_row("control factor", _num(s and s.control_factor, ".2f"), "telemetry", source)
+        table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
         return Group(self.progress, table)
 
     def _print(self, text: str) -> None:
@@ -95,8 +88,8 @@ class ConsoleDisplay:
                     self._print(f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
                                 f"S {event.s:.4f} lambda {event.lambda_reg:.4g} "
                                 f"tok/s {event.tokens_per_s:.0f} "
-                                f"W {_num(event.power_w, '.1f')} C {_num(event.temp_c, '.1f')} "
-                                f"c {_num(event.control_factor, '.2f')}")
+                                f"W {fmt(event.power_w, '.1f')} C {fmt(event.temp_c, '.1f')} "
+                                f"c {fmt(event.control_factor, '.2f')}")
             case EvalEvent():
                 self.heldout = event.heldout_bpt
                 if self.first_heldout is None:

@@ -32,11 +32,12 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.formatting import duration, energy, fmt
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
-from tscu_tui.widgets.metric_panel import MetricPanel, duration, fmt
+from tscu_tui.widgets.metric_panel import MetricPanel
 
 REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
 CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
@@ -47,10 +48,6 @@ PANELS = {
     "tokens-per-s": "tokens/s", "loss": "loss (nats/token)", "heldout": "held-out BPT",
     "s": "S vs S*", "lambda": "lambda",
 }
-
-
-def energy(joules: float) -> str:
-    return f"{joules / 1000:.1f} kJ" if joules >= 1000 else f"{joules:.0f} J"
 
 
 class TrainScreen(TscuScreen):

@@ -12,22 +12,6 @@ from textual.widgets import Sparkline, Static
 HISTORY = 300  # points kept per chart (the sparkline buckets them to its width)
 
 
-def fmt(value: float | None, spec: str, unit: str = "") -> str:
-    """`value` formatted, or n/a when there is no reading (never a made-up number)."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:{spec}}{unit}"
-
-
-def duration(seconds: float | None) -> str:
-    """`1h05m` or `4m07s`; n/a when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class MetricPanel(Vertical):
     """Title and readout on one line, a sparkline of the history below."""
 

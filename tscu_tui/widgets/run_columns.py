@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tscu_tui.engine.runs import RunSummary
-from tscu_tui.widgets.metric_panel import duration, fmt
+from tscu_tui.formatting import duration, fmt
 
 NAME_WIDTH = 30
 
