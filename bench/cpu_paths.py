@@ -18,7 +18,7 @@ import time
 
 MATMUL_CHILD = """
 import json, time
-from tscu_tui.engine.runtime import mx, BLAS
+from tscu_tui.engine.models.runtime import mx, BLAS
 n = 1024
 a = mx.random.normal((n, n)); b = mx.random.normal((n, n)); mx.eval(a, b)
 mx.eval(a @ b)
@@ -47,7 +47,7 @@ def timed(fn, reps: int = 3) -> float:
 
 
 def quantized_paths() -> None:
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     shapes = {"tiny q_proj (x 256 -> 256)": (1024, 256, 256),
               "tiny down_proj (768 -> 256)": (1024, 768, 256),

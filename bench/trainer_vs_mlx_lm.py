@@ -16,15 +16,15 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tscu_tui.engine import lora
 from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
-from tscu_tui.engine.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import StepEvent
-from tscu_tui.engine.models import EMBEDDED_MODEL, load_model
-from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
-from tscu_tui.engine.runtime import mx  # noqa: I001  (OpenBLAS before mlx)
-from tscu_tui.engine.trainer import Trainer
+from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.models.load import EMBEDDED_MODEL, load_model
+from tscu_tui.engine.models.runtime import mx  # noqa: I001  (OpenBLAS before mlx)
+from tscu_tui.engine.train import lora
+from tscu_tui.engine.train.trainer import Trainer
 
 
 class _Blocks:

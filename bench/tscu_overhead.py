@@ -19,11 +19,11 @@ from pathlib import Path
 
 from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
+from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import StepEvent
-from tscu_tui.engine.models import EMBEDDED_MODEL
-from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
-from tscu_tui.engine.thermal import ThermalControl
-from tscu_tui.engine.trainer import Trainer
+from tscu_tui.engine.models.load import EMBEDDED_MODEL
+from tscu_tui.engine.train.thermal import ThermalControl
+from tscu_tui.engine.train.trainer import Trainer
 
 
 def main() -> None:

@@ -42,8 +42,8 @@ for _path in (str(REPO), str(SCRIPTS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-# OpenBLAS must be loaded before anything imports mlx (see tscu_tui/engine/runtime.py).
-from tscu_tui.engine.runtime import BLAS, mx  # noqa: E402
+# OpenBLAS must be loaded before anything imports mlx (see tscu_tui/engine/models/runtime.py).
+from tscu_tui.engine.models.runtime import BLAS, mx  # noqa: E402
 
 # isort: split
 import mlx.nn as nn  # noqa: E402

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tscu_tui.engine.assets import DEMO_CORPUS
-from tscu_tui.engine.models import EMBEDDED_MODEL
-from tscu_tui.engine.prep import PrepareOptions, prepare_dataset
+from tscu_tui.engine.data import PrepareOptions, prepare_dataset
+from tscu_tui.engine.models.load import EMBEDDED_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.events import Command
-from tscu_tui.engine.models import EMBEDDED_MODEL
-from tscu_tui.engine.trainer import Trainer
+from tscu_tui.engine.models.load import EMBEDDED_MODEL
+from tscu_tui.engine.train.trainer import Trainer
 
 
 def tiny_config(data: Path, out: Path, *overrides: str) -> Config:

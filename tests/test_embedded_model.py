@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tscu_tui.engine.runtime import mx  # OpenBLAS before anything imports mlx
+from tscu_tui.engine.models.runtime import mx  # OpenBLAS before anything imports mlx
 
 # isort: split
 import mlx.nn as nn
 import numpy as np
 
-from tscu_tui.engine.models import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR, load_model
+from tscu_tui.engine.models.load import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "build_tiny_model.py"

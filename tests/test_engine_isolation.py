@@ -21,7 +21,7 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_every_engine_module_imports_without_textual_or_rich():
-    assert "tscu_tui.engine.runtime" in ENGINE_MODULES  # the walk found the real package
+    assert "tscu_tui.engine.models.runtime" in ENGINE_MODULES  # the walk found the real package
     imports = "\n".join(f"import {name}" for name in ENGINE_MODULES)
     loaded = _loaded_after(imports)
     assert "mlx.core" in loaded  # the engine really loaded its heavy parts
@@ -42,7 +42,7 @@ def test_openblas_is_loaded_before_mlx_on_linux_x86():
         return
     # Prepare (tokenizer) imports mlx_lm first; OpenBLAS must still win.
     out = subprocess.run([sys.executable, "-c",
-                          "import tscu_tui.engine.prep.prepare, mlx_lm.utils\n"
-                          "from tscu_tui.engine.runtime import BLAS\nprint(BLAS.library)"],
+                          "import tscu_tui.engine.data.prepare, mlx_lm.utils\n"
+                          "from tscu_tui.engine.models.runtime import BLAS\nprint(BLAS.library)"],
                          check=True, capture_output=True, text=True).stdout
     assert "openblas" in out.lower()

@@ -15,7 +15,7 @@ from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.hub import ExportError
 from tscu_tui.engine.hub.export import export_run
 from tscu_tui.engine.hub.peft_export import full_precision_base, peft_key
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
 
 # The PEFT adapter must reproduce MLX's logits to float32 rounding (measured ~6e-6);
 # a wrong lora_alpha or layout is off by a good fraction of the adapter's effect (~0.25).

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from runs import tiny_config, train
 
-import tscu_tui.engine.memory as memory
+import tscu_tui.engine.models.memory as memory
 from tscu_tui.engine.config import load_config
-from tscu_tui.engine.memory import GIB, estimate_memory, memory_warning, table_shape
+from tscu_tui.engine.models.memory import GIB, estimate_memory, memory_warning, table_shape
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +18,7 @@ def empty_hf_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_embedded_model_estimate_is_within_a_factor_of_two_of_measured_peak(demo_data, tmp_path):
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     config = tiny_config(demo_data, tmp_path / "run", "train.batch_size=8", "train.max_steps=2",
                          "data.block_size=64",  # as demo_data was prepared

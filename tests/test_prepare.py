@@ -1,4 +1,4 @@
-"""`tscu prepare` and tscu_tui.engine.prep: real tokenizer, real files, no mocks."""
+"""`tscu prepare` and tscu_tui.engine.data: real tokenizer, real files, no mocks."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 
 from tscu_tui.cli import main
-from tscu_tui.engine.errors import DataError
-from tscu_tui.engine.models import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR, load_tokenizer
-from tscu_tui.engine.prep import (
+from tscu_tui.engine.data import (
     PrepareCancelled,
     PreparedDataset,
     PrepareOptions,
     PrepareProgress,
     prepare_dataset,
 )
-from tscu_tui.engine.prep.hub import wikitext_articles
+from tscu_tui.engine.data.hub import wikitext_articles
+from tscu_tui.engine.errors import DataError
+from tscu_tui.engine.models.load import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR, load_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ["the", "of", "and", "a", "to", "in", "is", "was", "for", "on", "as", "with", "by",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tscu_tui.engine.assets import DEMO_CORPUS
+from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
+from tscu_tui.engine.data.preview import PREVIEW_CHARS, preview_dataset
 from tscu_tui.engine.errors import DataError
-from tscu_tui.engine.models import EMBEDDED_MODEL, load_tokenizer
-from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
-from tscu_tui.engine.prep.preview import PREVIEW_CHARS, preview_dataset
+from tscu_tui.engine.models.load import EMBEDDED_MODEL, load_tokenizer
 
 
 def _options(dataset: Path | str, out: Path, **kw: object) -> PrepareOptions:

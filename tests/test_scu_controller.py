@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tscu_tui.engine.scu import LambdaController, ScuGains
+from tscu_tui.engine.train.scu import LambdaController, ScuGains
 
 
 class Plant:

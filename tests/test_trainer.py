@@ -25,11 +25,11 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.engine.trainer import Trainer
+from tscu_tui.engine.train.trainer import Trainer
 
 
 def lora_norm(run_dir: Path) -> float:
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     weights = mx.load(str(run_dir / "adapters.safetensors"))
     return math.sqrt(sum(float((w.astype(mx.float32) ** 2).sum()) for w in weights.values()))
@@ -92,7 +92,7 @@ def test_non_finite_loss_skips_the_update_and_never_saves_nan(demo_data, tmp_pat
     assert all(e.skipped for e in steps)
     assert any(isinstance(e, LogEvent) and e.level == "warning" and "non-finite" in e.message
                for e in events)
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     weights = mx.load(str(tmp_path / "run" / "adapters.safetensors"))
     assert all(np.isfinite(np.array(w)).all() for w in weights.values())
@@ -136,7 +136,7 @@ def _train_args(data: Path, out: Path) -> list[str]:
 
 
 def test_sigkill_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(demo_data, tmp_path):
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     straight = _cli(*_train_args(demo_data, tmp_path / "straight"))
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
@@ -169,7 +169,7 @@ def test_sigkill_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(dem
 
 
 def test_mlx_lm_generate_runs_on_the_produced_adapters(demo_data, tmp_path):
-    from tscu_tui.engine.models import EMBEDDED_MODEL_DIR
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL_DIR
 
     train(tiny_config(demo_data, tmp_path / "run", "train.max_steps=2"))
     result = subprocess.run(
@@ -209,7 +209,7 @@ def test_ctrl_c_stops_the_cli_cleanly_with_a_checkpoint(demo_data, tmp_path):
 
 
 def test_mlx_lm_fuse_accepts_the_adapters(demo_data, tmp_path):
-    from tscu_tui.engine.models import EMBEDDED_MODEL_DIR
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL_DIR
 
     train(tiny_config(demo_data, tmp_path / "run", "train.max_steps=2"))
     result = subprocess.run(

@@ -65,7 +65,7 @@ def test_emergency_temperature_saves_a_checkpoint_and_stops(demo_data, tmp_path)
 
 def test_opt_in_lr_coupling_and_adaptive_batch_sizing_follow_the_control_factor(
         demo_data, tmp_path):
-    from tscu_tui.engine.schedule import lr_at
+    from tscu_tui.engine.train.schedule import lr_at
 
     config = tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
                          "telemetry.interval_seconds=0.05", "tscu.power_budget_watts=10.0",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tscu_tui.engine.config import load_config, save_config
-from tscu_tui.engine.models import EMBEDDED_MODEL
+from tscu_tui.engine.models.load import EMBEDDED_MODEL
 
 TSCU = Path(sys.executable).parent / "tscu"
 BARS = set("▂▃▄▅▆▇█")  # sparkline glyphs above the baseline: the chart has data

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static
 
-import tscu_tui.engine.memory as memory
+import tscu_tui.engine.models.memory as memory
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import load_config
 from tscu_tui.engine.errors import ConfigError

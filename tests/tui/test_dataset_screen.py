@@ -13,8 +13,8 @@ from textual.widgets import Input, Select, Static
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import Config
-from tscu_tui.engine.models import EMBEDDED_MODEL
-from tscu_tui.engine.prep import PreparedDataset, PrepareOptions, prepare_dataset
+from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
+from tscu_tui.engine.models.load import EMBEDDED_MODEL
 from tscu_tui.screens.dataset import DatasetScreen
 from tscu_tui.screens.dataset_form import join_dataset, parse_field, split_dataset
 
@@ -265,7 +265,7 @@ async def test_source_kind_by_keys_and_a_config_replaced_elsewhere(
 @pytest.mark.asyncio
 async def test_an_unexpected_failure_goes_to_the_app_dialog(
         config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tscu_tui.engine.prep as prep
+    import tscu_tui.engine.data as prep
     from tscu_tui.screens.error import ErrorDialog
 
     def broken(*args: object, **kwargs: object) -> None:

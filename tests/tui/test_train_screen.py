@@ -12,8 +12,8 @@ from runs import tiny_config
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import Config, load_config
-from tscu_tui.engine.follow import read_events
-from tscu_tui.engine.recorder import EVENTS_FILE
+from tscu_tui.engine.runs.follow import read_events
+from tscu_tui.engine.train.recorder import EVENTS_FILE
 from tscu_tui.screens.error import ErrorDialog
 from tscu_tui.screens.train import TrainScreen
 from tscu_tui.widgets.metric_panel import MetricPanel
@@ -200,7 +200,7 @@ async def test_palette_offers_every_screen_action(tmp_path):
 
 @pytest.mark.asyncio
 async def test_a_run_that_will_not_fit_asks_before_starting(demo_data, tmp_path, monkeypatch):
-    import tscu_tui.engine.memory as memory
+    import tscu_tui.engine.models.memory as memory
     from tscu_tui.screens.confirm import ConfirmDialog
 
     # Free memory is this machine's reading; pretend only 1 MiB is free.

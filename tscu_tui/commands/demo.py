@@ -30,7 +30,7 @@ def demo_config(output_dir: str, overrides: list[str]) -> Config:
 def ensure_demo_data(config: Config) -> None:
     """Prepare the demo corpus unless an identical preparation is already there."""
     from tscu_tui.commands.prepare import prepare_with_progress
-    from tscu_tui.engine.prep import PreparedDataset, PrepareOptions
+    from tscu_tui.engine.data import PreparedDataset, PrepareOptions
 
     options = PrepareOptions(dataset=config.data.dataset, model=config.model.name,
                              output_dir=Path(config.data.path),

@@ -2,7 +2,7 @@
 
 Defaults come from the config file (`--config`, default tscu.toml, section
 [data] and model.name); without a config file, the config's built-in defaults. The
-engine does the work (tscu_tui.engine.prep); this module only parses options,
+engine does the work (tscu_tui.engine.data); this module only parses options,
 draws a progress bar on stderr and prints a summary.
 """
 
@@ -18,7 +18,7 @@ from tscu_tui.engine.errors import DataError
 
 if TYPE_CHECKING:
     from tscu_tui.engine.config import Config
-    from tscu_tui.engine.prep import DatasetMeta, PrepareOptions, PrepareProgress
+    from tscu_tui.engine.data import DatasetMeta, PrepareOptions, PrepareProgress
 
 DEFAULT_CONFIG = "tscu.toml"
 TXT_SPLITS = ("paragraph", "line", "document")
@@ -64,7 +64,7 @@ def prepare_with_progress(options: PrepareOptions, *, summary: bool = True) -> D
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     from rich.console import Console
 
-    from tscu_tui.engine.prep import prepare_dataset
+    from tscu_tui.engine.data import prepare_dataset
 
     with _ProgressView(Console(stderr=True)) as view:
         meta = prepare_dataset(options, progress=view.update)
@@ -85,7 +85,7 @@ def load_defaults(config: str) -> tuple[Config, str]:
 
 
 def build_options(args: argparse.Namespace, defaults: tuple[Config, str]) -> PrepareOptions:
-    from tscu_tui.engine.prep import PrepareOptions
+    from tscu_tui.engine.data import PrepareOptions
 
     config, origin = defaults
     data = config.data

@@ -42,8 +42,8 @@ def run_training(config: Config, *, resume: bool = False, logging_steps: int | N
     """Run a Trainer in a worker thread; draw its events here; Ctrl+C stops with a checkpoint."""
     from tscu_tui.console_display import ConsoleDisplay
     from tscu_tui.engine.events import Command, RunFailed
-    from tscu_tui.engine.runtime import run_mlx_thread
-    from tscu_tui.engine.trainer import Trainer
+    from tscu_tui.engine.models.runtime import run_mlx_thread
+    from tscu_tui.engine.train.trainer import Trainer
 
     events: queue.Queue[Any] = queue.Queue()
     commands: queue.Queue[Command] = queue.Queue()

@@ -14,7 +14,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tscu_tui.engine.follow import events_file
+    from tscu_tui.engine.runs.follow import events_file
 
     run_dir = Path(args.run_dir)
     events_file(run_dir)  # a clear one-line error before the app opens

@@ -7,4 +7,4 @@ here, so `tscu --help` stays fast. The one exception is cheap: OpenBLAS is
 loaded (a dlopen, no mlx) before any submodule can import mlx; see blas.py.
 """
 
-from tscu_tui.engine import blas as _blas  # noqa: F401  (must precede any mlx import)
+from tscu_tui.engine.models import blas as _blas  # noqa: F401  (must precede any mlx import)

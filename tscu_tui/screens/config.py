@@ -32,9 +32,9 @@ from tscu_tui.engine.config.load import (
     field_type,
     section_fields,
 )
+from tscu_tui.engine.config.presets import Preset, list_presets
 from tscu_tui.engine.errors import ConfigError
-from tscu_tui.engine.memory import estimate_memory
-from tscu_tui.engine.presets import Preset, list_presets
+from tscu_tui.engine.models.memory import estimate_memory
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import TscuScreen

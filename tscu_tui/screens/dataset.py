@@ -24,15 +24,15 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar, Select, S
 from textual.worker import Worker, WorkerState
 
 from tscu_tui.engine.config import Config
-from tscu_tui.engine.errors import TscuError
-from tscu_tui.engine.prep import (
+from tscu_tui.engine.data import (
     DatasetMeta,
     PrepareCancelled,
     PreparedDataset,
     PrepareOptions,
     PrepareProgress,
 )
-from tscu_tui.engine.prep.preview import DatasetPreview
+from tscu_tui.engine.data.preview import DatasetPreview
+from tscu_tui.engine.errors import TscuError
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import TscuScreen
@@ -309,7 +309,7 @@ class DatasetScreen(TscuScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group=PREVIEW_GROUP,
           name="Dataset preview")
     def _preview(self, options: PrepareOptions) -> None:
-        from tscu_tui.engine.prep.preview import preview_dataset
+        from tscu_tui.engine.data.preview import preview_dataset
 
         _quiet_datasets()
         try:
@@ -320,7 +320,7 @@ class DatasetScreen(TscuScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group=PREP_GROUP,
           name="Dataset preparation")
     def _prepare(self, options: PrepareOptions, cancel: threading.Event) -> None:
-        from tscu_tui.engine.prep import prepare_dataset
+        from tscu_tui.engine.data import prepare_dataset
 
         _quiet_datasets()
         try:

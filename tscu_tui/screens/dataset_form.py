@@ -8,7 +8,7 @@ from typing import Any
 
 from tscu_tui.engine.config import Config, DataConfig, check_value
 from tscu_tui.engine.config.load import field_problem, field_type, section_fields
-from tscu_tui.engine.prep import PrepareOptions
+from tscu_tui.engine.data import PrepareOptions
 
 #: Select value -> label; the first three are built-in names that need no id or path
 SOURCE_KINDS = {"wikitext": "WikiText-103", "wikitext-2": "WikiText-2", "c4": "C4 (en, streamed)",

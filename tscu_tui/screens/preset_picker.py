@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from tscu_tui.engine.presets import Preset
+from tscu_tui.engine.config.presets import Preset
 
 
 class PresetPicker(ModalScreen[Preset | None]):

@@ -22,8 +22,8 @@ from textual.worker import Worker, WorkerState
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import ModelError
-from tscu_tui.engine.runs import RunSummary, find_runs, load_run
-from tscu_tui.engine.sample import DEFAULT_TOKENS, Samples, check_adapter
+from tscu_tui.engine.runs.reader import RunSummary, find_runs, load_run
+from tscu_tui.engine.runs.sample import DEFAULT_TOKENS, Samples, check_adapter
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
@@ -298,8 +298,8 @@ class ResultsScreen(TscuScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name=SAMPLE_WORKER)
     def _generate(self, model: str, run_dir: Path, prompt: str) -> tuple[Path, Samples]:
-        from tscu_tui.engine.runtime import mx
-        from tscu_tui.engine.sample import generate_samples
+        from tscu_tui.engine.models.runtime import mx
+        from tscu_tui.engine.runs.sample import generate_samples
 
         try:
             return run_dir, generate_samples(model, run_dir, prompt)

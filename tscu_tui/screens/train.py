@@ -131,7 +131,7 @@ class TrainScreen(TscuScreen):
             self.notify("Another MLX job is running; wait for it to finish.", severity="warning")
             return
         config = self.tscu.config
-        from tscu_tui.engine.memory import memory_warning
+        from tscu_tui.engine.models.memory import memory_warning
 
         warning = memory_warning(config)
         if warning is None:
@@ -182,8 +182,8 @@ class TrainScreen(TscuScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name="Training")
     def _train(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.runtime import mx
-        from tscu_tui.engine.trainer import Trainer
+        from tscu_tui.engine.models.runtime import mx
+        from tscu_tui.engine.train.trainer import Trainer
 
         try:
             Trainer(config, self.bridge, self.commands, resume=resume).run()
@@ -192,7 +192,7 @@ class TrainScreen(TscuScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
     def _follow(self, run_dir: Path) -> None:
-        from tscu_tui.engine.follow import follow_events
+        from tscu_tui.engine.runs.follow import follow_events
 
         follow_events(run_dir, self.bridge, self._follow_stop)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from tscu_tui.engine.prep import DatasetMeta, PrepareProgress
-from tscu_tui.engine.prep.preview import DatasetPreview
+from tscu_tui.engine.data import DatasetMeta, PrepareProgress
+from tscu_tui.engine.data.preview import DatasetPreview
 
 STAGES = {"resolving": "opening dataset", "tokenizer": "loading tokenizer",
           "hashing": "hashing", "done": "done"}

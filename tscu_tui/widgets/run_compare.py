@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from tscu_tui.engine.runs import RunSummary
+from tscu_tui.engine.runs.reader import RunSummary
 from tscu_tui.widgets.run_columns import COLUMNS, difference, run_name
 
 

@@ -15,8 +15,8 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
 
-from tscu_tui.engine.runs import RunDetail, RunSummary
-from tscu_tui.engine.sample import DEFAULT_PROMPT, Samples
+from tscu_tui.engine.runs.reader import RunDetail, RunSummary
+from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
 from tscu_tui.formatting import fmt
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.run_columns import bits_per_j, duration, run_name, steps, telemetry

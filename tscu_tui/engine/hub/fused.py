@@ -20,7 +20,7 @@ def write_fused_model(run: RunFolder, folder: Path, *, dequantize: bool = False)
     from mlx_lm import load
     from mlx_lm.utils import dequantize_model, save
 
-    from tscu_tui.engine.models import resolve_model_path
+    from tscu_tui.engine.models.load import resolve_model_path
 
     base_path = resolve_model_path(run.base_model)
     try:

@@ -34,7 +34,7 @@ def hardware_facts() -> dict[str, Any]:
     """This machine, as a training run records it."""
     import psutil
 
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     return {"platform": platform.platform(), "machine": platform.machine(),
             "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
@@ -58,7 +58,7 @@ def is_hub_id(name: str | None) -> bool:
 
 def base_license(base: str) -> tuple[str, str]:
     """(Hub license id, one sentence saying where it comes from)."""
-    from tscu_tui.engine.models import EMBEDDED_MODEL, is_embedded
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL, is_embedded
 
     if base == EMBEDDED_MODEL or is_embedded(base):
         return "agpl-3.0", ("The embedded tiny model ships inside tscu and is distributed "
@@ -312,7 +312,7 @@ def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
 
 
 def _mlx_base_ref(base: str) -> str:
-    from tscu_tui.engine.models import is_embedded
+    from tscu_tui.engine.models.load import is_embedded
 
     if is_embedded(base):
         return ('"$(python -c \'from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR; '
@@ -322,7 +322,7 @@ def _mlx_base_ref(base: str) -> str:
 
 def _section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | None,
                    dequantized: bool) -> str:
-    from tscu_tui.engine.models import is_embedded
+    from tscu_tui.engine.models.load import is_embedded
 
     here = repo_id or "path/to/this/folder"
     base = _mlx_base_ref(run.base_model)
@@ -375,7 +375,7 @@ def _section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | N
 
 
 def _section_limitations(run: RunFolder, target: str) -> str:
-    from tscu_tui.engine.models import is_embedded
+    from tscu_tui.engine.models.load import is_embedded
 
     lines = ["## Limitations\n",
              f"- Trained for {_fmt(run.summary.get('steps'), 'd')} steps on "

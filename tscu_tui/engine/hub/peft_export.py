@@ -53,7 +53,7 @@ def full_precision_base(name: str) -> str | None:
 
     None when it cannot be told; callers then ask for `--base-model`.
     """
-    from tscu_tui.engine.models import EMBEDDED_MODEL, is_embedded
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL, is_embedded
 
     if is_embedded(name):
         return EMBEDDED_MODEL
@@ -83,7 +83,7 @@ def peft_key(mlx_key: str) -> str:
 
 def peft_tensors(weights: dict[str, Any]) -> dict[str, Any]:
     """Rename and transpose mlx-lm LoRA tensors into PEFT's layout (same values)."""
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     return {peft_key(key): mx.contiguous(value.T) for key, value in sorted(weights.items())}
 
@@ -124,7 +124,7 @@ def write_peft_adapter(run: RunFolder, folder: Path, base_model: str | None = No
     """Write the PEFT pair into `folder` (an empty staging folder); return the base id."""
     import json
 
-    from tscu_tui.engine.runtime import mx
+    from tscu_tui.engine.models.runtime import mx
 
     base = base_model or full_precision_base(run.base_model)
     if not base:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import mlx.nn as nn
 import numpy as np
 
-from tscu_tui.engine.objective import LN2, cross_entropy
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
+from tscu_tui.engine.train.objective import LN2, cross_entropy
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ See sources.py (what can be read), packing.py (how documents become blocks) and
 store.py (the on-disk format). Heavy libraries load inside functions only.
 """
 
-from tscu_tui.engine.prep.options import PrepareOptions, PrepareProgress
-from tscu_tui.engine.prep.prepare import PrepareCancelled, prepare_dataset
-from tscu_tui.engine.prep.store import DatasetMeta, PreparedDataset, SplitMeta
+from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress
+from tscu_tui.engine.data.prepare import PrepareCancelled, prepare_dataset
+from tscu_tui.engine.data.store import DatasetMeta, PreparedDataset, SplitMeta
 
 __all__ = [
     "DatasetMeta",

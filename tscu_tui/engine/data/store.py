@@ -211,7 +211,7 @@ class PreparedDataset:
 
     def verify(self) -> None:
         """Re-hash the token files against meta.json (reads everything: slow for big sets)."""
-        from tscu_tui.engine.prep.packing import sha256_files
+        from tscu_tui.engine.data.packing import sha256_files
 
         digest = "sha256:" + sha256_files([self.path / split_file(s) for s in SPLITS])
         if digest != self.meta.content_hash:

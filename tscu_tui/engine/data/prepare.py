@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tscu_tui import __version__
-from tscu_tui.engine.errors import DataError
-from tscu_tui.engine.fileio import atomic_directory, atomic_write_json
-from tscu_tui.engine.prep.options import PrepareOptions, PrepareProgress
-from tscu_tui.engine.prep.packing import (
+from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress
+from tscu_tui.engine.data.packing import (
     BATCH_CHARACTERS,
     BATCH_DOCUMENTS,
     Encoder,
@@ -30,7 +28,7 @@ from tscu_tui.engine.prep.packing import (
     check_block_size_fits,
     sha256_files,
 )
-from tscu_tui.engine.prep.sources import (
+from tscu_tui.engine.data.sources import (
     TRAIN,
     VALIDATION,
     ChatTemplate,
@@ -39,7 +37,7 @@ from tscu_tui.engine.prep.sources import (
     Source,
     resolve_source,
 )
-from tscu_tui.engine.prep.store import (
+from tscu_tui.engine.data.store import (
     FORMAT_VERSION,
     META_FILE,
     SPLITS,
@@ -47,6 +45,8 @@ from tscu_tui.engine.prep.store import (
     SplitMeta,
     split_file,
 )
+from tscu_tui.engine.errors import DataError
+from tscu_tui.engine.fileio import atomic_directory, atomic_write_json
 
 ProgressCallback = Callable[[PrepareProgress], None]
 #: Seconds between progress reports (stage changes are always reported).
@@ -67,7 +67,7 @@ def prepare_dataset(options: PrepareOptions, progress: ProgressCallback | None =
     Raises DataError/ModelError with one line on bad input, PrepareCancelled
     when `cancel` is set; in every failure case `output_dir` is left untouched.
     """
-    from tscu_tui.engine.models import load_tokenizer
+    from tscu_tui.engine.models.load import load_tokenizer
 
     options.check()
     reporter = _Reporter(progress, cancel)

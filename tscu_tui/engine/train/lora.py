@@ -16,7 +16,7 @@ from mlx.utils import tree_flatten
 from tscu_tui.engine.config import LoraConfig
 from tscu_tui.engine.errors import ModelError
 from tscu_tui.engine.fileio import atomic_write_bytes, atomic_write_json
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

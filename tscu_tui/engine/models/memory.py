@@ -113,7 +113,7 @@ def table_shape(name: str) -> ModelShape | None:
 def _config_file(name: str, revision: str) -> Path | None:
     """config.json of `name` if it is on this machine (embedded, local folder, HF cache)."""
     from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
-    from tscu_tui.engine.models import EMBEDDED_MODEL
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL
 
     if name == EMBEDDED_MODEL:
         return EMBEDDED_MODEL_DIR / "config.json"
@@ -155,7 +155,7 @@ def available_memory() -> int:
 def runs_on_cpu() -> bool:
     """Whether MLX computes on the CPU here (so cpu_fastpath's float32 copies exist)."""
     try:
-        from tscu_tui.engine.cpu_fastpath import on_cpu
+        from tscu_tui.engine.models.cpu_fastpath import on_cpu
 
         return on_cpu()
     except Exception:

@@ -29,8 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tscu_tui.engine.errors import DataError, first_line
-from tscu_tui.engine.prep.sources import (
+from tscu_tui.engine.data.sources import (
     DATASETS_SUFFIXES,
     TEXT_SUFFIXES,
     TRAIN,
@@ -40,9 +39,10 @@ from tscu_tui.engine.prep.sources import (
     ReadPosition,
     Source,
 )
+from tscu_tui.engine.errors import DataError, first_line
 
 if TYPE_CHECKING:
-    from tscu_tui.engine.prep.options import PrepareOptions
+    from tscu_tui.engine.data.options import PrepareOptions
 
 _SNIFF_BYTES = 65536
 _VALIDATION_FILES = ("valid.jsonl", "validation.jsonl")
@@ -50,7 +50,7 @@ _VALIDATION_FILES = ("valid.jsonl", "validation.jsonl")
 
 def open_local(path: Path, options: PrepareOptions) -> Source:
     """A Source for an existing local file or folder (one-line DataError if unusable)."""
-    from tscu_tui.engine.prep import hub
+    from tscu_tui.engine.data import hub
 
     if path.is_file():
         suffix = path.suffix.lower()

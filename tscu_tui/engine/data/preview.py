@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tscu_tui.engine.data.options import PrepareOptions
+from tscu_tui.engine.data.packing import Encoder
+from tscu_tui.engine.data.sources import TRAIN, ChatTemplate, Document, ReadPosition, resolve_source
 from tscu_tui.engine.errors import DataError
-from tscu_tui.engine.prep.options import PrepareOptions
-from tscu_tui.engine.prep.packing import Encoder
-from tscu_tui.engine.prep.sources import TRAIN, ChatTemplate, Document, ReadPosition, resolve_source
 
 #: Characters of each document kept for display (the token count covers the whole text).
 PREVIEW_CHARS = 240
@@ -63,7 +63,7 @@ def preview_dataset(options: PrepareOptions, n_docs: int = 5) -> DatasetPreview:
     Raises DataError/ModelError with one line (bad path, bad JSONL line, unreachable
     Hub, unknown model); never touches `options.output_dir`.
     """
-    from tscu_tui.engine.models import load_tokenizer
+    from tscu_tui.engine.models.load import load_tokenizer
 
     if n_docs < 1:
         raise DataError(f"a preview needs at least one document, got n_docs={n_docs}")

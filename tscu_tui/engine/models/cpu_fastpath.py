@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import mlx.nn as nn
 
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
 
 _M = TypeVar("_M", bound=nn.Module)
 

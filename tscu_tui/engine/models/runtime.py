@@ -1,4 +1,4 @@
-"""MLX as engine modules use it: `from tscu_tui.engine.runtime import mx`.
+"""MLX as engine modules use it: `from tscu_tui.engine.models.runtime import mx`.
 
 Importing any `tscu_tui.engine` module has already loaded OpenBLAS (see
 blas.py), so the MLX imported here runs its CPU matmuls on it. `BLAS` says
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from tscu_tui.engine.blas import BLAS, BlasStatus
+from tscu_tui.engine.models.blas import BLAS, BlasStatus
 
 __all__ = ["BLAS", "BlasStatus", "mx", "run_mlx_thread"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
 
 LN2 = math.log(2.0)
 

@@ -22,13 +22,9 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_map
 
-from tscu_tui.engine import lora
-from tscu_tui.engine.batches import BlockSampler, SamplerState
-from tscu_tui.engine.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tscu_tui.engine.config import Config, ScuConfig, to_dict
-from tscu_tui.engine.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.errors import TscuError
-from tscu_tui.engine.evaluate import HeldOut, heldout_bits_per_token
 from tscu_tui.engine.events import (
     CheckpointEvent,
     Command,
@@ -43,16 +39,20 @@ from tscu_tui.engine.events import (
     StepEvent,
 )
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
-from tscu_tui.engine.models import load_model
-from tscu_tui.engine.objective import budget, make_objective, penalty_scale, sum_of_squares
-from tscu_tui.engine.outputs import write_outputs
-from tscu_tui.engine.prep import PreparedDataset
-from tscu_tui.engine.recorder import RunRecorder
-from tscu_tui.engine.runtime import BLAS, mx
-from tscu_tui.engine.schedule import lr_at
-from tscu_tui.engine.scu import LambdaController, ScuGains
+from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.models.load import load_model
+from tscu_tui.engine.models.runtime import BLAS, mx
 from tscu_tui.engine.telemetry.base import SourceUnavailable
-from tscu_tui.engine.thermal import ThermalControl
+from tscu_tui.engine.train import lora
+from tscu_tui.engine.train.batches import BlockSampler, SamplerState
+from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
+from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale, sum_of_squares
+from tscu_tui.engine.train.outputs import write_outputs
+from tscu_tui.engine.train.recorder import RunRecorder
+from tscu_tui.engine.train.schedule import lr_at
+from tscu_tui.engine.train.scu import LambdaController, ScuGains
+from tscu_tui.engine.train.thermal import ThermalControl
 
 KEEP_CHECKPOINTS = 2
 

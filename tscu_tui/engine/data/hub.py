@@ -23,8 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tscu_tui.engine.errors import DataError, first_line
-from tscu_tui.engine.prep.sources import (
+from tscu_tui.engine.data.sources import (
     DATASETS_SUFFIXES,
     TRAIN,
     VALIDATION,
@@ -33,6 +32,7 @@ from tscu_tui.engine.prep.sources import (
     ReadPosition,
     Source,
 )
+from tscu_tui.engine.errors import DataError, first_line
 
 _VALIDATION_SPLITS = ("validation", "valid")
 _WIKITEXT_REPO = "salesforce/wikitext"

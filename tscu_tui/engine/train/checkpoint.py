@@ -21,8 +21,8 @@ from mlx.utils import tree_flatten, tree_map_with_path
 
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.fileio import atomic_directory
-from tscu_tui.engine.lora import adapter_weights, load_adapter_weights
-from tscu_tui.engine.runtime import mx
+from tscu_tui.engine.models.runtime import mx
+from tscu_tui.engine.train.lora import adapter_weights, load_adapter_weights
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "step_"

@@ -30,7 +30,7 @@ from tscu_tui.engine.errors import DataError
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-    from tscu_tui.engine.prep.options import PrepareOptions
+    from tscu_tui.engine.data.options import PrepareOptions
 
 TRAIN, VALIDATION = "train", "validation"
 
@@ -121,7 +121,7 @@ class Source(ABC):
 
 def resolve_source(options: PrepareOptions) -> Source:
     """Turn `options.dataset` into a Source, failing fast with one line if it cannot be."""
-    from tscu_tui.engine.prep import hub, local
+    from tscu_tui.engine.data import hub, local
 
     name = options.dataset.strip()
     builtin = BUILTIN_DATASETS.get(name.lower())

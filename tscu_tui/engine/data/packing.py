@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tscu_tui.engine.data.sources import Document
 from tscu_tui.engine.errors import DataError, ModelError
-from tscu_tui.engine.prep.sources import Document
 
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper

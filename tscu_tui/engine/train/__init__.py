@@ -1,0 +1,12 @@
+"""The training loop and its parts.
+
+`trainer.Trainer` runs one LoRA fine-tune top to bottom; beside it live the
+pieces it is made of: the objective with its SCU penalty (`objective`), the
+lambda controller (`scu`), the learning-rate schedule (`schedule`), batch
+drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
+(`evaluate`), the event recorder and the run's output files (`recorder`,
+`outputs`), LoRA adapters (`lora`) and T-SCU in the loop (`thermal`).
+It may import `models`, `data`, `telemetry`, `hub` (the model card), `config`
+and the shared vocabulary (`events`, `errors`, `fileio`); nothing imports it
+but commands, screens and benches.
+"""
