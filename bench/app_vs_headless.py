@@ -26,8 +26,8 @@ from rich.console import Console
 
 from tscu_tui.app import TscuApp
 from tscu_tui.commands.train import run_training
-from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import Config, load_config
+from tscu_tui.engine.config.assets import DEMO_CORPUS
 from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
 from tscu_tui.screens.train import TrainScreen

@@ -16,8 +16,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
+from tscu_tui.engine.config.assets import DEMO_CORPUS
 from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import StepEvent
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import load_config
+from tscu_tui.engine.config.assets import DEMO_CORPUS
 from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import StepEvent
 from tscu_tui.engine.models.load import EMBEDDED_MODEL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import tscu_tui.engine
 
@@ -22,6 +23,14 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_every_engine_module_imports_without_textual_or_rich():
     assert "tscu_tui.engine.models.runtime" in ENGINE_MODULES  # the walk found the real package
+    engine_dir = Path(tscu_tui.engine.__file__).parent
+    sub_packages = {f"tscu_tui.engine.{p.parent.name}" for p in engine_dir.glob("*/__init__.py")}
+    assert {"tscu_tui.engine.train", "tscu_tui.engine.models", "tscu_tui.engine.data",
+            "tscu_tui.engine.runs"} <= sub_packages
+    walked = {m for m in ENGINE_MODULES if m.count(".") >= 3}
+    for package in sub_packages:  # every room and every module in it is imported below
+        modules = {p.stem for p in (engine_dir / package.rsplit(".", 1)[1]).glob("*.py")}
+        assert {f"{package}.{m}" for m in modules - {"__init__"}} <= walked
     imports = "\n".join(f"import {name}" for name in ENGINE_MODULES)
     loaded = _loaded_after(imports)
     assert "mlx.core" in loaded  # the engine really loaded its heavy parts

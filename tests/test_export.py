@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
+from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.hub import ExportError
 from tscu_tui.engine.hub.export import export_run
 from tscu_tui.engine.hub.peft_export import full_precision_base, peft_key

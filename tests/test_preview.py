@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tscu_tui.engine.assets import DEMO_CORPUS
+from tscu_tui.engine.config.assets import DEMO_CORPUS
 from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
 from tscu_tui.engine.data.preview import PREVIEW_CHARS, preview_dataset
 from tscu_tui.engine.errors import DataError

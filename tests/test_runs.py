@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from tscu_tui.engine.errors import ModelError
+from tscu_tui.engine.runs.files import EVENTS_FILE, METRICS_FILE, SUMMARY_FILE
 from tscu_tui.engine.runs.reader import find_runs, load_run, log_tail, summarize
 from tscu_tui.engine.runs.sample import generate_samples
-from tscu_tui.engine.train.outputs import METRICS_FILE, SUMMARY_FILE
-from tscu_tui.engine.train.recorder import EVENTS_FILE
 
 RECORDED = Path(__file__).parent / "data" / "runs"
 

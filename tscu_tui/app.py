@@ -13,9 +13,9 @@ from textual.worker import Worker, WorkerState
 
 from tscu_tui import __version__
 from tscu_tui.engine.config import Config
+from tscu_tui.host import MLX_GROUP
 from tscu_tui.keys import bind, keymap
 from tscu_tui.messages import ConfigChanged
-from tscu_tui.screens.base import MLX_GROUP
 from tscu_tui.screens.config import ConfigScreen
 from tscu_tui.screens.dataset import DatasetScreen
 from tscu_tui.screens.error import ErrorDialog, one_line
@@ -84,7 +84,9 @@ class TscuApp(App[None]):
     # -- actions ---------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        groups = [("Everywhere", self.BINDINGS)]
+        groups += [(f"{name.title()} screen", cls.BINDINGS) for name, cls in SCREENS.items()]
+        self.push_screen(HelpScreen(groups))
 
     def action_toggle_theme(self) -> None:
         """Switch between tscu's dark and light themes."""

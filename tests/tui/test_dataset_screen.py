@@ -11,8 +11,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from tscu_tui.app import TscuApp
-from tscu_tui.engine.assets import DEMO_CORPUS
 from tscu_tui.engine.config import Config
+from tscu_tui.engine.config.assets import DEMO_CORPUS
 from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
 from tscu_tui.screens.dataset import DatasetScreen

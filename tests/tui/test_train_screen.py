@@ -12,8 +12,8 @@ from runs import tiny_config
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import Config, load_config
+from tscu_tui.engine.runs.files import EVENTS_FILE
 from tscu_tui.engine.runs.follow import read_events
-from tscu_tui.engine.train.recorder import EVENTS_FILE
 from tscu_tui.screens.error import ErrorDialog
 from tscu_tui.screens.train import TrainScreen
 from tscu_tui.widgets.metric_panel import MetricPanel

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from tscu_tui.engine.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.config import Config, load_config
+from tscu_tui.engine.config.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.errors import TscuError
 
 PRESET = PRESETS_DIR / "demo.toml"

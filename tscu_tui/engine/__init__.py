@@ -1,5 +1,19 @@
 """The tscu engine: config, data, models, training and control.
 
+One sub-package per concept, each saying in its `__init__` what it may import;
+the arrows run one way (train -> hub -> runs -> models -> config):
+
+- `events`, `errors`, `fileio`: the shared vocabulary every sub-package may use
+- `config/`: the typed config, presets and the package's own assets
+- `data/`: dataset preparation (sources, tokenizing, packing, the store)
+- `models/`: resolving and loading models, the CPU fast path, BLAS/runtime
+  set-up, the memory estimate
+- `train/`: the loop and its parts (objective, SCU, schedule, batches,
+  checkpoints, evaluation, recorder, outputs, LoRA, T-SCU in the loop)
+- `telemetry/`: power/temperature sources, sampler, governor, efficiency
+- `runs/`: run folders read back (finding, following, sampling)
+- `hub/`: exports, model cards, upload
+
 Nothing in this package imports textual or rich (tests/test_engine_isolation.py
 proves it), so it runs headless and inside any UI. Heavy libraries (mlx,
 datasets, transformers) are imported by the submodules that need them, never

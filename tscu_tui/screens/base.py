@@ -1,24 +1,21 @@
-"""What every tscu screen shares: typed access to the app."""
+"""What every tscu screen shares: typed access to the app, through `TscuHost`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.screen import Screen
 from textual.worker import Worker
 
-if TYPE_CHECKING:
-    from tscu_tui.app import TscuApp
+from tscu_tui.host import MLX_GROUP, TscuHost
 
-
-#: the one worker group that runs MLX (training, generation): one such job at a time
-MLX_GROUP = "mlx"
+__all__ = ["MLX_GROUP", "TscuScreen"]
 
 
 class TscuScreen(Screen[None]):
     @property
-    def tscu(self) -> TscuApp:
-        return cast("TscuApp", self.app)
+    def tscu(self) -> TscuHost:
+        return cast(TscuHost, self.app)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Worker.StateChanged does not bubble: hand each screen worker's state to the app,

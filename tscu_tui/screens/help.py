@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections.abc import Sequence
+from typing import cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,10 +11,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tscu_tui.host import TscuHost
 from tscu_tui.keys import key_help
 
-if TYPE_CHECKING:
-    from tscu_tui.app import TscuApp
+#: (heading, bindings) for each group of keys the help lists
+KeyGroups = Sequence[tuple[str, Sequence[Binding | tuple[str, ...]]]]
 
 INTRO = """\
 [b]tscu[/b]: LoRA fine-tuning on MLX under a Thermodynamic Shannon Control Unit.
@@ -36,25 +38,23 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen .section { text-style: bold; color: $accent; margin-top: 1; }
     """
 
-    def compose(self) -> ComposeResult:
-        from tscu_tui.app import SCREENS, TscuApp
+    def __init__(self, groups: KeyGroups) -> None:
+        super().__init__()
+        self.groups = groups
 
-        app = cast("TscuApp", self.app)
+    def compose(self) -> ComposeResult:
+        app = cast(TscuHost, self.app)
         with VerticalScroll():
             yield Static(INTRO, id="help-intro")
-            groups: list[tuple[str, list[Binding]]] = [("Everywhere", TscuApp.BINDINGS)]
-            groups += [(f"{name.title()} screen", list(cls.BINDINGS))
-                       for name, cls in SCREENS.items()]
-            for title, bindings in groups:
+            for title, bindings in self.groups:
                 rows = [self._row(app, b) for b in bindings
                         if isinstance(b, Binding) and b.id]
                 if rows:
                     yield Static(title, classes="section")
                     yield Static("\n".join(rows), markup=False)
 
-    @staticmethod
-    def _row(app: TscuApp, binding: Binding) -> str:
+    def _row(self, app: TscuHost, binding: Binding) -> str:
         keys = app.keymap_for(binding)
-        shown = ", ".join(app.get_key_display(Binding(k, "")) for k in keys.split(","))
+        shown = ", ".join(self.app.get_key_display(Binding(k, "")) for k in keys.split(","))
         assert binding.id is not None
         return f"  {shown:<16} {key_help(binding.id)}"

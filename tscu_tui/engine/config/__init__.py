@@ -1,4 +1,10 @@
-"""The tscu config: schema (dataclasses), loading with validation, rendering and saving."""
+"""The tscu config: schema (dataclasses), loading with validation, rendering and saving.
+
+Beside the config itself: `presets` (the TOML presets shipped with tscu) and
+`assets` (where the package's own files lie: the embedded model, the demo
+corpus, the presets). The bottom of the engine: it imports only the shared
+vocabulary (`errors`, `fileio`), and every other sub-package may import it.
+"""
 
 from tscu_tui.engine.config.load import (
     all_keys,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tscu_tui.engine.assets import PRESETS_DIR
+from tscu_tui.engine.config.assets import PRESETS_DIR
 
 
 @dataclass(frozen=True)

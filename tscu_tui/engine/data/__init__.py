@@ -5,8 +5,10 @@
     data = PreparedDataset.open("data/notes")
     data.blocks("train")        # read-only (n_blocks, block_size) memmap
 
-See sources.py (what can be read), packing.py (how documents become blocks) and
-store.py (the on-disk format). Heavy libraries load inside functions only.
+See documents.py (what a source yields), sources.py (which source a name means),
+local.py and hub.py (the readers), packing.py (how documents become blocks) and
+store.py (the on-disk format). Heavy libraries load inside functions only. It may
+import `models` (for the tokenizer), `config` and the shared vocabulary.
 """
 
 from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tscu_tui.engine.data.sources import (
+from tscu_tui.engine.data.documents import (
     DATASETS_SUFFIXES,
     TRAIN,
     VALIDATION,

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tscu_tui.engine.data.sources import (
+from tscu_tui.engine.data.documents import (
     DATASETS_SUFFIXES,
     TEXT_SUFFIXES,
     TRAIN,

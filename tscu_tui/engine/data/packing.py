@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tscu_tui.engine.data.sources import Document
+from tscu_tui.engine.data.documents import Document
 from tscu_tui.engine.errors import DataError, ModelError
 
 if TYPE_CHECKING:

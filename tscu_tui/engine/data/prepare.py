@@ -16,6 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tscu_tui import __version__
+from tscu_tui.engine.data.documents import (
+    TRAIN,
+    VALIDATION,
+    ChatTemplate,
+    Document,
+    ReadPosition,
+    Source,
+)
 from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress
 from tscu_tui.engine.data.packing import (
     BATCH_CHARACTERS,
@@ -28,15 +36,7 @@ from tscu_tui.engine.data.packing import (
     check_block_size_fits,
     sha256_files,
 )
-from tscu_tui.engine.data.sources import (
-    TRAIN,
-    VALIDATION,
-    ChatTemplate,
-    Document,
-    ReadPosition,
-    Source,
-    resolve_source,
-)
+from tscu_tui.engine.data.sources import resolve_source
 from tscu_tui.engine.data.store import (
     FORMAT_VERSION,
     META_FILE,

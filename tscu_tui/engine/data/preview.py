@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tscu_tui.engine.data.documents import TRAIN, ChatTemplate, Document, ReadPosition
 from tscu_tui.engine.data.options import PrepareOptions
 from tscu_tui.engine.data.packing import Encoder
-from tscu_tui.engine.data.sources import TRAIN, ChatTemplate, Document, ReadPosition, resolve_source
+from tscu_tui.engine.data.sources import resolve_source
 from tscu_tui.engine.errors import DataError
 
 #: Characters of each document kept for display (the token count covers the whole text).

@@ -8,6 +8,8 @@
 - `push`: upload to the Hub; the token is read from the environment, never stored
 
 Modules import mlx, numpy or huggingface_hub only when a function needs them.
+It reads runs (`runs`) and models (`models`) and may import `config` and the
+shared vocabulary; `train` imports it for the model card, never the reverse.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 from tscu_tui.engine.fileio import atomic_directory
 from tscu_tui.engine.hub import ExportError
 from tscu_tui.engine.hub.run import RunFolder, open_run
-from tscu_tui.engine.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from tscu_tui.engine.runs.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 FORMATS = ("mlx", "peft", "fused")
 #: written into every export; only a folder holding it may be replaced by a new export

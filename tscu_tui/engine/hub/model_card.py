@@ -315,7 +315,7 @@ def _mlx_base_ref(base: str) -> str:
     from tscu_tui.engine.models.load import is_embedded
 
     if is_embedded(base):
-        return ('"$(python -c \'from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR; '
+        return ('"$(python -c \'from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR; '
                 'print(EMBEDDED_MODEL_DIR)\')"')
     return base
 

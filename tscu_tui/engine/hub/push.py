@@ -24,8 +24,9 @@ from tscu_tui.engine.hub import ExportError, HubError
 from tscu_tui.engine.hub.export import default_export_dir
 from tscu_tui.engine.hub.model_card import CARD_FILE, HUB_MLX_FOLDER
 from tscu_tui.engine.hub.peft_export import PEFT_CONFIG, PEFT_WEIGHTS
-from tscu_tui.engine.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from tscu_tui.engine.train.outputs import (
+from tscu_tui.engine.runs.files import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
     ANALYSIS_FILE,
     ARGS_FILE,
     CONFIG_FILE,

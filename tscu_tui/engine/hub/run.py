@@ -8,8 +8,14 @@ from typing import Any
 
 from tscu_tui.engine.fileio import read_json_object
 from tscu_tui.engine.hub import ExportError
-from tscu_tui.engine.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from tscu_tui.engine.train.outputs import ANALYSIS_FILE, ARGS_FILE, CONFIG_FILE, SUMMARY_FILE
+from tscu_tui.engine.runs.files import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    ANALYSIS_FILE,
+    ARGS_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+)
 
 #: which adapter of a run to export: the last weights or the best held-out ones
 ADAPTER_CHOICES = ("final", "best")

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
+from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.errors import ModelError, first_line
 
 if TYPE_CHECKING:

@@ -112,7 +112,7 @@ def table_shape(name: str) -> ModelShape | None:
 
 def _config_file(name: str, revision: str) -> Path | None:
     """config.json of `name` if it is on this machine (embedded, local folder, HF cache)."""
-    from tscu_tui.engine.assets import EMBEDDED_MODEL_DIR
+    from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR
     from tscu_tui.engine.models.load import EMBEDDED_MODEL
 
     if name == EMBEDDED_MODEL:

@@ -1,7 +1,7 @@
 """Runs on disk, read back: finding and summarising them (`reader`), following a
-live run's events (`follow`) and sampling base vs base + adapter (`sample`).
+live run's events (`follow`) and sampling base vs base + adapter (`sample`);
+`files` names the files of a run folder, for the writer (`train`) and readers alike.
 
-It reads what `train` writes, so it may import `train`'s file-name constants,
-`models` (to load a base for sampling) and the shared vocabulary; it never
-writes a run.
+It may import `models` (to load a base for sampling), `config` and the shared
+vocabulary; it never writes a run and never imports `train`.
 """

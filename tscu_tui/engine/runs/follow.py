@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import Event, EventSink, RunFailed, RunFinished, from_record
-from tscu_tui.engine.train.recorder import EVENTS_FILE
+from tscu_tui.engine.runs.files import EVENTS_FILE
 
 
 def events_file(run_dir: Path) -> Path:

@@ -17,9 +17,15 @@ from typing import Any
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import EvalEvent, RunFailed, RunFinished, RunStarted, StepEvent
 from tscu_tui.engine.fileio import read_json_object
+from tscu_tui.engine.runs.files import (
+    ANALYSIS_FILE,
+    CONFIG_FILE,
+    EVENTS_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+)
 from tscu_tui.engine.runs.follow import read_events
-from tscu_tui.engine.train.outputs import ANALYSIS_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
-from tscu_tui.engine.train.recorder import EVENTS_FILE, LOG_FILE
 
 SCAN_DEPTH = 2  # a root, its children and grandchildren (out/run, out/sweep/run-3)
 LOG_TAIL_LINES = 400

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tscu_tui.engine.errors import ModelError, first_line
 from tscu_tui.engine.models.load import load_model
-from tscu_tui.engine.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from tscu_tui.engine.runs.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 DEFAULT_PROMPT = "U+00E9 is"  # fits the demo corpus (Unicode character descriptions)
 DEFAULT_TOKENS = 24

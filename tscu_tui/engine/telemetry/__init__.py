@@ -4,6 +4,8 @@ Sources sit behind one interface (base.Source); `auto.pick_source` chooses one.
 The Sampler polls it on a thread; the Governor and EfficiencyTracker are pure
 objects the trainer feeds. Nothing here imports a UI library, and optional
 hardware libraries (pynvml, zeus_apple_silicon) are imported only when used.
+It may import `config` and the shared vocabulary only; `train.thermal` is where
+the training loop meets it.
 """
 
 from tscu_tui.engine.telemetry.base import NullSource, Source, SourceUnavailable

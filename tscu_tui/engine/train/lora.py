@@ -17,9 +17,7 @@ from tscu_tui.engine.config import LoraConfig
 from tscu_tui.engine.errors import ModelError
 from tscu_tui.engine.fileio import atomic_write_bytes, atomic_write_json
 from tscu_tui.engine.models.runtime import mx
-
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+from tscu_tui.engine.runs.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 
 def _adaptable(module: nn.Module) -> bool:

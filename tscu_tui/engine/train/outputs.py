@@ -16,12 +16,13 @@ from typing import Any
 from tscu_tui import __version__
 from tscu_tui.engine.config import Config, to_dict
 from tscu_tui.engine.fileio import atomic_write_json
-
-METRICS_FILE = "mlx_tscu_training_metrics.json"
-ANALYSIS_FILE = "mlx_tscu_analysis.json"
-SUMMARY_FILE = "mlx_training_summary.json"
-CONFIG_FILE = "mlx_config.json"
-ARGS_FILE = "training_args.json"
+from tscu_tui.engine.runs.files import (
+    ANALYSIS_FILE,
+    ARGS_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+)
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:

@@ -25,9 +25,7 @@ from tscu_tui.engine.events import (
     StepEvent,
     to_record,
 )
-
-EVENTS_FILE = "events.jsonl"
-LOG_FILE = Path("logs") / "mlx_training.log"
+from tscu_tui.engine.runs.files import EVENTS_FILE, LOG_FILE
 
 
 def _line(event: Event, logging_steps: int) -> str | None:

@@ -1,0 +1,91 @@
+"""What a dataset source yields: documents, read positions, the chat template, and
+the `Source` interface every reader (local files, the Hub) implements.
+
+A *document* is one unit of text that gets an EOS token after it: a paragraph,
+line or file of a .txt, one JSONL record, one WikiText article, one row of a
+Hugging Face dataset. Sources yield documents lazily, so memory never grows
+with the size of the corpus. Which source a `--dataset` name means is decided
+in sources.py.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+
+TRAIN, VALIDATION = "train", "validation"
+
+
+#: Suffixes read by tscu itself (the mlx-lm data formats).
+TEXT_SUFFIXES = (".txt", ".jsonl")
+#: Suffixes handed to the `datasets` library's packaged loaders.
+DATASETS_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow"}
+
+@dataclass(frozen=True)
+class Document:
+    """One document's text. `templated` text was rendered by a chat template,
+    which already places any BOS, so it is encoded without special tokens."""
+
+    text: str
+    templated: bool = False
+
+
+class ReadPosition:
+    """How far a reader is through its input, for progress bars (mutable on purpose:
+    the reader advances it, the progress reporter samples it)."""
+
+    def __init__(self) -> None:
+        self.completed: int | None = None
+        self.total: int | None = None
+        self.unit: str | None = None
+
+    def reset(self, total: int | None, unit: str | None) -> None:
+        self.completed, self.total, self.unit = (0 if unit else None), total, unit
+
+
+class ChatTemplate:
+    """The tokenizer's chat template, used to render `messages` and prompt/completion
+    records exactly as mlx-lm renders them for training."""
+
+    def __init__(self, tokenizer: TokenizerWrapper | None) -> None:
+        self._tokenizer = tokenizer
+        template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+        self.available = bool(template)
+
+    def render(self, messages: list[Any], tools: Any = None) -> str:
+        assert self._tokenizer is not None
+        kwargs: dict[str, Any] = {"tokenize": False}
+        if tools is not None:
+            kwargs["tools"] = tools
+        text = self._tokenizer.apply_chat_template(messages, **kwargs)
+        if not isinstance(text, str):  # some versions return a list when batched
+            raise TypeError(f"chat template returned {type(text).__name__}, not text")
+        return text
+
+
+class Source(ABC):
+    """A resolved dataset. `own_splits` says whether it brings a validation split;
+    otherwise everything is read as `train` and split by fraction at block level."""
+
+    own_splits: bool = False
+
+    @abstractmethod
+    def documents(self, split: str, chat: ChatTemplate,
+                  position: ReadPosition) -> Iterator[Document]:
+        """Yield the documents of `split` ("train" or "validation") in order."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What was read, for meta.json's `source` (call after reading)."""
+
+    def where(self) -> str:
+        """A short name for error messages."""
+        return str(self.describe().get("dataset", "dataset"))
+
+
