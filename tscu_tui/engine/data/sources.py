@@ -4,7 +4,8 @@ What a source yields (documents) and the `Source` interface live in
 documents.py; the readers in local.py and hub.py.
 
 Resolution order for `--dataset NAME`:
-1. a built-in name (`wikitext`, `wikitext-103`, `wikitext-2`, `c4`);
+1. a built-in name (`pydoc`, shipped with Python; `wikitext`, `wikitext-103`,
+   `wikitext-2`, `c4` from the Hub);
 2. an existing local path (.txt/.jsonl file or folder; or Parquet/CSV/JSON data
    read by the `datasets` library, like a Hub dataset);
 3. something that looks like a path (has a file suffix or several slashes):
@@ -47,9 +48,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def resolve_source(options: PrepareOptions) -> Source:
     """Turn `options.dataset` into a Source, failing fast with one line if it cannot be."""
-    from tscu_tui.engine.data import hub, local
+    from tscu_tui.engine.data import hub, local, pydoc
 
     name = options.dataset.strip()
+    if name.lower() == pydoc.NAME:
+        return pydoc.PydocSource()
     builtin = BUILTIN_DATASETS.get(name.lower())
     if builtin is not None:
         if builtin.needs_max_tokens and options.max_tokens is None:
@@ -63,10 +66,10 @@ def resolve_source(options: PrepareOptions) -> Source:
         raise DataError(f"dataset not found: no such file or folder {name}")
     if _HUB_ID.match(name):
         return hub.HubSource.open(name, name, options.dataset_config, options.text_column)
-    close = difflib.get_close_matches(name.lower(), list(BUILTIN_DATASETS), n=1)
+    close = difflib.get_close_matches(name.lower(), ["pydoc", *BUILTIN_DATASETS], n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    raise DataError(f"unknown dataset '{name}': {hint}use wikitext, wikitext-2, c4, a Hugging "
-                    "Face dataset id (owner/name), or a local .txt/.jsonl file or folder")
+    raise DataError(f"unknown dataset '{name}': {hint}use pydoc, wikitext, wikitext-2, c4, a "
+                    "Hugging Face dataset id (owner/name), or a local .txt/.jsonl file or folder")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -56,13 +56,17 @@ def is_hub_id(name: str | None) -> bool:
     return bool(name) and bool(_HUB_ID.match(name or "")) and not Path(name or "").exists()
 
 
-def base_license(base: str) -> tuple[str, str]:
+def base_license(base: str, gguf_source: dict[str, Any] | None = None) -> tuple[str, str]:
     """(Hub license id, one sentence saying where it comes from)."""
     from tscu_tui.engine.models.load import EMBEDDED_MODEL, is_embedded
 
     if base == EMBEDDED_MODEL or is_embedded(base):
         return "agpl-3.0", ("The embedded tiny model ships inside tscu and is distributed "
                             "under tscu's license, AGPL-3.0-or-later.")
+    gguf_license = (gguf_source or {}).get("general", {}).get("license")
+    if gguf_license:
+        return str(gguf_license), (f"License of the base model as its GGUF file "
+                                   f"`{gguf_source['source']['file']}` states.")  # type: ignore[index]
     found = _license_from_readme(base)
     if found:
         return found, f"License of the base model `{base}` as its model card states."
@@ -128,7 +132,7 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
     trained_on = run.base_model
     peft_base = base_model or full_precision_base(trained_on) or ""
     header_base = peft_base if target in ("peft", "hub") else trained_on
-    license_id, license_note = base_license(trained_on)
+    license_id, license_note = base_license(trained_on, _gguf_source(run))
     tags = ["lora", "mlx", "tscu", "scu", "t-scu", "text-generation"]
     if target in ("peft", "hub"):
         tags.insert(0, "peft")
@@ -171,6 +175,24 @@ def _intro(run: RunFolder, target: str, dequantized: bool) -> str:
             f"on `{run.base_model}` (run status: {status}).\n")
 
 
+def _gguf_source(run: RunFolder) -> dict[str, Any] | None:
+    """What a GGUF base was imported from, as the run recorded it."""
+    source = run.summary.get("base_model_source")
+    return source if isinstance(source, dict) and isinstance(source.get("source"), dict) \
+        else None
+
+
+def _gguf_line(source: dict[str, Any]) -> str:
+    file = source["source"]
+    types = ", ".join(f"{kind} x{count}" for kind, count in
+                      sorted(source.get("tensor_types", {}).items()))
+    general = source.get("general", {})
+    named = f"{general['name']}, " if general.get("name") else ""
+    return (f"- **GGUF source**: `{file.get('file')}` ({named}{source.get('architecture')}; "
+            f"sha256 `{str(file.get('sha256', ''))[:16]}...`; tensors {types}), imported "
+            "by tscu with its quantized tensors kept as stored")
+
+
 def _section_training(run: RunFolder, peft_base: str) -> str:
     cfg, summary = run.config, run.summary
     lora_params = run.adapter_config.get("lora_parameters", {})
@@ -179,6 +201,7 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
     lines = [
         "## Training\n",
         f"- **Base model (trained on)**: `{run.base_model}`",
+        *([_gguf_line(gguf)] if (gguf := _gguf_source(run)) else []),
         f"- **Full-precision base (for PEFT)**: `{peft_base or 'unknown'}`",
         f"- **Data**: {data_line}",
         f"- **Steps**: {_fmt(summary.get('steps'), 'd')} of {_fmt(summary.get('max_steps'), 'd')}"
@@ -312,11 +335,14 @@ def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
 
 
 def _mlx_base_ref(base: str) -> str:
+    from tscu_tui.engine.models.gguf_cache import is_gguf_name
     from tscu_tui.engine.models.load import is_embedded
 
     if is_embedded(base):
         return ('"$(python -c \'from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR; '
                 'print(EMBEDDED_MODEL_DIR)\')"')
+    if is_gguf_name(base):  # `tscu import` prints the mlx-lm folder it made (or cached)
+        return f'"$(tscu import {base})"'
     return base
 
 

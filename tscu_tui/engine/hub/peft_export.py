@@ -16,6 +16,7 @@ from typing import Any
 
 from tscu_tui.engine.hub import ExportError
 from tscu_tui.engine.hub.run import RunFolder
+from tscu_tui.engine.models.gguf_cache import is_gguf_name
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -57,6 +58,8 @@ def full_precision_base(name: str) -> str | None:
 
     if is_embedded(name):
         return EMBEDDED_MODEL
+    if is_gguf_name(name):
+        return gguf_original(name)
     if name in KNOWN_BASES:
         return KNOWN_BASES[name]
     local = Path(name).expanduser()
@@ -70,6 +73,29 @@ def full_precision_base(name: str) -> str | None:
         if not owner:
             return None
     return f"{owner}/{stripped}" if owner else stripped
+
+
+def gguf_original(name: str) -> str | None:
+    """The Hugging Face model a GGUF was converted from: known for aliases, else what
+    the file's metadata names (llama.cpp writes `general.source.huggingface.repository`
+    or `general.base_model.0.repo_url`); None when it does not say."""
+    from tscu_tui.engine.errors import ModelError
+    from tscu_tui.engine.models.gguf_cache import hub_original
+    from tscu_tui.engine.models.load import model_source
+
+    known = hub_original(name)
+    if known is not None:
+        return known
+    try:
+        general = (model_source(name) or {}).get("general", {})
+    except ModelError:  # the file is not on this machine
+        return None
+    for key in ("source.huggingface.repository", "source.repo_url", "base_model.0.repo_url"):
+        value = str(general.get(key, ""))
+        value = value.removeprefix("https://huggingface.co/").strip("/")
+        if value.count("/") == 1:
+            return value
+    return None
 
 
 def peft_key(mlx_key: str) -> str:

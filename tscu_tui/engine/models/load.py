@@ -1,4 +1,4 @@
-"""Find and load models: the embedded tiny model, local folders and Hub ids.
+"""Find and load models: the embedded tiny model, GGUF files, local folders and Hub ids.
 
 Everything goes through `mlx_lm.load` / `mlx_lm.utils.load_tokenizer` once the
 model is on disk; this module only decides *where* it is and turns the Hub's
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR
 from tscu_tui.engine.errors import ModelError, first_line
+from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -33,7 +34,8 @@ def resolve_model_path(name: str, *, tokenizer_only: bool = False,
                        revision: str | None = None) -> Path:
     """Return the local folder holding model `name`, downloading it if needed.
 
-    `name` is the embedded model's name, a local folder, or a Hub repo id.
+    `name` is the embedded model's name, a `.gguf` file or alias (imported once into
+    tscu's cache, see gguf_cache.py), a local folder, or a Hub repo id.
     Raises ModelError with one line on any failure.
     """
     if name == EMBEDDED_MODEL:
@@ -41,6 +43,10 @@ def resolve_model_path(name: str, *, tokenizer_only: bool = False,
             raise ModelError(f"the embedded model is missing from {EMBEDDED_MODEL_DIR}; "
                              "rebuild it with: python scripts/build_tiny_model.py")
         return EMBEDDED_MODEL_DIR
+    if is_gguf_name(name):
+        folder = imported_model_dir(name)
+        assert folder is not None
+        return folder
     local = Path(name).expanduser()
     if local.exists():
         if not local.is_dir() or not (local / "config.json").is_file():
@@ -85,6 +91,17 @@ def _from_hub(repo_id: str, patterns: list[str], revision: str | None) -> Path:
     except (HfHubHTTPError, OSError) as exc:
         raise ModelError(f"cannot download model '{repo_id}' ({first_line(exc)}); "
                          f"{hint}") from None
+
+
+def model_source(name: str) -> dict[str, Any] | None:
+    """For a GGUF model: what it was imported from (file, sha256, tensor types, the
+    file's `general.*` metadata), as `tscu_import.json` in its cache folder records."""
+    if not is_gguf_name(name):
+        return None
+    from tscu_tui.engine.models.gguf import read_import_record
+
+    folder = imported_model_dir(name, import_missing=False)
+    return read_import_record(folder) if folder is not None else None
 
 
 def load_tokenizer(name: str, revision: str | None = None) -> TokenizerWrapper:

@@ -113,10 +113,18 @@ def table_shape(name: str) -> ModelShape | None:
 def _config_file(name: str, revision: str) -> Path | None:
     """config.json of `name` if it is on this machine (embedded, local folder, HF cache)."""
     from tscu_tui.engine.config.assets import EMBEDDED_MODEL_DIR
+    from tscu_tui.engine.errors import ModelError
+    from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
     from tscu_tui.engine.models.load import EMBEDDED_MODEL
 
     if name == EMBEDDED_MODEL:
         return EMBEDDED_MODEL_DIR / "config.json"
+    if is_gguf_name(name):  # imported already: its cached folder (never imports here)
+        try:
+            folder = imported_model_dir(name, import_missing=False)
+        except ModelError:
+            return None
+        return folder / "config.json" if folder is not None else None
     local = Path(name).expanduser()
     if local.is_dir():
         return local / "config.json"

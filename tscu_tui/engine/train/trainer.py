@@ -40,7 +40,8 @@ from tscu_tui.engine.events import (
 )
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
-from tscu_tui.engine.models.load import load_model
+from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
+from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.runtime import BLAS, mx
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
@@ -162,6 +163,10 @@ class Trainer:
             raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
                             f"cannot fill a batch of {cfg.train.batch_size}")
         mx.random.seed(cfg.train.seed)
+        if is_gguf_name(cfg.model.name) and imported_model_dir(
+                cfg.model.name, import_missing=False) is None:
+            self.log(f"importing {cfg.model.name} into tscu's model cache (once; later runs "
+                     "reuse it)")
         model, self.tokenizer, _ = load_model(cfg.model.name, cfg.model.revision or None)
         model_vocab = getattr(getattr(model, "args", None), "vocab_size", None)
         if model_vocab is not None and self.data.meta.vocab_size > model_vocab:
@@ -478,7 +483,8 @@ class Trainer:
             "trainable_parameters": self.trainable, "total_parameters": self.total,
             "best_heldout_bpt": p.best_bpt if math.isfinite(p.best_bpt) else None,
             "final_heldout_bpt": p.last_bpt, "final_lambda": self.lambda_reg,
-            "base_model": cfg.model.name, "dataset": str(self.dataset_path),
+            "base_model": cfg.model.name, "base_model_source": model_source(cfg.model.name),
+            "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
             "device": str(mx.default_device()), "hardware": hardware_facts(),
             **(self.thermal.summary() if self.thermal else {}),
