@@ -112,10 +112,9 @@ class ThermalControl:
         self.sampler.stop()
 
     def energy_j(self) -> float | None:
-        sample = self.sampler.latest()
-        if sample is None or sample.energy_j is None:
-            return None
-        return self._energy_offset + sample.energy_j
+        """Joules of this run (earlier sessions included); None while nothing is measured."""
+        energy = self.sampler.energy_j
+        return None if energy is None else self._energy_offset + energy
 
     def after_step(self, compute_s: float) -> ThermalStep:
         """Read the sensors, run the governor every `control_frequency` steps, plan idle."""
