@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from tscu_tui.engine.config.schema import TelemetryConfig
-from tscu_tui.engine.telemetry.apple import AppleSource, parse_powermetrics_w, window_energy_j
+from tscu_tui.engine.telemetry.apple import AppleSource
 from tscu_tui.engine.telemetry.auto import pick_source
 from tscu_tui.engine.telemetry.base import NullSource, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.estimated import EstimatedSource, guess_tdp_watts, model_power_w
@@ -157,10 +157,6 @@ def test_optional_hardware_sources_explain_themselves():
     for cls in (AppleSource, NvidiaSource):
         ok, why = cls.available()
         assert isinstance(ok, bool) and why
-    assert window_energy_j(SimpleNamespace(cpu_total_mj=1500.0, gpu_mj=500.0,
-                                           ane_mj=None, dram_mj=0.0)) == pytest.approx(2.0)
-    text = "CPU Power: 900 mW\nCombined Power (CPU + GPU + ANE): 1234 mW\n"
-    assert parse_powermetrics_w(text) == pytest.approx(1.234)
 
 
 def test_pick_source_auto_explains_and_explicit_sources_build(tmp_path: Path,

@@ -164,7 +164,7 @@ class TelemetryConfig:
 
     source: str = setting("auto", "Telemetry source; 'auto' picks the best available.",
                           choices=("auto", "apple", "nvidia", "rapl", "estimated",
-                                   "simulated", "replay", "none"))
+                                   "simulated", "replay", "powermetrics", "none"))
     interval_seconds: float = setting(0.5, "Sampling period.", min=0.01, max=60.0)
     replay_path: str = setting("", "Telemetry JSONL to replay (source = 'replay').")
     tdp_watts: float = setting(0.0, "TDP for the estimated source; 0 = guess from the CPU.",

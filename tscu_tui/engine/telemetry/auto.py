@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tscu_tui.engine.config.schema import TelemetryConfig
-from tscu_tui.engine.telemetry.apple import AppleSource
+from tscu_tui.engine.telemetry.apple import AppleSource, PowermetricsSource
+from tscu_tui.engine.telemetry.apple_sensors import AppleTemperatures
 from tscu_tui.engine.telemetry.base import Clock, NullSource, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.estimated import EstimatedSource
 from tscu_tui.engine.telemetry.hwmon import read_temperature_c
@@ -30,7 +31,9 @@ def build_source(name: str, config: TelemetryConfig, *, clock: Clock = time.mono
                  rapl_root: Path | str = DEFAULT_ROOT) -> Source:
     """Construct one named source; raises SourceUnavailable with the reason."""
     if name == "apple":
-        return AppleSource(clock=clock)
+        return AppleSource.open(clock=clock)
+    if name == "powermetrics":  # explicit only: it needs a passwordless sudo rule
+        return PowermetricsSource(clock=clock, temperatures=_apple_temperatures())
     if name == "nvidia":
         return NvidiaSource(clock=clock)
     if name == "rapl":
@@ -50,6 +53,13 @@ def build_source(name: str, config: TelemetryConfig, *, clock: Clock = time.mono
     if name == "none":
         return NullSource(clock=clock)
     raise SourceUnavailable(f"unknown telemetry source {name!r}")
+
+
+def _apple_temperatures() -> AppleTemperatures | None:
+    try:
+        return AppleTemperatures.open()
+    except Exception:  # power without temperature is still worth having
+        return None
 
 
 def pick_source(config: TelemetryConfig, *, clock: Clock = time.monotonic,
