@@ -156,6 +156,10 @@ class TscuConfig:
                                                  "c-sized share of the gradient accumulation "
                                                  "micro-batches per step (fewer tokens per "
                                                  "step).")
+    nvidia_power_limit: bool = setting(False, "On NVIDIA, also cap the GPU's board power at "
+                                              "power_budget_watts (clamped to the card's "
+                                              "range) for the run. Needs root; the original "
+                                              "limit is restored when the run ends.")
 
 
 @dataclass
