@@ -328,3 +328,18 @@ def test_stopped_sampler_never_reads_a_closed_source():
     sampler.stop()
     sampler.stop()  # idempotent: the trainer's finally may stop twice
     assert sampler.poll_once() is None and source.reads == 1
+
+
+def test_thermal_control_with_no_telemetry_reports_n_a_not_zero_watts():
+    """What the headless display prints as W: None (n/a), never an invented 0.0."""
+    from tscu_tui.engine.config import Config
+    from tscu_tui.engine.train.thermal import ThermalControl
+
+    control = ThermalControl(Config(), on_warning=lambda message: None, source=NullSource())
+    control.start()
+    try:
+        steps = [control.after_step(0.01) for _ in range(3)]
+    finally:
+        control.stop()
+    assert all(s.power_w is None and s.energy_j is None and not s.over_budget for s in steps)
+    assert control.summary()["avg_power_watts"] is None
