@@ -127,13 +127,16 @@ def cpu_brand() -> str | None:
     """sysctl machdep.cpu.brand_string ("Apple M3 Max"), None off macOS or on failure."""
     if not on_macos():
         return None
-    libc = ctypes.CDLL(LIBSYSTEM)
+    sysctlbyname = ctypes.CDLL(LIBSYSTEM).sysctlbyname
+    sysctlbyname.restype = ctypes.c_int  # typed: an untyped 0 is not a 64-bit size_t on arm64
+    sysctlbyname.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                             ctypes.c_void_p, ctypes.c_size_t]
     size = ctypes.c_size_t(0)
     name = b"machdep.cpu.brand_string"
-    if libc.sysctlbyname(name, None, ctypes.byref(size), None, 0) != 0 or size.value == 0:
+    if sysctlbyname(name, None, ctypes.byref(size), None, 0) != 0 or size.value == 0:
         return None
     buffer = ctypes.create_string_buffer(size.value)
-    if libc.sysctlbyname(name, buffer, ctypes.byref(size), None, 0) != 0:
+    if sysctlbyname(name, buffer, ctypes.byref(size), None, 0) != 0:
         return None
     return buffer.value.decode("utf-8", errors="replace")
 
@@ -195,7 +198,7 @@ def open_smc() -> IOKitSmc | None:
                                           ctypes.byref(iterator)) != 0:
         return None
     task = ctypes.CDLL(LIBSYSTEM).mach_task_self
-    task.restype = ctypes.c_uint32
+    task.restype, task.argtypes = ctypes.c_uint32, []
     connection = None
     try:
         while (service := iokit.IOIteratorNext(iterator.value)) != 0:

@@ -127,7 +127,9 @@ class ThermalControl:
 
     def start(self) -> None:
         self._t_start = time.monotonic()
-        self._info(f"telemetry: {self.reason}; measuring {self.sampler.source.describe()}")
+        detail = self.sampler.source.describe()
+        self._info(f"telemetry: {self.reason}"
+                   + (f"; measuring {detail}" if detail != self.source_name else ""))
         if self.power_limit is not None:
             self._report(self.power_limit.apply(self.config.tscu.power_budget_watts))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
