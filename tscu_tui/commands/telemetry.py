@@ -23,21 +23,29 @@ def run(args: argparse.Namespace) -> int:
     from tscu_tui.engine.telemetry import Sampler
     from tscu_tui.engine.telemetry.auto import AUTO_ORDER, build_source, pick_source
     from tscu_tui.engine.telemetry.base import SourceUnavailable
+    from tscu_tui.engine.train.device import backend_problem, mlx_compute_device
 
     config_path = Path(args.config)
     config = load_config(config_path if config_path.exists() or args.config != "tscu.toml"
                          else None, [f'telemetry.source="{args.source}"'] if args.source else [])
+    compute = mlx_compute_device()
+    print(f"MLX computes on: {compute.describe()}")
+    problem = backend_problem()
+    if problem is not None:
+        print(f"warning: {problem}")
     print("sources on this machine:")
     for name in (*AUTO_ORDER, "simulated"):
         try:
-            source = build_source(name, config.telemetry)
+            source = build_source(name, config.telemetry, compute=compute)
         except SourceUnavailable as exc:
             print(f"  {name:<10} unavailable: {exc}")
             continue
-        print(f"  {name:<10} available ({source.kind})")
+        detail = source.describe()
+        print(f"  {name:<10} available ({source.kind})"
+              + (f": {detail}" if detail != source.name else ""))
         source.close()
     try:
-        source, reason = pick_source(config.telemetry)
+        source, reason = pick_source(config.telemetry, compute=compute)
     except SourceUnavailable as exc:
         raise TscuError(f"telemetry.source = {config.telemetry.source!r}: {exc}") from None
     print(f"using {reason}")
@@ -50,11 +58,18 @@ def run(args: argparse.Namespace) -> int:
                 break
             watts = "n/a" if sample.power_w is None else f"{sample.power_w:7.2f} W"
             temp = "n/a" if sample.temp_c is None else f"{sample.temp_c:5.1f} C"
+            if sample.cpu_temp_c is not None or sample.gpu_temp_c is not None:
+                temp += (f" (CPU {_celsius(sample.cpu_temp_c)}, "
+                         f"GPU {_celsius(sample.gpu_temp_c)})")
             energy = "n/a" if sample.energy_j is None else f"{sample.energy_j:9.2f} J"
-            print(f"  {watts:>10}  {temp:>8}  energy {energy}  [{sample.source}, "
-                  f"{sample.kind}]")
+            kind = "nothing measured" if sample.source == "none" else sample.kind
+            print(f"  {watts:>10}  {temp:>8}  energy {energy}  [{sample.source}, {kind}]")
             if i + 1 < args.count:
                 time.sleep(args.interval)
     finally:
         sampler.stop()
     return 0
+
+
+def _celsius(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} C"

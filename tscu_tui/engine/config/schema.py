@@ -156,6 +156,10 @@ class TscuConfig:
                                                  "c-sized share of the gradient accumulation "
                                                  "micro-batches per step (fewer tokens per "
                                                  "step).")
+    nvidia_power_limit: bool = setting(False, "On NVIDIA, also cap the GPU's board power at "
+                                              "power_budget_watts (clamped to the card's "
+                                              "range) for the run. Needs root; the original "
+                                              "limit is restored when the run ends.")
 
 
 @dataclass
@@ -164,7 +168,7 @@ class TelemetryConfig:
 
     source: str = setting("auto", "Telemetry source; 'auto' picks the best available.",
                           choices=("auto", "apple", "nvidia", "rapl", "estimated",
-                                   "simulated", "replay", "none"))
+                                   "simulated", "replay", "powermetrics", "none"))
     interval_seconds: float = setting(0.5, "Sampling period.", min=0.01, max=60.0)
     replay_path: str = setting("", "Telemetry JSONL to replay (source = 'replay').")
     tdp_watts: float = setting(0.0, "TDP for the estimated source; 0 = guess from the CPU.",

@@ -1,11 +1,13 @@
 """Power and temperature telemetry, the T-SCU governor and efficiency accounting.
 
 Sources sit behind one interface (base.Source); `auto.pick_source` chooses one.
-The Sampler polls it on a thread; the Governor and EfficiencyTracker are pure
-objects the trainer feeds. Nothing here imports a UI library, and optional
-hardware libraries (pynvml, zeus_apple_silicon) are imported only when used.
-It may import `config` and the shared vocabulary only; `train.thermal` is where
-the training loop meets it.
+The Sampler polls it on a thread and is the one owner of its reads; the
+Governor and EfficiencyTracker are pure objects the trainer feeds. Nothing
+here imports a UI library or MLX (the device MLX computes on arrives as a
+`device.ComputeDevice`), optional hardware libraries (pynvml,
+zeus_apple_silicon) are imported only when used, and IOKit (`apple_iokit`,
+ctypes) is loaded only on macOS. It may import `config` and the shared
+vocabulary only; `train.thermal` is where the training loop meets it.
 """
 
 from tscu_tui.engine.telemetry.base import NullSource, Source, SourceUnavailable

@@ -38,6 +38,10 @@ class Source(ABC):
     def read(self) -> Sample:
         """One reading now. May raise; the Sampler turns failures into 'unavailable'."""
 
+    def describe(self) -> str:
+        """What exactly is measured (device, sensors), for `tscu telemetry` and the logs."""
+        return self.name
+
     def close(self) -> None:  # most sources hold nothing worth releasing
         return None
 

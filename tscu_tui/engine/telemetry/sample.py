@@ -21,6 +21,11 @@ class Sample:
     `energy_j` is cumulative since the source started, and only set when the
     hardware (or the simulated plant) keeps an energy counter; otherwise the
     sampler integrates `power_w` itself.
+
+    `temp_c` is the temperature the governor acts on. Where a chip reports its
+    CPU and GPU dies separately (Apple Silicon), `temp_c` is the hotter of the
+    two and `cpu_temp_c` / `gpu_temp_c` keep both for display; elsewhere they
+    stay None.
     """
 
     t_s: float
@@ -29,6 +34,13 @@ class Sample:
     energy_j: float | None
     source: str
     kind: SampleKind
+    cpu_temp_c: float | None = None
+    gpu_temp_c: float | None = None
+
+    @property
+    def measured_anything(self) -> bool:
+        """Whether this sample carries power or energy (a temperature alone is not energy)."""
+        return self.power_w is not None or self.energy_j is not None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -41,7 +53,9 @@ class Sample:
             raise ValueError(f"sample kind {kind!r} is not one of {SAMPLE_KINDS}")
         return cls(t_s=_number(record, "t_s"), power_w=_optional(record, "power_w"),
                    temp_c=_optional(record, "temp_c"), energy_j=_optional(record, "energy_j"),
-                   source=str(record.get("source", "unknown")), kind=kind)  # type: ignore[arg-type]
+                   source=str(record.get("source", "unknown")), kind=kind,  # type: ignore[arg-type]
+                   cpu_temp_c=_optional(record, "cpu_temp_c"),
+                   gpu_temp_c=_optional(record, "gpu_temp_c"))
 
 
 def _optional(record: dict[str, object], key: str) -> float | None:

@@ -5,6 +5,17 @@ so `stop()` interrupts the wait at once. Energy comes from differencing the
 source's counter when it has one, else from trapezoids over `power_w`. A
 source that raises degrades the sampler to "unavailable" with exactly one
 warning callback; nothing is ever raised into the training loop.
+
+The Sampler is the one owner of its source: the polling thread and the
+training loop (`poll_once` after each step) both read through it, and one
+lock spans the read *and* the integration. Without it two reads interleave:
+zeus' begin/end windows raise, NVML calls (which release the GIL) overlap,
+and a counter sample integrated after a newer one looks like a counter reset,
+which would add the whole cumulative energy again.
+
+A sample that measured nothing (no power, no energy: `source = "none"`, or a
+sensor that answered only a temperature) keeps `energy_j = None`, so no
+average power is ever computed from it: n/a, not 0 W.
 """
 
 from __future__ import annotations
@@ -30,7 +41,14 @@ class EnergyIntegrator:
     counter_base_j: float | None = None  # source counter when our total was last rebased
     total_at_base_j: float = 0.0
 
+    @property
+    def measured(self) -> bool:
+        """Whether any sample so far carried power or energy."""
+        return self.last is not None
+
     def add(self, sample: Sample) -> EnergyIntegrator:
+        if not sample.measured_anything:  # nothing to integrate; keep the last real sample
+            return self
         if sample.energy_j is not None:
             return self._from_counter(sample)
         prev = self.last
@@ -66,7 +84,9 @@ class Sampler:
         self.period_s = period_s
         self._on_warning = on_warning
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards history and the integrator for readers
+        self._poll_lock = threading.Lock()  # one read + integration at a time, in order
+        self._closed = False
         self._history: deque[Sample] = deque(maxlen=history)
         self._energy = EnergyIntegrator()
         self._stop = threading.Event()
@@ -87,10 +107,14 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-        try:
-            self.source.close()
-        except Exception as err:  # closing must not break shutdown either
-            self._warn(f"telemetry source {self.source.name} failed to close: {err}")
+        with self._poll_lock:  # a read still in flight finishes before the handle goes
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.source.close()
+            except Exception as err:  # closing must not break shutdown either
+                self._warn(f"telemetry source {self.source.name} failed to close: {err}")
 
     @property
     def running(self) -> bool:
@@ -107,21 +131,23 @@ class Sampler:
     # -- one step ----------------------------------------------------------------------
     def poll_once(self) -> Sample | None:
         """Read the source once and record it; None once the source has failed."""
-        if not self.available:
-            return None
-        try:
-            raw = self.source.read()
-        except Exception as err:  # any backend failure: degrade, warn once, never raise
-            self.available = False
-            self.status = f"{self.source.name} unavailable: {err}"
-            self._warn(f"telemetry source {self.source.name} failed, continuing without "
-                       f"it: {err}")
-            return None
-        with self._lock:
-            self._energy = self._energy.add(raw)
-            sample = replace(raw, energy_j=self._energy.energy_j)
-            self._history.append(sample)
-        return sample
+        with self._poll_lock:
+            if not self.available or self._closed:
+                return None
+            try:
+                raw = self.source.read()
+            except Exception as err:  # any backend failure: degrade, warn once, never raise
+                self.available = False
+                self.status = f"{self.source.name} unavailable: {err}"
+                self._warn(f"telemetry source {self.source.name} failed, continuing without "
+                           f"it: {err}")
+                return None
+            with self._lock:
+                self._energy = self._energy.add(raw)
+                energy = self._energy.energy_j if raw.measured_anything else None
+                sample = replace(raw, energy_j=energy)
+                self._history.append(sample)
+            return sample
 
     def _warn(self, message: str) -> None:
         if self._on_warning is not None:
@@ -138,9 +164,10 @@ class Sampler:
             return list(self._history)
 
     @property
-    def energy_j(self) -> float:
+    def energy_j(self) -> float | None:
+        """Joules since this sampler started; None while nothing has been measured."""
         with self._lock:
-            return self._energy.energy_j
+            return self._energy.energy_j if self._energy.measured else None
 
     def window_average(self, seconds: float) -> float | None:
         """Mean power over the last `seconds`: energy difference over time when possible."""
@@ -150,9 +177,11 @@ class Sampler:
             return None
         newest = samples[-1]
         window = [s for s in samples if s.t_s >= newest.t_s - seconds]
-        first = window[0]
-        span = newest.t_s - first.t_s
-        if span > 0 and newest.energy_j is not None and first.energy_j is not None:
-            return (newest.energy_j - first.energy_j) / span
+        with_energy = [s for s in window if s.energy_j is not None]
+        if len(with_energy) >= 2:
+            first, last = with_energy[0], with_energy[-1]
+            span = last.t_s - first.t_s
+            if span > 0:
+                return (last.energy_j - first.energy_j) / span  # type: ignore[operator]
         powers = [s.power_w for s in window if s.power_w is not None]
         return sum(powers) / len(powers) if powers else None

@@ -5,6 +5,11 @@ governor and the efficiency tracker; the trainer tells it when it computes
 (`DutyMeter`), asks it after each optimizer step how long to idle, and feeds
 it held-out BPT at evaluations. Where nothing can be measured the readings
 are None and the governor holds c = 1: no reading is ever invented.
+
+`auto` telemetry measures the device MLX computes on (`train.device`). On
+NVIDIA, `tscu.nvidia_power_limit` adds the board power limit as a second
+actuator: set in `start()`, restored in `stop()`, which the trainer calls in a
+`finally` (end, stop, failure, Ctrl+C).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from tscu_tui.engine.telemetry import (
     Sampler,
 )
 from tscu_tui.engine.telemetry.auto import pick_source
-from tscu_tui.engine.telemetry.base import SourceUnavailable
+from tscu_tui.engine.telemetry.base import Source, SourceUnavailable
+from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
+from tscu_tui.engine.train.device import mlx_compute_device
 
 
 class DutyMeter:
@@ -74,16 +81,31 @@ class ThermalStep:
 
 
 class ThermalControl:
-    def __init__(self, config: Config, on_warning: Callable[[str], None]) -> None:
+    def __init__(self, config: Config, on_warning: Callable[[str], None],
+                 on_info: Callable[[str], None] | None = None,
+                 source: Source | None = None) -> None:
+        """`source` replaces the configured one (benches, hardware stand-ins in tests)."""
         self.config = config
         self.duty = DutyMeter()
-        try:
-            source, self.reason = pick_source(config.telemetry, duty=self.duty.fraction)
-        except SourceUnavailable as exc:
-            raise SourceUnavailable(f"telemetry.source = {config.telemetry.source!r}: {exc}"
-                                    ) from None
+        self._warn = on_warning
+        self._info = on_info or (lambda message: None)
+        if source is not None:
+            self.reason = f"{source.name}: given"
+        else:
+            try:
+                source, self.reason = pick_source(config.telemetry, duty=self.duty.fraction,
+                                                  compute=mlx_compute_device())
+            except SourceUnavailable as exc:
+                raise SourceUnavailable(f"telemetry.source = {config.telemetry.source!r}: "
+                                        f"{exc}") from None
         self.sampler = Sampler(source, period_s=config.telemetry.interval_seconds,
                                on_warning=on_warning)
+        self.power_limit: NvidiaPowerLimit | None = None
+        if config.tscu.nvidia_power_limit:
+            self.power_limit = NvidiaPowerLimit.for_source(source)
+            if self.power_limit is None:
+                on_warning(f"tscu.nvidia_power_limit is on but telemetry is {source.name}, "
+                           "not NVML: no GPU power limit is set")
         self.governor = Governor(GovernorLimits.from_config(config.tscu))
         self.enabled = config.tscu.enabled
         self.efficiency: EfficiencyTracker | None = None
@@ -105,17 +127,29 @@ class ThermalControl:
 
     def start(self) -> None:
         self._t_start = time.monotonic()
+        detail = self.sampler.source.describe()
+        self._info(f"telemetry: {self.reason}"
+                   + (f"; measuring {detail}" if detail != self.source_name else ""))
+        if self.power_limit is not None:
+            self._report(self.power_limit.apply(self.config.tscu.power_budget_watts))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
         self.sampler.start()
 
     def stop(self) -> None:
+        """End of run, however it ends: the GPU's own limit back first, then the sensors."""
+        if self.power_limit is not None:
+            change = self.power_limit.restore()
+            if change is not None:
+                self._report(change)
         self.sampler.stop()
 
+    def _report(self, change: LimitChange) -> None:
+        (self._info if change.applied else self._warn)(change.message)
+
     def energy_j(self) -> float | None:
-        sample = self.sampler.latest()
-        if sample is None or sample.energy_j is None:
-            return None
-        return self._energy_offset + sample.energy_j
+        """Joules of this run (earlier sessions included); None while nothing is measured."""
+        energy = self.sampler.energy_j
+        return None if energy is None else self._energy_offset + energy
 
     def after_step(self, compute_s: float) -> ThermalStep:
         """Read the sensors, run the governor every `control_frequency` steps, plan idle."""

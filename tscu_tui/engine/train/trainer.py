@@ -47,6 +47,7 @@ from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale, sum_of_squares
 from tscu_tui.engine.train.outputs import write_outputs
@@ -207,7 +208,11 @@ class Trainer:
         self._recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, history)
         if history is not None:
             self._recorder.rewind(self.progress.step)
-        self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"))
+        problem = backend_problem()
+        if problem is not None:
+            self.log(problem, "warning")
+        self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
+                                      on_info=self.log)
         if self.resume and "thermal" in self._resume_state:
             self.thermal.load_state_dict(self._resume_state["thermal"])
         self._build_steps()
