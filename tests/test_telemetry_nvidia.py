@@ -300,6 +300,8 @@ def test_thermal_control_sets_the_limit_at_start_and_restores_it_at_stop_stand_i
                              source=NvidiaSource(clock=clock, nvml=nvml, env={}))
     control.start()
     assert nvml.gpus[0].limit_mw == 350_000
+    control.announce()  # the trainer announces once RunStarted is out
+    assert any("set to 350 W" in m for m in infos)
     try:
         raise KeyboardInterrupt  # Ctrl+C in the loop: the trainer's finally calls stop()
     except KeyboardInterrupt:

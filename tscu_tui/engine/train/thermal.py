@@ -115,6 +115,7 @@ class ThermalControl:
         self._last_control = time.monotonic()
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
+        self._started: list[tuple[Callable[[str], None], str]] = []
 
     @property
     def source_name(self) -> str:
@@ -126,17 +127,27 @@ class ThermalControl:
         return "none" if self.source_name == "none" else self.sampler.source.kind
 
     def start(self) -> None:
+        """Sensors on (and the GPU limit set) before the run's first measurement; what
+        was done is said by `announce()`, once the run has been announced itself."""
         self._t_start = time.monotonic()
         detail = self.sampler.source.describe()
-        self._info(f"telemetry: {self.reason}"
-                   + (f"; measuring {detail}" if detail != self.source_name else ""))
+        self._started = [(self._info, f"telemetry: {self.reason}"
+                          + (f"; measuring {detail}" if detail != self.source_name else ""))]
         if self.power_limit is not None:
-            self._report(self.power_limit.apply(self.config.tscu.power_budget_watts))
+            change = self.power_limit.apply(self.config.tscu.power_budget_watts)
+            self._started.append((self._info if change.applied else self._warn,
+                                  change.message))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
         self.sampler.start()
 
+    def announce(self) -> None:
+        for say, message in self._started:
+            say(message)
+        self._started = []
+
     def stop(self) -> None:
         """End of run, however it ends: the GPU's own limit back first, then the sensors."""
+        self.announce()  # a run that failed before announcing still says what was set
         if self.power_limit is not None:
             change = self.power_limit.restore()
             if change is not None:

@@ -267,6 +267,7 @@ class Trainer:
         self.thermal.start()
         initial = self._measure() if p.step == 0 else None
         self._emit_started()
+        self.thermal.announce()
         if initial is not None:
             self._record_eval(*initial)
         self.model.train()
