@@ -17,8 +17,10 @@ the arrows run one way (train -> hub -> runs -> models -> config):
 Nothing in this package imports textual or rich (tests/test_engine_isolation.py
 proves it), so it runs headless and inside any UI. Heavy libraries (mlx,
 datasets, transformers) are imported by the submodules that need them, never
-here, so `tscu --help` stays fast. The one exception is cheap: OpenBLAS is
-loaded (a dlopen, no mlx) before any submodule can import mlx; see blas.py.
+here, so `tscu --help` stays fast. The exceptions are cheap: OpenBLAS is loaded
+(a dlopen, no mlx) before any submodule can import mlx, and glibc is told to keep
+freed memory for reuse; see models/blas.py and models/allocator.py.
 """
 
+from tscu_tui.engine.models import allocator as _allocator  # noqa: F401  (before mlx allocates)
 from tscu_tui.engine.models import blas as _blas  # noqa: F401  (must precede any mlx import)

@@ -79,3 +79,30 @@ def _load_blas() -> BlasStatus:
 
 
 BLAS: BlasStatus = _load_blas()
+
+
+def _openblas() -> ctypes.CDLL | None:
+    if BLAS.library is None:
+        return None
+    try:
+        lib = ctypes.CDLL(BLAS.library)
+        lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
+        lib.openblas_get_num_threads.restype = ctypes.c_int
+    except (OSError, AttributeError):  # another BLAS named by TSCU_BLAS
+        return None
+    return lib
+
+
+def blas_threads() -> int | None:
+    """Threads OpenBLAS uses for one call now; None when tscu did not load OpenBLAS."""
+    lib = _openblas()
+    return int(lib.openblas_get_num_threads()) if lib is not None else None
+
+
+def set_blas_threads(count: int) -> bool:
+    """Let OpenBLAS use `count` threads per call; False when it is not ours to set."""
+    lib = _openblas()
+    if lib is None:
+        return False
+    lib.openblas_set_num_threads(max(1, int(count)))
+    return True

@@ -17,13 +17,10 @@ On GPU backends nothing changes: `quantized_matmul` is the fast path there.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import mlx.nn as nn
 
+from tscu_tui.engine.models.cpu_kernels import kernels_enabled, use_cpu_kernels
 from tscu_tui.engine.models.runtime import mx
-
-_M = TypeVar("_M", bound=nn.Module)
 
 
 def _dequantized(layer: nn.QuantizedLinear | nn.QuantizedEmbedding) -> mx.array:
@@ -48,27 +45,43 @@ class DequantizedEmbedding(nn.QuantizedEmbedding):
         return x @ _dequantized(self).T
 
 
+def _addmm_lora_call(self: nn.Module, x: mx.array) -> mx.array:
+    """mlx-lm's LoRALinear with `y + scale * (x A) B` as one BLAS call (`addmm`
+    accumulates into y): two elementwise passes over the output fewer per layer."""
+    y = self.linear(x)
+    xa = self.dropout(x) @ self.lora_a
+    return mx.addmm(y, xa.astype(y.dtype), self.lora_b.astype(y.dtype), alpha=self.scale)
+
+
 _SWAPS: dict[type, type] = {nn.QuantizedLinear: DequantizedLinear,
                             nn.QuantizedEmbedding: DequantizedEmbedding}
+_LORA_TWINS: dict[type, type] = {}
 
 
-def _rebuilt(module: nn.Module, cls: type[_M]) -> _M:
-    """The same module (same arrays, same settings) as an instance of `cls`."""
-    new = cls.__new__(cls)
-    dict.update(new, module)  # parameters live in the Module dict
-    new.__dict__.update(module.__dict__)  # group_size, bits, mode, frozen flags
-    return new
+def _lora_twin(cls: type) -> type | None:
+    """mlx-lm's LoRALinear -> its addmm twin (mlx_lm.tuner is imported only by whoever
+    added the adapters: importing it here would pull its progress-bar library in)."""
+    if cls.__name__ != "LoRALinear" or cls.__module__ != "mlx_lm.tuner.lora":
+        return None
+    if cls not in _LORA_TWINS:
+        _LORA_TWINS[cls] = type("AddmmLoRALinear", (cls,), {"__call__": _addmm_lora_call,
+                                                             "__module__": __name__})
+    return _LORA_TWINS[cls]
 
 
 def use_dequantized_matmul(model: nn.Module) -> int:
-    """Swap every quantized layer of `model` for its dequantizing twin; return how many."""
-    swaps = [(name, _rebuilt(m, _SWAPS[type(m)])) for name, m in model.named_modules()
-             if type(m) in _SWAPS]
-    if swaps:
-        from mlx.utils import tree_unflatten
-
-        model.update_modules(tree_unflatten(swaps))
-    return len(swaps)
+    """Give every quantized layer of `model` its dequantizing twin's class (and LoRA
+    layers their addmm twin's), in place: same object, same arrays, same settings.
+    Returns how many quantized layers were changed."""
+    swapped = 0
+    for _, module in model.named_modules():
+        twin = _SWAPS.get(type(module))
+        if twin is not None:
+            module.__class__ = twin
+            swapped += 1
+        elif kernels_enabled() and (lora := _lora_twin(type(module))) is not None:
+            module.__class__ = lora  # TSCU_CPU_KERNELS=0 keeps mlx-lm's own, for comparisons
+    return swapped
 
 
 def on_cpu() -> bool:
@@ -76,8 +89,11 @@ def on_cpu() -> bool:
 
 
 def prepare_for_cpu(model: nn.Module) -> int:
-    """Float32 compute and dequantized matmuls when MLX runs on the CPU; else no-op."""
+    """Float32 compute, dequantized matmuls and the cheaper exp-heavy kernels
+    (cpu_kernels.py) when MLX runs on the CPU; else no-op. Returns how many quantized
+    layers were swapped. Call it after LoRA layers are added (their addmm twin)."""
     if not on_cpu():
         return 0
     model.set_dtype(mx.float32)
+    use_cpu_kernels(model)
     return use_dequantized_matmul(model)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from tscu_tui.engine.models.cpu_kernels import cross_entropy as kernel_cross_entropy
+from tscu_tui.engine.models.cpu_kernels import uses_cpu_kernels
 from tscu_tui.engine.models.runtime import mx
 
 LN2 = math.log(2.0)
@@ -30,9 +32,14 @@ def sum_of_squares(model: nn.Module) -> mx.array:
 
 
 def cross_entropy(model: nn.Module, batch: mx.array, reduction: str = "mean") -> mx.array:
-    """Next-token cross-entropy (nats) over every target of packed blocks."""
+    """Next-token cross-entropy (nats) over every target of packed blocks (through the
+    NumPy kernel when the model runs on the CPU fast path, see cpu_kernels.py)."""
     logits = model(batch[:, :-1]).astype(mx.float32)
-    return nn.losses.cross_entropy(logits, batch[:, 1:], reduction=reduction)
+    if not uses_cpu_kernels(model):
+        return nn.losses.cross_entropy(logits, batch[:, 1:], reduction=reduction)
+    per_token = kernel_cross_entropy(logits, batch[:, 1:])
+    return {"mean": mx.mean, "sum": mx.sum}[reduction](per_token) if reduction != "none" \
+        else per_token
 
 
 def make_objective(scale: float) -> Callable[..., tuple[mx.array, mx.array, mx.array]]:

@@ -9,6 +9,7 @@ It never prints and never touches a UI: everything goes to the event sink.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import time
 import traceback
@@ -39,10 +40,12 @@ from tscu_tui.engine.events import (
     StepEvent,
 )
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
+from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
 from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.runtime import BLAS, mx
+from tscu_tui.engine.models.threads import BlasThreadPolicy, fixed_blas_threads
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
@@ -173,8 +176,8 @@ class Trainer:
         if model_vocab is not None and self.data.meta.vocab_size > model_vocab:
             raise TscuError(f"{self.dataset_path} was tokenized for {self.data.meta.model} "
                             f"(vocab {self.data.meta.vocab_size}), not for {cfg.model.name}")
-        prepare_for_cpu(model)
         self.adapter_config = {**lora.apply_lora(model, cfg.lora), "model": cfg.model.name}
+        prepare_for_cpu(model)
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
@@ -211,11 +214,22 @@ class Trainer:
         problem = backend_problem()
         if problem is not None:
             self.log(problem, "warning")
+        self.blas_policy = self._blas_thread_policy()
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
                                       on_info=self.log)
         if self.resume and "thermal" in self._resume_state:
             self.thermal.load_state_dict(self._resume_state["thermal"])
         self._build_steps()
+
+    def _blas_thread_policy(self) -> BlasThreadPolicy | None:
+        """OpenBLAS's threads: fixed by TSCU_BLAS_THREADS, else adapted to the load."""
+        fixed, current = fixed_blas_threads(), blas_threads()
+        if current is None:
+            return None
+        if fixed is not None:
+            set_blas_threads(fixed)
+            return None
+        return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         saved = state.get("fingerprint", {})
@@ -325,6 +339,10 @@ class Trainer:
         cfg, p = self.config, self.progress
         assert self.thermal is not None
         thermal = self.thermal.after_step(step_s)
+        change = self.blas_policy.after_step() if self.blas_policy is not None else None
+        if change is not None:
+            set_blas_threads(change.threads)
+            self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         p_term = i_term = 0.0
         smoothed = info.s

@@ -1,0 +1,104 @@
+"""How many threads BLAS may use: all cores when the machine is ours, fewer under load.
+
+OpenBLAS splits each matmul over its threads and lets idle workers spin. On a
+2-core laptop with another CPU-bound process running, the spinning worker, the
+other process and tscu's own compute thread fight over two cores: measured on
+the demo preset, throughput fell to 0.42x with 2 BLAS threads and held at 0.88x
+with one. `BlasThreadPolicy` watches, between steps, how much CPU *other*
+processes use (system CPU time minus this process's, over wall time) and gives
+BLAS the cores that are left: fewer threads as soon as another process takes
+about a core for a whole window, all of them back once the machine has been
+quiet for a few windows. `TSCU_BLAS_THREADS=N` fixes the count; `auto` (the
+default) adapts. Windows shorter than `min_window_s` are merged, so fast steps
+do not make the decision noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tscu_tui.engine.errors import TscuError
+
+#: (busy CPU seconds of the whole machine, CPU seconds of this process)
+CpuClock = Callable[[], tuple[float, float]]
+
+
+def machine_and_own_cpu() -> tuple[float, float]:
+    import psutil
+
+    system = psutil.cpu_times()
+    busy = sum(getattr(system, name, 0.0) for name in
+               ("user", "nice", "system", "irq", "softirq"))
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system
+
+
+@dataclass(frozen=True)
+class ThreadChange:
+    threads: int
+    previous: int
+    others_cores: float
+
+    @property
+    def message(self) -> str:
+        why = (f"other processes use {self.others_cores:.1f} cores" if self.threads <
+               self.previous else "the machine is free again")
+        return f"BLAS threads {self.previous} -> {self.threads}: {why}"
+
+
+class BlasThreadPolicy:
+    """Decides BLAS threads from other processes' CPU use; the caller applies changes."""
+
+    def __init__(self, cores: int, current: int, *, min_window_s: float = 1.0,
+                 busy_core_share: float = 0.6, quiet_windows: int = 3,
+                 cpu: CpuClock = machine_and_own_cpu,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cores = max(1, cores)
+        self.threads = max(1, min(current, self.cores))
+        self.min_window_s = min_window_s
+        self.busy_core_share = busy_core_share  # a core counts as taken above this share
+        self.quiet_windows = quiet_windows
+        self._cpu, self._clock = cpu, clock
+        self._start = (clock(), *cpu())
+        self._quiet = 0
+
+    def after_step(self) -> ThreadChange | None:
+        """Close the window if long enough; return the change it calls for, if any."""
+        now = self._clock()
+        started, busy0, own0 = self._start
+        if now - started < self.min_window_s:
+            return None
+        busy, own = self._cpu()
+        self._start = (now, busy, own)
+        others = max(0.0, (busy - busy0) - (own - own0)) / (now - started)
+        taken = int(others + (1.0 - self.busy_core_share))  # cores others hold
+        target = max(1, self.cores - taken)
+        if target < self.threads:
+            self._quiet = 0
+            return self._change(target, others)
+        if target > self.threads:
+            self._quiet += 1
+            if self._quiet >= self.quiet_windows:
+                self._quiet = 0
+                return self._change(target, others)
+        else:
+            self._quiet = 0
+        return None
+
+    def _change(self, threads: int, others: float) -> ThreadChange:
+        change = ThreadChange(threads=threads, previous=self.threads, others_cores=others)
+        self.threads = threads
+        return change
+
+
+def fixed_blas_threads() -> int | None:
+    """TSCU_BLAS_THREADS=N: that many, always; None for `auto` (the default)."""
+    value = os.environ.get("TSCU_BLAS_THREADS", "auto").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise TscuError(f"TSCU_BLAS_THREADS={value!r}: must be 'auto' or a whole number >= 1")
+    return int(value)
