@@ -56,7 +56,8 @@ def child(steps: int, data_dir: str, out_dir: str) -> None:
 
 
 def run(policy: str, competitors: int, args: argparse.Namespace, data_dir: str) -> dict:
-    env = {**os.environ, "TSCU_BLAS_THREADS": policy}
+    env = {**os.environ, "TSCU_BLAS_THREADS": policy, **dict(
+        kv.split("=", 1) for kv in os.environ.get("UNDER_LOAD_ENV", "").split() if kv)}
     busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(competitors)]
     try:
         time.sleep(0.5 if competitors else 0.0)
@@ -90,8 +91,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = os.path.join(tmp, "data")
         ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"]))
+        policies = os.environ.get("UNDER_LOAD_POLICIES", "auto,2").split(",")
         results = {(policy, n): run(policy, n, args, data_dir)
-                   for policy in ("auto", "2") for n in (0, args.competitors)}
+                   for policy in policies for n in (0, args.competitors)}
     print(f"\ndemo preset (embedded model, 8 x 128 tokens), {os.cpu_count()} cores, "
           f"{args.competitors} competing busy loop(s); tokens/s")
     for (policy, n), r in results.items():
