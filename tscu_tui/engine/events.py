@@ -71,6 +71,7 @@ class StepEvent:
     telemetry_source: str | None = None
     telemetry_kind: str | None = None
     over_budget: bool | None = None
+    peak_memory_bytes: int | None = None  # MLX's peak allocation so far this run
 
 
 @dataclass(frozen=True)

@@ -347,6 +347,8 @@ class TrainScreen(TscuScreen):
             eta += f"  {energy(e.energy_j)}"
         if self.bits_per_j is not None:
             eta += f"  {self.bits_per_j:.3g} bits/J"
+        if e is not None and e.peak_memory_bytes:
+            eta += f"  peak {e.peak_memory_bytes / 2**30:.2f} GiB"
         self._set("#eta", eta)
 
     def _set(self, selector: str, text: str) -> None:

@@ -67,6 +67,9 @@ def check_value(section: object, key: str, value: Any) -> tuple[Any, bool]:
             return value, False
         value = float(value)
     elif kind is str:
+        choices = meta.get("choices") or ()
+        if isinstance(value, bool) and "true" in choices and "false" in choices:
+            value = "true" if value else "false"  # a TOML boolean for a true/false/... choice
         if not isinstance(value, str):
             return value, False
         return value, not meta.get("choices") or value in meta["choices"]

@@ -98,6 +98,12 @@ class TrainConfig:
     early_stopping_patience: int = setting(0, "Stop after N evaluations without a new best; "
                                               "0 = never.", min=0)
     seed: int = setting(42, "Random seed for data order, dropout and LoRA init.", min=0)
+    grad_checkpoint: str = setting("auto", "Recompute each layer in the backward pass instead "
+                                           "of keeping its activations (about a third more "
+                                           "compute, far less memory): true, false or 'auto' "
+                                           "(on when the memory estimate says the run would "
+                                           "not fit otherwise).",
+                                   choices=("auto", "true", "false"))
 
 
 @dataclass

@@ -4,16 +4,17 @@ The estimate adds up what a training step keeps alive at its peak:
 
 - the base weights at their stored (quantized) size, scales and biases included;
 - on MLX's CPU backend, the float32 dequantized copies of cpu_fastpath.py: each
-  `DequantizedLinear` dequantizes per call, but the backward pass of `x @ W.T`
-  needs `W`, so every layer the gradient flows through keeps its float32 copy
-  from the forward pass to its backward pass (the output projection too);
+  lives for one matmul (the backward pass dequantizes again), so at most two of a
+  layer's largest matrix or the output projection's exist at once;
 - LoRA parameters in float32 with their gradient, the accumulated gradient and
   AdamW's two moments;
 - activations saved for the backward pass of the adapted layers (attention
   probabilities included), for batch_size x block_size tokens (the prepared
   dataset's block size when data.path holds one: that is what training reads);
+  with gradient checkpointing (checkpointing.py) only each layer's input, plus one
+  layer recomputed with its gradients;
 - the logits and their softmax/gradient (vocab x tokens x 3 copies, often the
-  single largest term);
+  single largest term), for one chunk of tokens when the loss is chunked;
 - a margin for the allocator, the runtime, the tokenizer and the data.
 
 Checked against `mx.get_peak_memory()` of real training steps on the CPU backend:
@@ -184,6 +185,8 @@ class MemoryEstimate:
     source: str  # "from config.json" | "from the built-in table"
     batch_size: int
     block_size: int  # tokens per block: the prepared dataset's, else data.block_size
+    grad_checkpoint: bool = False
+    loss_chunk_tokens: int = 0  # 0 = the whole micro-batch's logits at once
 
     @property
     def arrays(self) -> int:
@@ -200,8 +203,10 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"peak ~{gib(self.total)} for {self.batch_size} x {self.block_size} tokens vs "
-                f"{gib(self.available)} free, {verdict} ({self.source})")
+        checkpointing = "with" if self.grad_checkpoint else "without"
+        return (f"peak ~{gib(self.total)} for {self.batch_size} x {self.block_size} tokens "
+                f"{checkpointing} gradient checkpointing vs {gib(self.available)} free, "
+                f"{verdict} ({self.source})")
 
     def breakdown(self) -> str:
         parts = [("weights", self.weights), ("fp32 copies", self.dequantized),
@@ -224,8 +229,28 @@ def prepared_block_size(data_path: str) -> int | None:
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 2 else None
 
 
+def loss_chunk_tokens(shape: ModelShape, tokens: int) -> int:
+    """Tokens per loss chunk (checkpointing.set_loss_chunking's rule), 0 = no chunking."""
+    from tscu_tui.engine.models.checkpointing import CHUNK_LOGITS_BYTES
+
+    if tokens * shape.vocab_size * 4 <= CHUNK_LOGITS_BYTES:
+        return 0
+    return max(1, CHUNK_LOGITS_BYTES // (shape.vocab_size * 4))
+
+
 def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, available: int,
-                       source: str, block_size: int | None = None) -> MemoryEstimate:
+                       source: str, block_size: int | None = None,
+                       grad_checkpoint: bool | None = None) -> MemoryEstimate:
+    """The estimate with train.grad_checkpoint resolved (None) or forced on/off."""
+    if grad_checkpoint is None:
+        setting = config.train.grad_checkpoint
+        if setting in ("true", "false"):
+            grad_checkpoint = setting == "true"
+        else:  # auto: on only when the run would not fit without it
+            without = estimate_for_shape(shape, config, cpu=cpu, available=available,
+                                         source=source, block_size=block_size,
+                                         grad_checkpoint=False)
+            grad_checkpoint = not without.fits
     lora, train = config.lora, config.train
     layers = shape.num_layers
     adapted = layers if lora.num_layers in (-1, 0) else min(lora.num_layers, layers)
@@ -239,21 +264,25 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     norms = layers * (2 * h + 2 * shape.head_dim) + h
     weights = int(matrix_params * per_param) + norms * float_bytes
 
+    block = block_size or config.data.block_size
+    tokens = train.batch_size * block
+    chunk = loss_chunk_tokens(shape, tokens)
+
     dequantized = 0
     if quantized and cpu:
-        # Kept from forward to backward: the layers the gradient passes through and the
-        # output projection; below them, one layer's copy at a time.
-        kept = adapted * shape.layer_params() + v * h
-        transient = shape.layer_params() if adapted < layers else 0
-        dequantized = 4 * (kept + transient)
+        # The float32 copies live for one matmul each (recomputed for the backward
+        # pass): at most the largest of a layer's matrices and the output projection's.
+        largest = max(n_in * n_out for n_in, n_out in shape.projections().values())
+        from tscu_tui.engine.models.fused_loss import HEAD_SLICE_BYTES
+
+        head = 4 * v * h if not chunk else min(4 * v * h, HEAD_SLICE_BYTES)  # in slices
+        dequantized = max(4 * 2 * largest, head)
 
     targets = {name: size for name, size in shape.projections().items()
                if name in lora.target_modules}
     lora_params = adapted * sum(lora.r * (n_in + n_out) for n_in, n_out in targets.values())
     lora_bytes = lora_params * 4 * 5  # weight, gradient, accumulated gradient, 2 moments
 
-    block = block_size or config.data.block_size
-    tokens = train.batch_size * block
     q, kv = shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
     # A frozen matmul's backward needs only its weight; LoRA's needs x @ A (and the
     # dropped-out input when dropout makes one).
@@ -262,19 +291,26 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     per_token = 5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved
     attention = train.batch_size * shape.num_heads * block ** 2
     per_layer = (tokens * per_token + attention) * float_bytes
-    activations = (adapted + 1) * per_layer  # saved ones plus the layer being computed
-    logits = tokens * v * (2 * float_bytes + 4)  # logits, float32 softmax, their gradient
+    if grad_checkpoint:
+        # Each layer's input, plus one layer recomputed and its gradients.
+        activations = layers * tokens * h * float_bytes + 2 * per_layer
+    else:
+        activations = (adapted + 1) * per_layer  # saved ones plus the layer being computed
+    # logits, float32 softmax, their gradient: for the batch, or one chunk at a time
+    logits = (chunk or tokens) * v * (2 * float_bytes + 4)
 
     arrays = weights + dequantized + lora_bytes + activations + logits
     margin = int(arrays * MARGIN_SHARE) + RUNTIME_BYTES
     return MemoryEstimate(weights=weights, dequantized=dequantized, lora=lora_bytes,
                           activations=activations, logits=logits, margin=margin,
                           available=available, source=source, batch_size=train.batch_size,
-                          block_size=block)
+                          block_size=block, grad_checkpoint=grad_checkpoint,
+                          loss_chunk_tokens=chunk)
 
 
 def estimate_memory(config: Config, *, cpu: bool | None = None,
-                    available: int | None = None) -> MemoryEstimate | None:
+                    available: int | None = None,
+                    grad_checkpoint: bool | None = None) -> MemoryEstimate | None:
     """Peak memory of training `config`'s model at its batch and block size.
 
     None when the model's shape is unknown offline (not cached, not in the table).
@@ -286,7 +322,8 @@ def estimate_memory(config: Config, *, cpu: bool | None = None,
     return estimate_for_shape(shape, config, cpu=runs_on_cpu() if cpu is None else cpu,
                               available=available_memory() if available is None else available,
                               source=source,
-                              block_size=prepared_block_size(config.data.path))
+                              block_size=prepared_block_size(config.data.path),
+                              grad_checkpoint=grad_checkpoint)
 
 
 def memory_warning(config: Config) -> str | None:
@@ -296,5 +333,7 @@ def memory_warning(config: Config) -> str | None:
         return None
     return (f"This run needs about {gib(estimate.total)} at its peak for "
             f"{estimate.batch_size} x {estimate.block_size} tokens ({estimate.source}) but "
-            f"only {gib(estimate.available)} is free; lower train.batch_size, or "
-            "data.block_size and prepare the data again, or close other programs.")
+            f"only {gib(estimate.available)} is free; "
+            + ("" if estimate.grad_checkpoint else "set train.grad_checkpoint = true, or ")
+            + "lower train.batch_size, or data.block_size and prepare the data again, or "
+            "close other programs.")

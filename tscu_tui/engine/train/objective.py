@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from tscu_tui.engine.models import fused_loss
+from tscu_tui.engine.models.checkpointing import loss_chunk_tokens, project, split_head
 from tscu_tui.engine.models.cpu_kernels import cross_entropy as kernel_cross_entropy
 from tscu_tui.engine.models.cpu_kernels import uses_cpu_kernels
 from tscu_tui.engine.models.runtime import mx
@@ -31,13 +33,45 @@ def sum_of_squares(model: nn.Module) -> mx.array:
     return sum((mx.sum(mx.square(v.astype(mx.float32))) for v in leaves), mx.array(0.0))
 
 
+def _per_token(model: nn.Module, logits: mx.array, targets: mx.array) -> mx.array:
+    logits = logits.astype(mx.float32)
+    if not uses_cpu_kernels(model):
+        return nn.losses.cross_entropy(logits, targets, reduction="none")
+    return kernel_cross_entropy(logits, targets)
+
+
+def _chunked_sum(model: nn.Module, inputs: mx.array, targets: mx.array, chunk: int
+                 ) -> mx.array:
+    """Summed cross-entropy with the output projection run `chunk` tokens at a time: no
+    micro-batch's full logits exist at once, forward or backward. On the CPU fast path
+    one fused function does it (fused_loss.py); elsewhere each chunk is checkpointed."""
+    split = split_head(model)
+    assert split is not None
+    body, layer = split
+    hidden = body(inputs)
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat = targets.reshape(-1)
+    if fused_loss.supports(layer):
+        return fused_loss.linear_cross_entropy(layer, hidden, flat, chunk).sum()
+
+    def chunk_loss(h: mx.array, t: mx.array) -> mx.array:
+        return _per_token(model, project(layer, h), t).sum()
+
+    checkpointed = mx.checkpoint(chunk_loss)
+    return sum((checkpointed(hidden[i:i + chunk], flat[i:i + chunk])
+                for i in range(0, flat.shape[0], chunk)), mx.array(0.0))
+
+
 def cross_entropy(model: nn.Module, batch: mx.array, reduction: str = "mean") -> mx.array:
     """Next-token cross-entropy (nats) over every target of packed blocks (through the
-    NumPy kernel when the model runs on the CPU fast path, see cpu_kernels.py)."""
-    logits = model(batch[:, :-1]).astype(mx.float32)
-    if not uses_cpu_kernels(model):
-        return nn.losses.cross_entropy(logits, batch[:, 1:], reduction=reduction)
-    per_token = kernel_cross_entropy(logits, batch[:, 1:])
+    CPU kernel when the model runs on the CPU fast path, see cpu_kernels.py; a chunk
+    of tokens at a time when the model's logits would be large, see checkpointing.py)."""
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    chunk = loss_chunk_tokens(model)
+    if chunk and reduction != "none" and targets.size > chunk:
+        total = _chunked_sum(model, inputs, targets, chunk)
+        return total / targets.size if reduction == "mean" else total
+    per_token = _per_token(model, model(inputs), targets)
     return {"mean": mx.mean, "sum": mx.sum}[reduction](per_token) if reduction != "none" \
         else per_token
 

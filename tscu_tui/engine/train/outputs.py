@@ -110,8 +110,10 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
 def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],
                   summary: dict[str, Any], training_args: dict[str, Any]) -> None:
     atomic_write_json(run_dir / METRICS_FILE, history)
-    atomic_write_json(run_dir / ANALYSIS_FILE,
-                      build_analysis(history, config, summary.get("avg_power_watts")))
+    analysis = build_analysis(history, config, summary.get("avg_power_watts"))
+    analysis["memory"] = {key: summary.get(key) for key in (
+        "peak_memory_bytes", "peak_rss_bytes", "grad_checkpoint", "loss_chunk_tokens")}
+    atomic_write_json(run_dir / ANALYSIS_FILE, analysis)
     atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
     atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))
     atomic_write_json(run_dir / ARGS_FILE, training_args)

@@ -41,9 +41,11 @@ from tscu_tui.engine.events import (
 )
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
+from tscu_tui.engine.models.checkpointing import plan_memory
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
 from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 from tscu_tui.engine.models.load import load_model, model_source
+from tscu_tui.engine.models.peak import peak_memory_bytes, peak_rss_bytes, reset_peaks
 from tscu_tui.engine.models.runtime import BLAS, mx
 from tscu_tui.engine.models.threads import BlasThreadPolicy, fixed_blas_threads
 from tscu_tui.engine.telemetry.base import SourceUnavailable
@@ -161,6 +163,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.config
+        reset_peaks()
         self.train_blocks = self.data.blocks("train")
         self.val_blocks = self.data.blocks("validation")
         if len(self.train_blocks) < cfg.train.batch_size:
@@ -178,6 +181,8 @@ class Trainer:
                             f"(vocab {self.data.meta.vocab_size}), not for {cfg.model.name}")
         self.adapter_config = {**lora.apply_lora(model, cfg.lora), "model": cfg.model.name}
         prepare_for_cpu(model)
+        self.memory_plan = plan_memory(model, cfg,
+                                       cfg.train.batch_size * (self.data.meta.block_size - 1))
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
@@ -282,6 +287,7 @@ class Trainer:
         initial = self._measure() if p.step == 0 else None
         self._emit_started()
         self.thermal.announce()
+        self.log(self.memory_plan.describe())
         if initial is not None:
             self._record_eval(*initial)
         self.model.train()
@@ -368,7 +374,8 @@ class Trainer:
             power_w=thermal.power_w, temp_c=thermal.temp_c,
             control_factor=thermal.control_factor, idle_s=thermal.idle_s,
             energy_j=thermal.energy_j, telemetry_source=thermal.source,
-            telemetry_kind=thermal.kind, over_budget=thermal.over_budget))
+            telemetry_kind=thermal.kind, over_budget=thermal.over_budget,
+            peak_memory_bytes=peak_memory_bytes()))
         if thermal.emergency:
             self.log(f"temperature {thermal.temp_c:.1f} C reached tscu.emergency_shutdown_temp "
                      f"({cfg.tscu.emergency_shutdown_temp:g} C): saving and stopping", "error")
@@ -511,6 +518,9 @@ class Trainer:
             "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
             "device": str(mx.default_device()), "hardware": hardware_facts(),
+            "peak_memory_bytes": peak_memory_bytes(), "peak_rss_bytes": peak_rss_bytes(),
+            "grad_checkpoint": self.memory_plan.grad_checkpoint,
+            "loss_chunk_tokens": self.memory_plan.loss_chunk_tokens,
             **(self.thermal.summary() if self.thermal else {}),
         }
         args = {"train": to_dict(cfg)["train"], "lora": self.adapter_config,
