@@ -136,11 +136,10 @@ def _exit_if_stuck(failed: list[Any], terminated: list[float], rank: int | None)
     with the run's one line (a rank stuck in a collective would wait forever)."""
     if not terminated or time.monotonic() < min(terminated) + (0.0 if failed else 3.0):
         return
+    # Without a report, mlx.launch ended this rank because another one failed, and
+    # that one said why: one line for the run, not one per rank.
     if failed and not failed[0].reported_elsewhere:
         print(f"tscu: error: {failed[0].reason}", file=sys.stderr)
-    elif not failed:
-        print(f"tscu: error: rank {rank}: stopped by the launcher (another rank failed)",
-              file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     os._exit(1)
@@ -175,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
 
     plan = plan_launch(args.launch, args.hostfile, config.distributed)
     if plan is not None:
+        if config.train.batch_size % plan.ranks:
+            raise TscuError(f"train.batch_size = {config.train.batch_size} cannot be split "
+                            f"over {plan.ranks} ranks: make it a multiple of {plan.ranks}")
         launch = Launch(plan, rank_args(args), Path(config.output.dir))
         print(f"launching {plan.ranks} ranks through mlx.launch ({', '.join(plan.hosts)}); "
               f"rank 0 writes {config.output.dir}", file=sys.stderr, flush=True)

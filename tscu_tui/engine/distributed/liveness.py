@@ -85,14 +85,25 @@ class Liveness:
     def start(self) -> None:
         if self.rank == 0:
             server = socket.create_server((self._bind_host(), self.port), reuse_port=False)
+            self._server = server
+            # Every rank is up (mx.distributed.init waited for them): wait for all to
+            # connect, so that anything that goes wrong from here on reaches them.
+            server.settimeout(self.connect_timeout_s)
+            while len(self._state.peers) < self.size - 1:
+                try:
+                    self._accept()
+                except TimeoutError:
+                    missing = sorted(set(range(1, self.size)) - set(self._state.peers))
+                    server.close()
+                    raise TscuError(f"rank {missing[0]} never reached the watchdog at "
+                                    f"{self.host}:{self.port} within "
+                                    f"{self.connect_timeout_s:g} s") from None
             server.setblocking(False)
             self._selector.register(server, selectors.EVENT_READ)
-            self._server = server
         else:
             sock = self._connect()
             self._add_peer(0, sock)
             self._send(sock, {"t": "hello", "rank": self.rank})
-        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"tscu-watchdog-{self.rank}",
                                         daemon=True)
         self._thread.start()
@@ -184,6 +195,8 @@ class Liveness:
         assert self._server is not None
         try:
             sock, _ = self._server.accept()
+        except TimeoutError:
+            raise
         except OSError:
             return
         sock.settimeout(5.0)
@@ -234,14 +247,7 @@ class Liveness:
             self._lose(Loss(int(message["rank"]), str(message["reason"])))  # type: ignore[arg-type]
 
     def _check_silence(self, now: float) -> None:
-        peers = self._state.peers
-        if self.rank == 0 and len(peers) < self.size - 1 and (
-                now - self._started > self.connect_timeout_s):
-            missing = sorted(set(range(1, self.size)) - set(peers))
-            self._lose(Loss(missing[0], f"never reached the watchdog at {self.host}:"
-                                        f"{self.port} within {self.connect_timeout_s:g} s"))
-            return
-        for peer in list(peers.values()):
+        for peer in list(self._state.peers.values()):
             silent = now - peer.last_seen
             if not peer.done and silent > self.timeout_s:
                 self._lose(Loss(peer.rank, f"no heartbeat for {silent:.0f} s (hung or "

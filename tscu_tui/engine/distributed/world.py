@@ -111,8 +111,9 @@ def init_world() -> World:
         group = mx.distributed.init(strict=expected is not None and expected > 1,
                                     backend=backend)
     except RuntimeError as exc:
-        raise TscuError(f"mx.distributed.init(backend={backend!r}) failed: "
-                        f"{str(exc).splitlines()[0]}") from None
+        raise TscuError(f"{expected} ranks were asked for but mx.distributed.init(backend="
+                        f"{backend!r}) found no distributed world ({str(exc).splitlines()[0]}): "
+                        "start the ranks with `tscu train --launch N` or mlx.launch") from None
     size, rank = group.size(), group.rank()
     if expected is not None and size != expected:
         raise TscuError(f"{expected} ranks were asked for but mx.distributed.init("
