@@ -219,3 +219,23 @@ def test_killing_a_rank_stops_all_with_one_line_and_two_ranks_resume(demo_data, 
     starts = [r["start_step"] for r in records if r["event"] == "RunStarted"]
     assert starts == [0, checkpoint.step]
     assert records[-1]["event"] == "RunFinished" and records[-1]["step"] == last
+
+
+def test_nodes_combine_to_total_watts_and_the_hottest_node_whose_emergency_stops_all():
+    from tscu_tui.engine.telemetry import Governor, GovernorLimits
+    from tscu_tui.engine.train.parallel import combine_nodes
+
+    # power W, temperature C, energy J, dt s, compute s per rank; NaN = not measured
+    rows = np.array([[12.0, 60.0, 100.0, 0.5, 0.20], [14.0, 88.0, 120.0, 0.6, 0.25]])
+    agreed = combine_nodes(rows)
+    assert (agreed.cluster.power_w, agreed.cluster.temp_c, agreed.cluster.energy_j) == (
+        26.0, 88.0, 220.0)
+    assert (agreed.cluster.dt_s, agreed.compute_s) == (0.6, 0.25)  # the slowest rank's
+    assert [n.temp_c for n in agreed.nodes] == [60.0, 88.0]
+    governor = Governor(GovernorLimits(emergency_temp_c=85.0))
+    governor.update(agreed.cluster.power_w, agreed.cluster.temp_c, agreed.cluster.dt_s)
+    assert governor.emergency  # one hot node: every rank sees it, every rank stops
+    partial = combine_nodes(np.array([[12.0, np.nan, 100.0, 0.5, 0.2],
+                                      [np.nan, 50.0, np.nan, 0.5, 0.2]]))
+    assert partial.cluster.power_w is None and partial.cluster.energy_j is None
+    assert partial.cluster.temp_c == 50.0  # a partial sum would understate the watts

@@ -55,6 +55,23 @@ def _value(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
+def combine_nodes(rows: np.ndarray) -> NodesAgreement:
+    """Every rank's (power W, temperature C, energy J, dt s, compute s), NaN = not measured,
+    as the governor's one input: total watts (only when every node measured: a partial
+    sum would let the governor overspend), the hottest node, the longest interval."""
+    nodes = [NodeReading(power_w=_value(r[0]), temp_c=_value(r[1]), energy_j=_value(r[2]),
+                         dt_s=float(r[3])) for r in rows]
+    powers = [n.power_w for n in nodes]
+    temps = [n.temp_c for n in nodes if n.temp_c is not None]
+    energies = [n.energy_j for n in nodes]
+    cluster = NodeReading(
+        power_w=sum(powers) if all(p is not None for p in powers) else None,  # type: ignore[arg-type]
+        temp_c=max(temps) if temps else None,
+        energy_j=sum(energies) if all(e is not None for e in energies) else None,  # type: ignore[arg-type]
+        dt_s=float(rows[:, 3].max()))
+    return NodesAgreement(cluster, nodes, float(rows[:, 4].max()))
+
+
 class DataParallel:
     def __init__(self, world: World = SINGLE, liveness: Liveness | None = None) -> None:
         self.world = world
@@ -98,20 +115,8 @@ class DataParallel:
     def agree_nodes(self, reading: NodeReading, compute_s: float) -> NodesAgreement:
         if not self.distributed:
             return NodesAgreement(reading, None, compute_s)
-        rows = self.collectives.gather([reading.power_w, reading.temp_c, reading.energy_j,
-                                        reading.dt_s, compute_s])
-        nodes = [NodeReading(power_w=_value(r[0]), temp_c=_value(r[1]),
-                             energy_j=_value(r[2]), dt_s=float(r[3])) for r in rows]
-        powers = [n.power_w for n in nodes]
-        temps = [n.temp_c for n in nodes if n.temp_c is not None]
-        energies = [n.energy_j for n in nodes]
-        # A total is honest only when every node measured: else the governor holds.
-        cluster = NodeReading(
-            power_w=sum(powers) if all(p is not None for p in powers) else None,  # type: ignore[misc]
-            temp_c=max(temps) if temps else None,
-            energy_j=sum(energies) if all(e is not None for e in energies) else None,  # type: ignore[misc]
-            dt_s=float(rows[:, 3].max()))
-        return NodesAgreement(cluster, nodes, float(rows[:, 4].max()))
+        return combine_nodes(self.collectives.gather(
+            [reading.power_w, reading.temp_c, reading.energy_j, reading.dt_s, compute_s]))
 
     def heldout(self, model: nn.Module, blocks: np.ndarray, batch_size: int,
                 max_batches: int) -> HeldOut:
