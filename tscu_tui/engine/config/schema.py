@@ -258,10 +258,10 @@ class Config:
     scu: ScuConfig = field(default_factory=ScuConfig)
     tscu: TscuConfig = field(default_factory=TscuConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:
