@@ -217,7 +217,8 @@ class Launch:
             _signal(pid, signal.SIGINT)
 
     def _reap_stragglers(self) -> None:
-        """Once rank 0 is gone (or any rank, for a minute), the rest have `grace` seconds."""
+        """Once rank 0 is gone the others have 5 s to follow (a stopped process never obeys
+        mlx.launch's SIGTERM, and mlx.launch waits for it forever); any rank gone, a minute."""
         ranks = self.rank_pids()
         gone = [pid for pid in ranks if not _alive(pid)]
         if not gone:
@@ -225,9 +226,9 @@ class Launch:
         now = time.monotonic()
         if self._gone_since is None:
             self._gone_since = now
-        grace = self.plan.heartbeat_timeout_s + 5.0
         rank0_gone = any(ranks[pid] == 0 for pid in gone)
-        if now - self._gone_since > (grace if rank0_gone else max(60.0, 3 * grace)):
+        grace = 5.0 if rank0_gone else max(60.0, 3 * self.plan.heartbeat_timeout_s)
+        if now - self._gone_since > grace:
             for pid in ranks:
                 if pid not in gone:
                     _signal(pid, signal.SIGKILL)
