@@ -17,6 +17,7 @@ With one process every method is the identity, and the loop runs as before.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,8 @@ import mlx.optimizers as optim
 import numpy as np
 
 from tscu_tui.engine.distributed.collectives import Collectives
-from tscu_tui.engine.distributed.liveness import Liveness
-from tscu_tui.engine.distributed.world import SINGLE, World
+from tscu_tui.engine.distributed.liveness import Liveness, Loss
+from tscu_tui.engine.distributed.world import SINGLE, World, init_world
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
 from tscu_tui.engine.train.objective import LN2
@@ -72,10 +73,34 @@ def combine_nodes(rows: np.ndarray) -> NodesAgreement:
     return NodesAgreement(cluster, nodes, float(rows[:, 4].max()))
 
 
+def loss_reason(loss: Loss, step: int, last_checkpoint: int | None) -> str:
+    """The run's one line about a lost rank (as the lost rank said it, if it did)."""
+    if loss.reported:
+        return loss.reason
+    saved = (f"the last checkpoint (step {last_checkpoint}) is intact"
+             if last_checkpoint is not None else "no checkpoint was written yet")
+    return f"rank {loss.rank} was lost at step {step}: {loss.reason}; every rank stopped, {saved}"
+
+
 class DataParallel:
     def __init__(self, world: World = SINGLE, liveness: Liveness | None = None) -> None:
         self.world = world
+        self.liveness = liveness
         self.collectives = Collectives(world, liveness)
+
+    @classmethod
+    def join(cls, on_loss: Callable[[Loss], None]) -> DataParallel:
+        """Under mlx.launch: this rank's place and the watchdog running (`on_loss` is called
+        on its thread); otherwise one process."""
+        world = init_world()
+        if not world.distributed:
+            return cls()
+        liveness = None
+        if world.watchdog:
+            liveness = Liveness(world.rank, world.size, world.watchdog, on_loss,
+                                timeout_s=world.heartbeat_timeout_s)
+            liveness.start()
+        return cls(world, liveness)
 
     @property
     def distributed(self) -> bool:

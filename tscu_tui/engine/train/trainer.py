@@ -27,7 +27,6 @@ from mlx.utils import tree_map
 from tscu_tui.engine.config import Config, ScuConfig, to_dict
 from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
-from tscu_tui.engine.distributed.world import World, init_world
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import (
     CheckpointEvent,
@@ -57,7 +56,7 @@ from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale, sum_of_squares
 from tscu_tui.engine.train.outputs import write_outputs
-from tscu_tui.engine.train.parallel import DataParallel
+from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.schedule import lr_at
 from tscu_tui.engine.train.scu import LambdaController, ScuGains
@@ -135,10 +134,13 @@ class Trainer:
         """Train to the end (or a stop); never raises for run failures, reports them."""
         started = time.perf_counter()
         try:
-            self._join_world()
+            self.parallel = DataParallel.join(self._rank_lost)
+            self.liveness = self.parallel.liveness
             self.data = PreparedDataset.open(self.dataset_path)  # before any output exists
             if self.parallel.is_main:
                 self._prepare_run_dir()
+                if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
+                    self._check_world(ckpt.state)  # before minutes of model loading
             self._setup()
             try:
                 self._loop()
@@ -162,28 +164,12 @@ class Trainer:
                 with self._emit_lock:
                     self._recorder.close()
 
-    def _join_world(self) -> None:
-        """Under mlx.launch: find this rank, start the watchdog; else stay one process."""
-        world: World = init_world()
-        if not world.distributed:
-            return
-        if world.watchdog:
-            self.liveness = Liveness(world.rank, world.size, world.watchdog, self._rank_lost,
-                                     timeout_s=world.heartbeat_timeout_s)
-            self.liveness.start()
-        self.parallel = DataParallel(world, self.liveness)
-
     def _rank_lost(self, loss: Loss) -> None:
         """The watchdog's verdict (on its thread): report it once; the command exits."""
-        p = self.progress
-        saved = (f"the last checkpoint (step {self._last_checkpoint}) is intact"
-                 if self._last_checkpoint is not None else "no checkpoint was written yet")
-        reason = (loss.reason if loss.reported else
-                  f"rank {loss.rank} was lost at step {p.step}: {loss.reason}; every rank "
-                  f"stopped, {saved}")
         if self.thermal is not None:
             self.thermal.stop()  # e.g. the GPU's own power limit back before the exit
-        self.emit(RunFailed(step=p.step, reason=reason, rank=loss.rank,
+        self.emit(RunFailed(step=self.progress.step, rank=loss.rank,
+                            reason=loss_reason(loss, self.progress.step, self._last_checkpoint),
                             reported_elsewhere=loss.reported))
 
     def _fail(self, reason: str) -> RunFailed:
@@ -314,19 +300,21 @@ class Trainer:
         return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
+        self._check_world(state)
         saved = state.get("fingerprint", {})
         mine = self._fingerprint()
-        ranks = saved.get("world_size", 1)
-        if ranks != mine["world_size"]:
-            how = ("one process (no --launch)" if ranks == 1 else
-                   f"{ranks} ranks (tscu train --launch {ranks}, or a hostfile of {ranks})")
-            raise TscuError(f"cannot resume {self.run_dir}: it was trained by {how}, this "
-                            f"launch has {mine['world_size']}; resume it with the same "
-                            "number of ranks")
         for key, value in mine.items():
             if saved.get(key) != value:
                 raise TscuError(f"cannot resume {self.run_dir}: its {key} was "
                                 f"{saved.get(key)!r}, the config now says {value!r}")
+
+    def _check_world(self, state: dict[str, Any]) -> None:
+        ranks, mine = state.get("fingerprint", {}).get("world_size", 1), self.parallel.world.size
+        if ranks != mine:
+            how = ("one process (no --launch)" if ranks == 1 else
+                   f"{ranks} ranks (tscu train --launch {ranks}, or a hostfile of {ranks})")
+            raise TscuError(f"cannot resume {self.run_dir}: it was trained by {how}, this "
+                            f"launch has {mine}; resume it with the same number of ranks")
 
     def _fingerprint(self) -> dict[str, Any]:
         cfg = self.config
