@@ -261,6 +261,10 @@ class Trainer:
                 recorder.rewind(self.progress.step)
             with self._emit_lock:
                 self._recorder = recorder
+        if self.parallel.distributed and self.liveness is None:
+            self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
+                     "that hangs leaves the others waiting (tscu train --launch or --hostfile "
+                     "sets one up)", "warning")
         problem = backend_problem()
         if problem is not None:
             self.log(problem, "warning")
