@@ -133,6 +133,7 @@ class ThermalControl:
         self._steps = 0
         self._started: list[tuple[Callable[[str], None], str]] = []
         self._node_energy: list[float | None] | None = None  # per node, this session
+        self.distributed = False  # set by the trainer: energy is then all nodes' or None
         self._node_offsets: list[float] | None = None  # per node, earlier sessions
 
     @property
@@ -182,6 +183,8 @@ class ThermalControl:
             if any(e is None for e in nodes):
                 return None
             return self._energy_offset + sum(nodes)  # type: ignore[arg-type]
+        if self.distributed:  # no exchange yet: this node's joules alone would differ by rank
+            return None
         energy = self.sampler.energy_j
         return None if energy is None else self._energy_offset + energy
 

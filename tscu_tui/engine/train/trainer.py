@@ -271,6 +271,7 @@ class Trainer:
         self.blas_policy = self._blas_thread_policy()
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
                                       on_info=self.log)
+        self.thermal.distributed = self.parallel.distributed
         if self.resume and "thermal" in self._resume_state:
             self.thermal.load_state_dict(self._resume_state["thermal"])
         self._build_steps()
