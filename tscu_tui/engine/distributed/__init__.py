@@ -10,8 +10,9 @@
   connections, so that a rank that dies or hangs stops all of them within
   seconds with one line naming it.
 - `launch`: `tscu train --launch N` / `--hostfile FILE` wrap `mlx.launch` and
-  supervise the ranks it starts.
+  supervise the ranks it starts; `launched`: the same from inside the app,
+  following rank 0's events.
 
-It may import `config`, `models.runtime` (MLX) and the shared vocabulary;
-`train` imports it, never the other way round.
+It may import `config`, `models.runtime` (MLX), `runs` (to follow rank 0's run
+folder) and the shared vocabulary; `train` imports it, never the other way round.
 """
