@@ -168,6 +168,8 @@ def test_two_ranks_of_b_follow_one_rank_of_2b_and_write_one_run_folder(demo_data
     assert (summary["world_size"], summary["backend"]) == (2, "ring")
     analysis = json.loads((run / "mlx_tscu_analysis.json").read_text())
     assert analysis["world_size"] == 2 and [n["rank"] for n in analysis["nodes"]] == [0, 1]
+    assert "**Data parallel**: 2 ranks over mx.distributed (ring)" in (
+        run / "README.md").read_text()
 
 
 def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
