@@ -230,7 +230,12 @@ class Liveness:
         peer.buffer += data
         *lines, peer.buffer = peer.buffer.split(b"\n")
         for line in lines:
-            self._handle(peer, json.loads(line))
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # not ours (a port scanner, a stray client): ignore it
+            if isinstance(message, dict):
+                self._handle(peer, message)
 
     def _handle(self, peer: _Peer, message: dict[str, object]) -> None:
         kind = message.get("t")
