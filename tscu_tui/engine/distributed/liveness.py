@@ -235,7 +235,8 @@ class Liveness:
             except ValueError:
                 continue  # not ours (a port scanner, a stray client): ignore it
             if isinstance(message, dict):
-                self._handle(peer, message)
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    self._handle(peer, message)
 
     def _handle(self, peer: _Peer, message: dict[str, object]) -> None:
         kind = message.get("t")
