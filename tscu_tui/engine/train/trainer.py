@@ -551,6 +551,9 @@ class Trainer:
                 return
             if command in (Command.SAVE, Command.STOP) and self.parallel.distributed:
                 self._requests.add(command)  # every rank acts on it after this step
+                if command is Command.STOP and paused:
+                    self.emit(StateEvent(state="running", step=self.progress.step))
+                    return  # the others wait in the next collective: stop there together
             elif command is Command.SAVE:
                 self._checkpoint("requested")
             elif command is Command.STOP:
