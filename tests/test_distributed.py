@@ -182,7 +182,7 @@ def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
     raise AssertionError(f"no rank {rank} process")
 
 
-def test_killing_a_rank_stops_all_with_one_line_and_two_ranks_resume(demo_data, tmp_path):
+def test_killing_a_rank_stops_all_with_one_line_and_two_ranks_resume_it(demo_data, tmp_path):
     file = _config_file(demo_data, tmp_path / "run", "train.max_steps=200",
                         "train.save_steps=3", "train.eval_steps=100")
     launch = _tscu("train", "--config", str(file), "--launch", "2")
@@ -212,15 +212,27 @@ def test_killing_a_rank_stops_all_with_one_line_and_two_ranks_resume(demo_data, 
     _, stderr = single.communicate(timeout=120)
     assert single.returncode == 1 and "trained by 2 ranks" in _errors(stderr)[0]
 
-    last = checkpoint.step + 2
-    resumed = _tscu("train", "--config", str(file), "--launch", "2", "--resume",
-                    "--set", f"train.max_steps={last}")
-    _, stderr = resumed.communicate(timeout=300)
+    # Two ranks resume it; Ctrl+C (to the launcher) reaches both, which stop together.
+    resumed = _tscu("train", "--config", str(file), "--launch", "2", "--resume")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in events.read_text().splitlines()]
+        starts = [r["start_step"] for r in records if r["event"] == "RunStarted"]
+        if len(starts) == 2 and records[-1]["event"] == "StepEvent":
+            break
+        assert resumed.poll() is None, resumed.communicate()[1]
+        time.sleep(0.05)
+    assert starts == [0, checkpoint.step]
+    second = max(i for i, r in enumerate(records) if r["event"] == "RunStarted")
+    after = [r["step"] for r in records[second:] if r["event"] == "StepEvent"]
+    assert after[0] == checkpoint.step + 1  # on from the checkpoint
+    resumed.send_signal(signal.SIGINT)
+    _, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr
     records = [json.loads(line) for line in events.read_text().splitlines()]
-    starts = [r["start_step"] for r in records if r["event"] == "RunStarted"]
-    assert starts == [0, checkpoint.step]
-    assert records[-1]["event"] == "RunFinished" and records[-1]["step"] == last
+    assert records[-1]["event"] == "RunFinished" and records[-1]["reason"] == "stopped"
+    assert records[-2]["event"] == "CheckpointEvent" and records[-2]["reason"] == "stop"
+    assert (tmp_path / "run" / "adapters.safetensors").exists()
 
 
 def test_nodes_combine_to_total_watts_and_the_hottest_node_whose_emergency_stops_all():
