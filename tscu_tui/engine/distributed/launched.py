@@ -100,8 +100,8 @@ def run_launched(config: Config, sink: EventSink, commands: queue.Queue[Command]
         args = ["--config", str(config_file), "train"] + (["--resume"] if resume else [])
         run_dir = Path(config.output.dir)
         tail = _Tail(run_dir / EVENTS_FILE, resume)
-        lines = _Lines(say)
-        launch = Launch(plan, args, run_dir, out=lines, err=lines)  # type: ignore[arg-type]
+        launch = Launch(plan, args, run_dir, out=_Lines(say),  # type: ignore[arg-type]
+                        err=_Lines(say))  # type: ignore[arg-type]
         say(f"launching {plan.ranks} ranks through mlx.launch ({', '.join(plan.hosts)})")
         launch.start()
         while True:
