@@ -11,6 +11,8 @@ the arrows run one way (train -> hub -> runs -> models -> config):
 - `train/`: the loop and its parts (objective, SCU, schedule, batches,
   checkpoints, evaluation, recorder, outputs, LoRA, T-SCU in the loop)
 - `telemetry/`: power/temperature sources, sampler, governor, efficiency
+- `distributed/`: data-parallel ranks (mx.distributed): world set-up, collectives,
+  the heartbeat watchdog, the mlx.launch launcher
 - `runs/`: run folders read back (finding, following, sampling)
 - `hub/`: exports, model cards, upload
 

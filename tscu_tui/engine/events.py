@@ -40,6 +40,8 @@ class RunStarted:
     blas: str
     device: str
     telemetry: str = ""  # source and why it was chosen
+    world_size: int = 1  # ranks of a distributed run
+    backend: str = "none"  # its mx.distributed backend
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class StepEvent:
     telemetry_kind: str | None = None
     over_budget: bool | None = None
     peak_memory_bytes: int | None = None  # MLX's peak allocation so far this run
+    # Distributed runs: one entry per node (rank); power_w is their sum, temp_c the hottest.
+    node_power_w: list[float | None] | None = None
+    node_temp_c: list[float | None] | None = None
+    node_energy_j: list[float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class RunFinished:
 class RunFailed:
     step: int
     reason: str  # one line
+    rank: int | None = None  # distributed runs: the rank that failed or was lost
+    reported_elsewhere: bool = False  # that rank printed the line itself: stay quiet
 
 
 Event = (RunStarted | StepEvent | EvalEvent | CheckpointEvent | LogEvent | StateEvent

@@ -80,6 +80,7 @@ class TrainScreen(TscuScreen):
         with Horizontal(id="status-row"):
             yield Static("", id="run-state", markup=False)
             yield Static("", id="telemetry-source", markup=False)
+        yield Static("", id="nodes", markup=False)  # distributed runs: watts, C per node
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
             yield Static("", id="eta", markup=False)
@@ -153,7 +154,10 @@ class TrainScreen(TscuScreen):
         self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
                         f"{config.data.path} -> {config.output.dir}")
         self.commands = queue.Queue()
-        self._worker = self._train(config, resume)
+        if config.distributed.ranks > 1 or config.distributed.hostfile:
+            self._worker = self._launch(config, resume)  # ranks through mlx.launch
+        else:
+            self._worker = self._train(config, resume)
         self._render_status()
         self.refresh_bindings()
 
@@ -189,6 +193,13 @@ class TrainScreen(TscuScreen):
             Trainer(config, self.bridge, self.commands, resume=resume).run()
         finally:
             mx.clear_streams()  # MLX needs each thread to release its streams
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP,
+          name="Distributed training")
+    def _launch(self, config: Config, resume: bool) -> None:
+        from tscu_tui.engine.distributed.launched import run_launched
+
+        run_launched(config, self.bridge, self.commands, resume=resume)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
     def _follow(self, run_dir: Path) -> None:
@@ -295,6 +306,13 @@ class TrainScreen(TscuScreen):
         self.panel("loss").record(e.loss, f"{e.loss:.4f}")
         self.panel("s").record(e.s, f"{e.s:.4f} / S* {e.s_target:g}")
         self.panel("lambda").record(e.lambda_reg, f"{e.lambda_reg:.4g}")
+        if e.node_power_w is not None:
+            nodes = self.query_one("#nodes", Static)
+            nodes.display = True
+            nodes.update("  ".join(
+                f"node {rank}: {fmt(w, '.1f', ' W')} {fmt(t, '.1f', ' C')}"
+                for rank, (w, t) in enumerate(zip(e.node_power_w, e.node_temp_c or [],
+                                                  strict=False))), layout=False)
         c = e.control_factor
         if c is not None and (self.last_control is None
                               or abs(c - self.last_control) > CONTROL_LOG_DELTA):

@@ -17,6 +17,7 @@ from tscu_tui.engine.config.render import render_toml, save_config, to_dict
 from tscu_tui.engine.config.schema import (
     Config,
     DataConfig,
+    DistributedConfig,
     HubConfig,
     KeysConfig,
     LoraConfig,
@@ -30,7 +31,8 @@ from tscu_tui.engine.config.schema import (
 )
 
 __all__ = [
-    "Config", "DataConfig", "HubConfig", "KeysConfig", "LoraConfig", "ModelConfig", "OutputConfig",
+    "Config", "DataConfig", "DistributedConfig", "HubConfig", "KeysConfig", "LoraConfig",
+    "ModelConfig", "OutputConfig",
     "ScuConfig", "TelemetryConfig", "TrainConfig", "TscuConfig", "all_keys", "check_value",
     "describe_allowed", "load_config", "parse_override", "render_toml", "save_config",
     "sections", "to_dict",

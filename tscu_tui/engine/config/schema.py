@@ -182,6 +182,28 @@ class TelemetryConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Data-parallel training over several processes or machines (mx.distributed, started
+    through mlx.launch). `train.batch_size` stays the global batch: each rank draws its
+    share. Same as `tscu train --launch N` / `--hostfile FILE`."""
+
+    ranks: int = setting(0, "Processes to start on this machine (mlx.launch -n); 0 or 1 = "
+                            "one process, no distribution.", min=0, max=1024)
+    hostfile: str = setting("", "mlx.launch hostfile (JSON) naming the machines, one rank "
+                                "each; empty = this machine only. Every machine needs tscu, "
+                                "the model and the prepared dataset at the same paths.")
+    backend: str = setting("auto", "mx.distributed backend; 'auto' = the hostfile's, else "
+                                   "nccl with CUDA, else ring (TCP).",
+                           choices=("auto", "ring", "mpi", "nccl", "jaccl", "jaccl-ring"))
+    port: int = setting(0, "First TCP port of the ring backend; tscu's watchdog listens one "
+                           "below it on rank 0. 0 = free ports on this machine, 32323 with "
+                           "a hostfile.", min=0, max=65535)
+    heartbeat_timeout_seconds: float = setting(10.0, "A rank silent this long counts as hung: "
+                                                     "every rank stops (the last checkpoint "
+                                                     "stays intact).", min=1.0, max=3600.0)
+
+
+@dataclass
 class OutputConfig:
     """Where a run writes adapters, metrics and logs."""
 
@@ -245,6 +267,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:

@@ -331,6 +331,9 @@ def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
              f"- **MLX device**: {run.summary.get('device') or facts.get('mlx_device')}"]
     if run.summary.get("blas"):
         lines.append(f"- **BLAS**: {run.summary['blas']}")
+    if (ranks := run.summary.get("world_size") or 1) > 1:
+        lines.append(f"- **Data parallel**: {ranks} ranks over mx.distributed "
+                     f"({run.summary.get('backend')}); the hardware above is rank 0's")
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,32 @@ def _present(steps: list[dict[str, Any]], key: str) -> list[float]:
     return [s[key] for s in steps if s.get(key) is not None]
 
 
+def _nodes(steps: list[dict[str, Any]], durations: list[float]) -> list[dict[str, Any]] | None:
+    """Per node (rank) of a distributed run: its share of the watts, degrees and joules
+    that the run-level figures sum (power, energy) or take the maximum of (temperature).
+    Power is time-weighted over the steps that measured it."""
+    recorded = [(d, s) for d, s in zip(durations, steps, strict=True) if s.get("node_power_w")]
+    if not recorded:
+        return None
+    size = len(recorded[-1][1]["node_power_w"])
+    nodes = []
+    for rank in range(size):
+        watts = [(d, s["node_power_w"][rank]) for d, s in recorded
+                 if len(s["node_power_w"]) == size and s["node_power_w"][rank] is not None]
+        temps = [s["node_temp_c"][rank] for _, s in recorded
+                 if len(s.get("node_temp_c") or []) == size
+                 and s["node_temp_c"][rank] is not None]
+        energy = (recorded[-1][1].get("node_energy_j") or [None] * size)[rank]
+        span = sum(d for d, _ in watts)
+        nodes.append({
+            "rank": rank,
+            "avg_power_watts": sum(d * w for d, w in watts) / span if span else None,
+            "avg_temperature_celsius": statistics.fmean(temps) if temps else None,
+            "max_temperature_celsius": max(temps) if temps else None,
+            "energy_joules": energy})
+    return nodes
+
+
 def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
                    avg_power_watts: float | None = None) -> dict[str, Any]:
     """Everything is derived from the step/eval history (which survives resumes), except
@@ -100,6 +126,9 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
                                  if last_eff.get("tokens_per_j") else None),
             "target_bits_per_joule": config.tscu.target_efficiency_bits_per_joule,
         },
+        "world_size": len(steps[-1]["node_power_w"]) if steps and steps[-1].get(
+            "node_power_w") else 1,
+        "nodes": _nodes(steps, durations),
         "telemetry_source": next((s["telemetry_source"] for s in reversed(steps)
                                   if s.get("telemetry_source")), None),
         "telemetry_kind": next((s["telemetry_kind"] for s in reversed(steps)

@@ -78,6 +78,22 @@ class ThermalStep:
     kind: str
     emergency: bool
     over_budget: bool
+    # One entry per node (rank) of a distributed run; None for a single process.
+    node_power_w: list[float | None] | None = None
+    node_temp_c: list[float | None] | None = None
+    node_energy_j: list[float | None] | None = None
+
+
+@dataclass(frozen=True)
+class NodeReading:
+    """What one node measured since the last step: the governor's inputs. In a
+    distributed run every rank reads its own node and the readings are combined
+    (`train.parallel`) before the one, agreed, decision."""
+
+    power_w: float | None  # average over whole compute+idle cycles
+    temp_c: float | None
+    energy_j: float | None  # joules of this session on this node
+    dt_s: float  # seconds since the governor last ran
 
 
 class ThermalControl:
@@ -116,6 +132,9 @@ class ThermalControl:
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
         self._started: list[tuple[Callable[[str], None], str]] = []
+        self._node_energy: list[float | None] | None = None  # per node, this session
+        self.distributed = False  # set by the trainer: energy is then all nodes' or None
+        self._node_offsets: list[float] | None = None  # per node, earlier sessions
 
     @property
     def source_name(self) -> str:
@@ -158,30 +177,63 @@ class ThermalControl:
         (self._info if change.applied else self._warn)(change.message)
 
     def energy_j(self) -> float | None:
-        """Joules of this run (earlier sessions included); None while nothing is measured."""
+        """Joules of this run (earlier sessions included); None while nothing is measured.
+        In a distributed run: all nodes together, as of the last step's exchange."""
+        if (nodes := self.node_energy_j()) is not None:
+            if any(e is None for e in nodes):
+                return None
+            return self._energy_offset + sum(nodes)  # type: ignore[arg-type]
+        if self.distributed:  # no exchange yet: this node's joules alone would differ by rank
+            return None
         energy = self.sampler.energy_j
         return None if energy is None else self._energy_offset + energy
 
+    def node_energy_j(self) -> list[float | None] | None:
+        """Joules per node (earlier sessions included), for a distributed run."""
+        if self._node_energy is None:
+            return None
+        offsets = self._node_offsets or [0.0] * len(self._node_energy)
+        if len(offsets) != len(self._node_energy):
+            offsets = [0.0] * len(self._node_energy)
+        return [None if e is None else e + o for e, o in zip(self._node_energy, offsets,
+                                                             strict=True)]
+
     def after_step(self, compute_s: float) -> ThermalStep:
         """Read the sensors, run the governor every `control_frequency` steps, plan idle."""
-        self._steps += 1
+        return self.decide(self.read(), compute_s)
+
+    def read(self) -> NodeReading:
+        """This node's sensors after a step (fresh numbers for the decision)."""
         now = time.monotonic()
-        self.sampler.poll_once()  # fresh numbers for the decision
-        window = self._window(now)
-        power = self.sampler.window_average(window)
+        self.sampler.poll_once()
+        power = self.sampler.window_average(self._window(now))
         latest = self.sampler.latest()
-        temp = latest.temp_c if latest is not None else None
+        return NodeReading(power_w=power, temp_c=latest.temp_c if latest is not None else None,
+                           energy_j=self.sampler.energy_j, dt_s=now - self._last_control)
+
+    def decide(self, reading: NodeReading, compute_s: float,
+               nodes: list[NodeReading] | None = None) -> ThermalStep:
+        """The governor on `reading` (this node's, or all nodes' combined: total watts,
+        hottest node) and the idle that follows. Given the same inputs every rank
+        decides the same control factor, so the duty cycle stays in step."""
+        self._steps += 1
+        power, temp = reading.power_w, reading.temp_c
         if self.enabled and self._steps % self.config.tscu.control_frequency == 0:
-            self.governor.update(power, temp, now - self._last_control)
-            self._last_control = now
+            self.governor.update(power, temp, reading.dt_s)
+            self._last_control = time.monotonic()
+        if nodes is not None:
+            self._node_energy = [n.energy_j for n in nodes]
         c = self.governor.control_factor if self.enabled else None
         idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
         # Over budget means beyond the 5% a settled governor is allowed to wander.
         over = power is not None and power > 1.05 * self.config.tscu.power_budget_watts
-        return ThermalStep(power_w=power, temp_c=temp, control_factor=c, idle_s=idle,
-                           energy_j=self.energy_j(), source=self.source_name,
-                           kind=self.source_kind, emergency=self.governor.emergency,
-                           over_budget=over)
+        return ThermalStep(
+            power_w=power, temp_c=temp, control_factor=c, idle_s=idle,
+            energy_j=self.energy_j(), source=self.source_name, kind=self.source_kind,
+            emergency=self.governor.emergency, over_budget=over,
+            node_power_w=[n.power_w for n in nodes] if nodes is not None else None,
+            node_temp_c=[n.temp_c for n in nodes] if nodes is not None else None,
+            node_energy_j=self.node_energy_j() if nodes is not None else None)
 
     def _window(self, now: float) -> float:
         """Seconds to average power over: whole compute+idle cycles back to a step end at
@@ -209,13 +261,20 @@ class ThermalControl:
         return self.efficiency.update(total_bpt, energy, tokens, temp)
 
     def state_dict(self) -> dict[str, object]:
-        return {"governor": self.governor.state_dict(), "energy_j": self.energy_j() or 0.0,
-                "wall_s": self.wall_s()}
+        state: dict[str, object] = {"governor": self.governor.state_dict(),
+                                    "energy_j": self.energy_j() or 0.0, "wall_s": self.wall_s()}
+        if (nodes := self.node_energy_j()) is not None:
+            state["node_energy_j"] = [e or 0.0 for e in nodes]
+        return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
         self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
         self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
+        nodes = state.get("node_energy_j")
+        self._node_offsets = [float(e) for e in nodes] if isinstance(nodes, list) else None
+        if self._node_offsets is not None:  # the total's offset is the nodes' sum
+            self._energy_offset -= sum(self._node_offsets)
 
     def wall_s(self) -> float:
         return self._wall_offset + time.monotonic() - self._t_start
@@ -223,6 +282,12 @@ class ThermalControl:
     def summary(self) -> dict[str, object]:
         """Run-level figures; average power is energy over wall time (evals included)."""
         energy = self.energy_j()
-        return {"telemetry_reason": self.reason,
-                "avg_power_watts": energy / self.wall_s() if energy is not None else None,
-                "measured_seconds": self.wall_s() if energy is not None else None}
+        summary: dict[str, object] = {
+            "telemetry_reason": self.reason,
+            "avg_power_watts": energy / self.wall_s() if energy is not None else None,
+            "measured_seconds": self.wall_s() if energy is not None else None}
+        if (nodes := self.node_energy_j()) is not None:
+            summary["node_energy_joules"] = nodes
+            summary["node_avg_power_watts"] = [None if e is None else e / self.wall_s()
+                                               for e in nodes]
+        return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from mlx.utils import tree_map
 
 from tscu_tui.engine.config import Config, ScuConfig, to_dict
 from tscu_tui.engine.data import PreparedDataset
+from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import (
     CheckpointEvent,
@@ -53,13 +55,14 @@ from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tscu_tui.engine.train.device import backend_problem
-from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
+from tscu_tui.engine.train.evaluate import HeldOut
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale, sum_of_squares
 from tscu_tui.engine.train.outputs import write_outputs
+from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.schedule import lr_at
 from tscu_tui.engine.train.scu import LambdaController, ScuGains
-from tscu_tui.engine.train.thermal import ThermalControl
+from tscu_tui.engine.train.thermal import ThermalControl, ThermalStep
 
 KEEP_CHECKPOINTS = 2
 
@@ -106,13 +109,24 @@ class Trainer:
         self._last_accum = config.train.gradient_accumulation_steps
         self.thermal: ThermalControl | None = None
         self.progress = _Progress()
+        self.parallel = DataParallel()  # one process until run() joins a distributed world
+        self.liveness: Liveness | None = None
+        self._emit_lock = threading.Lock()  # the watchdog's thread may report a lost rank
+        self._failed = False
+        self._requests: set[Command] = set()  # STOP/SAVE, agreed over ranks each step
+        self._last_checkpoint: int | None = None
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
-        if self._recorder is not None:
-            self._recorder(event)
-        if self._user_sink is not None:
-            self._user_sink(event)
+        with self._emit_lock:
+            if isinstance(event, RunFailed):  # a run fails once (the watchdog may be first)
+                if self._failed:
+                    return
+                self._failed = True
+            if self._recorder is not None:
+                self._recorder(event)
+            if self._user_sink is not None:
+                self._user_sink(event)
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(LogEvent(level=level, message=message, step=self.progress.step))
@@ -122,15 +136,23 @@ class Trainer:
         """Train to the end (or a stop); never raises for run failures, reports them."""
         started = time.perf_counter()
         try:
+            self.parallel = DataParallel.join(self._rank_lost)
+            self.liveness = self.parallel.liveness
             self.data = PreparedDataset.open(self.dataset_path)  # before any output exists
-            self._prepare_run_dir()
+            if self.parallel.is_main:
+                self._prepare_run_dir()
+                if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
+                    self._check_world(ckpt.state)  # before minutes of model loading
             self._setup()
             try:
                 self._loop()
                 reason = "completed"
             except _Stop as stop:
                 reason = stop.reason
-            return self._finish(reason, time.perf_counter() - started)
+            finished = self._finish(reason, time.perf_counter() - started)
+            if self.liveness is not None:
+                self.liveness.close()
+            return finished
         except (TscuError, SourceUnavailable) as exc:
             return self._fail(str(exc))
         except Exception as exc:  # a bug or a library failure: one line out, details in the log
@@ -141,12 +163,30 @@ class Trainer:
             if self.thermal is not None:
                 self.thermal.stop()
             if self._recorder is not None:
-                self._recorder.close()
+                with self._emit_lock:
+                    self._recorder.close()
+
+    def _rank_lost(self, loss: Loss) -> None:
+        """The watchdog's verdict (on its thread): report it once; the command exits."""
+        if self.thermal is not None:
+            self.thermal.stop()  # e.g. the GPU's own power limit back before the exit
+        self.emit(RunFailed(step=self.progress.step, rank=loss.rank,
+                            reason=loss_reason(loss, self.progress.step, self._last_checkpoint),
+                            reported_elsewhere=loss.reported))
 
     def _fail(self, reason: str) -> RunFailed:
-        event = RunFailed(step=self.progress.step, reason=reason)
+        world = self.parallel.world
+        if world.distributed and not world.is_main:
+            reason = f"rank {world.rank}: {reason}"
+        event = RunFailed(step=self.progress.step, reason=reason,
+                          rank=world.rank if world.distributed else None)
         self.emit(event)
+        if self.liveness is not None and not self._lost():
+            self.liveness.fail(reason)  # the others stop without a line of their own
         return event
+
+    def _lost(self) -> bool:
+        return self.liveness is not None and self.liveness.loss is not None
 
     def _prepare_run_dir(self) -> None:
         out = self.run_dir
@@ -169,6 +209,12 @@ class Trainer:
         if len(self.train_blocks) < cfg.train.batch_size:
             raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
                             f"cannot fill a batch of {cfg.train.batch_size}")
+        self.parallel.check_batch(cfg.train.batch_size)
+        if self.parallel.distributed:  # same path on every node, so it must be the same data
+            ours = self.data.meta.content_hash
+            if self.parallel.broadcast_json(ours) != ours:
+                raise TscuError(f"{self.dataset_path} on rank {self.parallel.world.rank} is "
+                                "not the dataset rank 0 has (its content hash differs)")
         mx.random.seed(cfg.train.seed)
         if is_gguf_name(cfg.model.name) and imported_model_dir(
                 cfg.model.name, import_missing=False) is None:
@@ -196,35 +242,62 @@ class Trainer:
         self.optimizer.init(model.trainable_parameters())
         history = None
         self._resume_state: dict[str, Any] = {}
-        if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
-            self._check_compatible(ckpt.state)
-            restore_checkpoint(ckpt, model, self.optimizer)
-            s = ckpt.state
-            self.progress = _Progress(step=ckpt.step, tokens=s["tokens"],
+        s = self._saved_state()
+        self.parallel.sync_weights(model)
+        if s is not None:
+            self.parallel.sync_optimizer(self.optimizer)
+            self._last_checkpoint = int(s["step"])
+            history = s.get("history")
+            self.progress = _Progress(step=int(s["step"]), tokens=s["tokens"],
                                       elapsed_s=s["elapsed_s"], best_bpt=s["best_bpt"],
                                       evals_without_best=s["evals_without_best"],
                                       last_bpt=s["last_bpt"],
                                       sampler=SamplerState(**s["sampler"]))
             self.controller.load_state_dict(s["scu"])
             self.lambda_reg = s["lambda_reg"]
-            history = s["history"]
             self._resume_state = s
         elif self.resume:
             self.resume = False  # nothing saved yet: a fresh start is the honest resume
         self.sampler = BlockSampler(len(self.train_blocks), cfg.train.batch_size,
                                     cfg.train.seed, self.progress.sampler)
-        self._recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, history)
-        if history is not None:
-            self._recorder.rewind(self.progress.step)
+        if self.parallel.is_main:  # rank 0 alone writes the run folder
+            recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, history)
+            if history is not None:
+                recorder.rewind(self.progress.step)
+            with self._emit_lock:
+                self._recorder = recorder
+        if self.parallel.distributed and self.liveness is None:
+            self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
+                     "that hangs leaves the others waiting (tscu train --launch or --hostfile "
+                     "sets one up)", "warning")
         problem = backend_problem()
         if problem is not None:
             self.log(problem, "warning")
         self.blas_policy = self._blas_thread_policy()
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
                                       on_info=self.log)
+        self.thermal.distributed = self.parallel.distributed
         if self.resume and "thermal" in self._resume_state:
             self.thermal.load_state_dict(self._resume_state["thermal"])
         self._build_steps()
+
+    def _saved_state(self) -> dict[str, Any] | None:
+        """With --resume: the last checkpoint's state, read and checked by rank 0 (which
+        also restores adapters and optimizer) and sent to the others, which need no
+        run folder of their own."""
+        state = None
+        if self.parallel.is_main and self.resume and (
+                ckpt := latest_checkpoint(self.run_dir)) is not None:
+            self._check_compatible(ckpt.state)
+            restore_checkpoint(ckpt, self.model, self.optimizer)
+            state = ckpt.state
+        if not self.parallel.distributed:
+            return state
+        history = state.pop("history", None) if state is not None else None
+        shared = self.parallel.broadcast_json(state)
+        if shared is not None and self.parallel.is_main:
+            shared["history"] = history
+        return shared
 
     def _blas_thread_policy(self) -> BlasThreadPolicy | None:
         """OpenBLAS's threads: fixed by TSCU_BLAS_THREADS, else adapted to the load."""
@@ -237,6 +310,7 @@ class Trainer:
         return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
+        self._check_world(state)
         saved = state.get("fingerprint", {})
         mine = self._fingerprint()
         for key, value in mine.items():
@@ -244,11 +318,20 @@ class Trainer:
                 raise TscuError(f"cannot resume {self.run_dir}: its {key} was "
                                 f"{saved.get(key)!r}, the config now says {value!r}")
 
+    def _check_world(self, state: dict[str, Any]) -> None:
+        ranks, mine = state.get("fingerprint", {}).get("world_size", 1), self.parallel.world.size
+        if ranks != mine:
+            how = ("one process (no --launch)" if ranks == 1 else
+                   f"{ranks} ranks (tscu train --launch {ranks}, or a hostfile of {ranks})")
+            raise TscuError(f"cannot resume {self.run_dir}: it was trained by {how}, this "
+                            f"launch has {mine}; resume it with the same number of ranks")
+
     def _fingerprint(self) -> dict[str, Any]:
         cfg = self.config
         return {"model": cfg.model.name, "dataset": self.data.meta.content_hash,
                 "lora": self.adapter_config["lora_parameters"],
-                "batch_size": cfg.train.batch_size, "seed": cfg.train.seed}
+                "batch_size": cfg.train.batch_size, "seed": cfg.train.seed,
+                "world_size": self.parallel.world.size}
 
     def _build_steps(self) -> None:
         """Compile the micro-step (loss + grads, accumulated) and the update."""
@@ -301,17 +384,24 @@ class Trainer:
                 lr *= self.thermal.governor.control_factor  # documented opt-in, off by default
             self.optimizer.learning_rate = mx.array(lr, dtype=mx.float32)
             lam = mx.array(self.lambda_reg, dtype=mx.float32)
-            # Dropout randomness is a function of (seed, step): a resumed run draws
+            # Dropout randomness is a function of (seed, step, rank): a resumed run draws
             # exactly what the uninterrupted one would have, with no RNG state saved.
-            mx.random.seed(cfg.train.seed * 1_000_003 + p.step)
+            mx.random.seed(cfg.train.seed * 1_000_003 + p.step
+                           + self.parallel.world.rank * 7_919_000_003)
             loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
             accum = self._micro_batches()
             for _ in range(accum):
-                batch = mx.array(self.train_blocks[self.sampler.next_indices()].astype(np.int32))
+                rows = self.parallel.shard(self.sampler.next_indices())  # this rank's share
+                batch = mx.array(self.train_blocks[rows].astype(np.int32))
                 loss, ce, sq_arr, grads = self._micro_step(batch, lam, grads)
                 mx.eval(loss, ce, sq_arr, grads)
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
-            loss_mean, ce_mean = loss_sum / accum, ce_sum / accum
+            grads = self.parallel.average_gradients(grads)
+            agreed = self.parallel.agree_step(loss_sum / accum, ce_sum / accum, sq,
+                                              self.lambda_reg, Command.STOP in self._requests,
+                                              Command.SAVE in self._requests)
+            self._requests.clear()
+            loss_mean, ce_mean, sq = agreed.loss, agreed.ce, agreed.sq
             skipped = not (math.isfinite(loss_mean) and math.isfinite(sq))
             mean_scale = mx.array(1.0 / accum, dtype=mx.float32)
             # The norm is checked before any update: inf gradients under a finite loss
@@ -330,6 +420,10 @@ class Trainer:
             if skipped:
                 self.log(f"non-finite loss at step {p.step}: update skipped", "warning")
             self._after_step(loss_mean, ce_mean, sq, lr, grad_norm, step_s, skipped)
+            if agreed.save:
+                self._checkpoint("requested")
+            if agreed.stop:
+                raise _Stop("stopped")
 
     def _micro_batches(self) -> int:
         """Micro-batches this step: all of them, or with `tscu.adaptive_batch_sizing` a
@@ -343,8 +437,9 @@ class Trainer:
     def _after_step(self, loss: float, ce: float, sq: float, lr: float, grad_norm: float,
                     step_s: float, skipped: bool) -> None:
         cfg, p = self.config, self.progress
-        assert self.thermal is not None
-        thermal = self.thermal.after_step(step_s)
+        thermal = self._thermal_step(step_s)
+        if self.liveness is not None:
+            self.liveness.set_step(p.step)
         change = self.blas_policy.after_step() if self.blas_policy is not None else None
         if change is not None:
             set_blas_threads(change.threads)
@@ -375,7 +470,9 @@ class Trainer:
             control_factor=thermal.control_factor, idle_s=thermal.idle_s,
             energy_j=thermal.energy_j, telemetry_source=thermal.source,
             telemetry_kind=thermal.kind, over_budget=thermal.over_budget,
-            peak_memory_bytes=peak_memory_bytes()))
+            peak_memory_bytes=peak_memory_bytes(),
+            node_power_w=thermal.node_power_w, node_temp_c=thermal.node_temp_c,
+            node_energy_j=thermal.node_energy_j))
         if thermal.emergency:
             self.log(f"temperature {thermal.temp_c:.1f} C reached tscu.emergency_shutdown_temp "
                      f"({cfg.tscu.emergency_shutdown_temp:g} C): saving and stopping", "error")
@@ -389,13 +486,22 @@ class Trainer:
         if thermal.idle_s > 0 and not done:
             self._drain_commands(until=time.monotonic() + thermal.idle_s)  # duty cycling
 
+    def _thermal_step(self, compute_s: float) -> ThermalStep:
+        """This node's telemetry, combined with the other nodes' when distributed, and the
+        governor's decision on it (the same on every rank)."""
+        assert self.thermal is not None
+        if not self.parallel.distributed:
+            return self.thermal.after_step(compute_s)
+        nodes = self.parallel.agree_nodes(self.thermal.read(), compute_s)
+        return self.thermal.decide(nodes.cluster, nodes.compute_s, nodes.nodes)
+
     def _measure(self) -> tuple[HeldOut, float]:
         assert self.thermal is not None
         self.thermal.duty.busy(True)
         started = time.perf_counter()
-        result = heldout_bits_per_token(self.model, self.val_blocks,
-                                        self.config.train.batch_size,
-                                        self.config.train.eval_batches)
+        result = self.parallel.heldout(self.model, self.val_blocks,
+                                       self.config.train.batch_size,
+                                       self.config.train.eval_batches)
         self.progress.last_bpt = result.bpt
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
@@ -408,7 +514,7 @@ class Trainer:
         is_best = result.bpt < p.best_bpt
         if is_best:
             p.best_bpt, p.evals_without_best = result.bpt, 0
-            if p.step > 0:
+            if p.step > 0 and self.parallel.is_main:
                 lora.save_adapters(self.run_dir / "best", self.model, self.adapter_config)
         elif p.step > 0:
             p.evals_without_best += 1
@@ -450,7 +556,12 @@ class Trainer:
                            else self.commands.get_nowait())
             except queue.Empty:
                 return
-            if command is Command.SAVE:
+            if command in (Command.SAVE, Command.STOP) and self.parallel.distributed:
+                self._requests.add(command)  # every rank acts on it after this step
+                if command is Command.STOP and paused:
+                    self.emit(StateEvent(state="running", step=self.progress.step))
+                    return  # the others wait in the next collective: stop there together
+            elif command is Command.SAVE:
                 self._checkpoint("requested")
             elif command is Command.STOP:
                 raise _Stop("stopped")
@@ -464,6 +575,9 @@ class Trainer:
     # ------------------------------------------------------------------ saving
     def _checkpoint(self, reason: str) -> None:
         p = self.progress
+        self._last_checkpoint = p.step
+        if not self.parallel.is_main:
+            return  # the ranks hold the same state; rank 0 writes it
         assert self._recorder is not None
         state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
@@ -489,7 +603,8 @@ class Trainer:
             validation_tokens=meta.split("validation").tokens, scu_mode=cfg.scu.mode,
             s_target=cfg.scu.target_s, s_initial=s0, blas=BLAS.detail,
             device=str(mx.default_device()),
-            telemetry=self.thermal.reason if self.thermal else ""))
+            telemetry=self.thermal.reason if self.thermal else "",
+            world_size=self.parallel.world.size, backend=self.parallel.world.backend))
         target = cfg.scu.target_s
         if cfg.scu.mode == "pi" and self.progress.step == 0 and max(s0 / target,
                                                                     target / s0) > 10:
@@ -504,6 +619,9 @@ class Trainer:
 
     def _finish(self, reason: str, wall_s: float) -> RunFinished:
         cfg, p = self.config, self.progress
+        if not self.parallel.is_main:  # nothing to write: rank 0 does
+            return RunFinished(step=p.step, reason=reason, best_bpt=None, final_bpt=p.last_bpt,
+                               duration_s=wall_s, run_dir=str(self.run_dir))
         assert self._recorder is not None
         lora.save_adapters(self.run_dir, self.model, self.adapter_config)
         if p.step > 0:
@@ -521,6 +639,7 @@ class Trainer:
             "peak_memory_bytes": peak_memory_bytes(), "peak_rss_bytes": peak_rss_bytes(),
             "grad_checkpoint": self.memory_plan.grad_checkpoint,
             "loss_chunk_tokens": self.memory_plan.loss_chunk_tokens,
+            "world_size": self.parallel.world.size, "backend": self.parallel.world.backend,
             **(self.thermal.summary() if self.thermal else {}),
         }
         args = {"train": to_dict(cfg)["train"], "lora": self.adapter_config,
