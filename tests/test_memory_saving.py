@@ -121,7 +121,13 @@ def test_chunked_loss_matches_the_whole_batch(batch, monkeypatch, head_slices):
     head_bytes = 4096 * 256 * 4  # the tiny model's vocab x hidden in float32
     monkeypatch.setattr(fused_loss, "HEAD_SLICE_BYTES", head_bytes // head_slices + 1)
     assert fused_loss.supports(model.model.embed_tokens)
-    assert set_loss_chunking(model, 4 * 64) == 0  # 1 MiB of logits: no chunking
+    # 1 MiB of logits: no chunking, unless the head's float32 copy is 'large'; then one
+    # chunk of every token, the head made a slice at a time
+    assert set_loss_chunking(model, 4 * 64) == (0 if head_slices == 1 else 4 * 64)
+    if head_slices > 1:
+        loss_s, grads_s = loss_and_grads(model, batch)
+        assert loss_s == pytest.approx(loss, rel=1e-5)
+        assert max_diff(grads, grads_s) <= 1e-5 * scale_of(grads)
     monkeypatch.setattr(checkpointing, "CHUNK_LOGITS_BYTES", 4096 * 4 * 48)
     assert set_loss_chunking(model, 4 * 64) == 48  # 256 tokens in 6 chunks, the last short
     loss_c, grads_c = loss_and_grads(model, batch)

@@ -115,13 +115,22 @@ def project(layer: nn.Module, hidden: mx.array) -> mx.array:
 
 
 def set_loss_chunking(model: nn.Module, tokens_per_micro_batch: int) -> int:
-    """Chunk the loss when a micro-batch's logits would exceed CHUNK_LOGITS_BYTES;
-    returns the chunk size in tokens (0 = the whole micro-batch at once)."""
+    """Compute the loss a chunk of tokens at a time (objective.cross_entropy) when a
+    micro-batch's logits would exceed CHUNK_LOGITS_BYTES, or when the output projection's
+    float32 copy would exceed fused_loss.HEAD_SLICE_BYTES (the fused loss makes it a
+    slice at a time); returns the chunk size in tokens (0 = the plain loss)."""
+    from tscu_tui.engine.models import fused_loss
+
     vocab = int(getattr(getattr(model, "args", None), "vocab_size", 0) or 0)
+    split = split_head(model) if vocab else None
     chunk = 0
-    if vocab and split_head(model) is not None \
-            and tokens_per_micro_batch * vocab * 4 > CHUNK_LOGITS_BYTES:
-        chunk = max(1, CHUNK_LOGITS_BYTES // (vocab * 4))
+    if split is not None:
+        big_logits = tokens_per_micro_batch * vocab * 4 > CHUNK_LOGITS_BYTES
+        layer = split[1]
+        big_head = fused_loss.supports(layer) and \
+            layer["scales"].shape[1] * layer.group_size * vocab * 4 > fused_loss.HEAD_SLICE_BYTES
+        if big_logits or big_head:
+            chunk = max(1, min(tokens_per_micro_batch, CHUNK_LOGITS_BYTES // (vocab * 4)))
     setattr(model, _CHUNK, chunk)
     return chunk
 

@@ -41,7 +41,10 @@ from tscu_tui.engine.config import Config
 GIB = 1024**3
 MIB = 1024**2
 MARGIN_SHARE = 0.10  # allocator slack and fragmentation, as a share of the arrays
-RUNTIME_BYTES = 512 * MIB  # Python, MLX, tokenizer, data and the UI around the arrays
+RUNTIME_BYTES = 512 * MIB
+#: the activations autodiff keeps beyond the count in estimate_for_shape (norm inputs,
+#: RoPE's rotated copies, reshapes): measured by bench/memory.py on four models
+ACTIVATION_SLACK = 1.1  # Python, MLX, tokenizer, data and the UI around the arrays
 #: Hugging Face cache to look in; None = huggingface_hub's own (tests point it elsewhere)
 HF_CACHE_DIR: str | None = None
 
@@ -229,13 +232,16 @@ def prepared_block_size(data_path: str) -> int | None:
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 2 else None
 
 
-def loss_chunk_tokens(shape: ModelShape, tokens: int) -> int:
+def loss_chunk_tokens(shape: ModelShape, tokens: int, cpu: bool = True) -> int:
     """Tokens per loss chunk (checkpointing.set_loss_chunking's rule), 0 = no chunking."""
     from tscu_tui.engine.models.checkpointing import CHUNK_LOGITS_BYTES
+    from tscu_tui.engine.models.fused_loss import HEAD_SLICE_BYTES
 
-    if tokens * shape.vocab_size * 4 <= CHUNK_LOGITS_BYTES:
+    v = shape.vocab_size
+    big_head = cpu and shape.bits < 16 and shape.hidden_size * v * 4 > HEAD_SLICE_BYTES
+    if tokens * v * 4 <= CHUNK_LOGITS_BYTES and not big_head:
         return 0
-    return max(1, CHUNK_LOGITS_BYTES // (shape.vocab_size * 4))
+    return max(1, min(tokens, CHUNK_LOGITS_BYTES // (v * 4)))
 
 
 def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, available: int,
@@ -266,7 +272,7 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
 
     block = block_size or config.data.block_size
     tokens = train.batch_size * block
-    chunk = loss_chunk_tokens(shape, tokens)
+    chunk = loss_chunk_tokens(shape, tokens, cpu)
 
     dequantized = 0
     if quantized and cpu:
@@ -288,9 +294,10 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     # dropped-out input when dropout makes one).
     lora_saved = sum(lora.r + (n_in if lora.dropout > 0 else 0)
                      for n_in, _ in targets.values())
-    per_token = 5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved
+    per_token = (5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved) \
+        * ACTIVATION_SLACK
     attention = train.batch_size * shape.num_heads * block ** 2
-    per_layer = (tokens * per_token + attention) * float_bytes
+    per_layer = int((tokens * per_token + attention) * float_bytes)
     if grad_checkpoint:
         # Each layer's input, plus one layer recomputed and its gradients.
         activations = layers * tokens * h * float_bytes + 2 * per_layer

@@ -68,7 +68,7 @@ def cross_entropy(model: nn.Module, batch: mx.array, reduction: str = "mean") ->
     of tokens at a time when the model's logits would be large, see checkpointing.py)."""
     inputs, targets = batch[:, :-1], batch[:, 1:]
     chunk = loss_chunk_tokens(model)
-    if chunk and reduction != "none" and targets.size > chunk:
+    if chunk and reduction != "none":
         total = _chunked_sum(model, inputs, targets, chunk)
         return total / targets.size if reduction == "mean" else total
     per_token = _per_token(model, model(inputs), targets)
