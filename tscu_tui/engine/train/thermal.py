@@ -29,16 +29,20 @@ from tscu_tui.engine.telemetry import (
     Sampler,
 )
 from tscu_tui.engine.telemetry.auto import pick_source
-from tscu_tui.engine.telemetry.base import Source, SourceUnavailable
+from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
 from tscu_tui.engine.train.device import mlx_compute_device
+
+#: cycles (step + idle) one governor measurement covers at least: one cycle's power is
+#: exact on an energy counter, but the cycles' lengths jitter with the machine's load
+MIN_CYCLES = 3
 
 
 class DutyMeter:
     """The engine's real compute share, for the simulated plant: busy time / elapsed time."""
 
-    def __init__(self) -> None:
-        self._clock = time.monotonic
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._busy_since: float | None = None
         self._busy_s = 0.0
@@ -83,10 +87,13 @@ class ThermalStep:
 class ThermalControl:
     def __init__(self, config: Config, on_warning: Callable[[str], None],
                  on_info: Callable[[str], None] | None = None,
-                 source: Source | None = None) -> None:
-        """`source` replaces the configured one (benches, hardware stand-ins in tests)."""
+                 source: Source | None = None, duty: DutyMeter | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        """`source` replaces the configured one (benches, hardware stand-ins in tests);
+        `duty` and `clock` let a test run the whole loop in simulated time."""
         self.config = config
-        self.duty = DutyMeter()
+        self._clock = clock
+        self.duty = duty or DutyMeter(clock)
         self._warn = on_warning
         self._info = on_info or (lambda message: None)
         if source is not None:
@@ -99,7 +106,7 @@ class ThermalControl:
                 raise SourceUnavailable(f"telemetry.source = {config.telemetry.source!r}: "
                                         f"{exc}") from None
         self.sampler = Sampler(source, period_s=config.telemetry.interval_seconds,
-                               on_warning=on_warning)
+                               on_warning=on_warning, clock=clock)
         self.power_limit: NvidiaPowerLimit | None = None
         if config.tscu.nvidia_power_limit:
             self.power_limit = NvidiaPowerLimit.for_source(source)
@@ -111,10 +118,12 @@ class ThermalControl:
         self.efficiency: EfficiencyTracker | None = None
         self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
         self._wall_offset = 0.0  # and their seconds
-        self._t_start = time.monotonic()
-        self._last_control = time.monotonic()
+        self._t_start = self._clock()
+        self._last_control = self._clock()
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
+        self._control_step = 0  # self._steps at the governor's last update
+        self._control_energy: float | None = None  # sampler joules then
         self._started: list[tuple[Callable[[str], None], str]] = []
 
     @property
@@ -126,10 +135,11 @@ class ThermalControl:
         # The null source measures nothing: call it that, not "estimated".
         return "none" if self.source_name == "none" else self.sampler.source.kind
 
-    def start(self) -> None:
+    def start(self, background: bool = True) -> None:
         """Sensors on (and the GPU limit set) before the run's first measurement; what
-        was done is said by `announce()`, once the run has been announced itself."""
-        self._t_start = time.monotonic()
+        was done is said by `announce()`, once the run has been announced itself.
+        `background=False` polls only after steps (a test in simulated time)."""
+        self._t_start = self._last_control = self._clock()
         detail = self.sampler.source.describe()
         self._started = [(self._info, f"telemetry: {self.reason}"
                           + (f"; measuring {detail}" if detail != self.source_name else ""))]
@@ -138,7 +148,9 @@ class ThermalControl:
             self._started.append((self._info if change.applied else self._warn,
                                   change.message))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
-        self.sampler.start()
+        self._control_energy = self.sampler.energy_j
+        if background:
+            self.sampler.start()
 
     def announce(self) -> None:
         for say, message in self._started:
@@ -163,17 +175,15 @@ class ThermalControl:
         return None if energy is None else self._energy_offset + energy
 
     def after_step(self, compute_s: float) -> ThermalStep:
-        """Read the sensors, run the governor every `control_frequency` steps, plan idle."""
+        """Read the sensors, run the governor on each fresh measurement, plan idle."""
         self._steps += 1
-        now = time.monotonic()
-        self.sampler.poll_once()  # fresh numbers for the decision
+        now = self._clock()
+        latest = self.sampler.poll_once() or self.sampler.latest()  # fresh numbers
         window = self._window(now)
         power = self.sampler.window_average(window)
-        latest = self.sampler.latest()
         temp = latest.temp_c if latest is not None else None
-        if self.enabled and self._steps % self.config.tscu.control_frequency == 0:
-            self.governor.update(power, temp, now - self._last_control)
-            self._last_control = now
+        if self.enabled:
+            self._govern(now, temp)
         c = self.governor.control_factor if self.enabled else None
         idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
         # Over budget means beyond the 5% a settled governor is allowed to wander.
@@ -183,11 +193,37 @@ class ThermalControl:
                            kind=self.source_kind, emergency=self.governor.emergency,
                            over_budget=over)
 
+    def _govern(self, now: float, temp: float | None) -> None:
+        """Update the governor once the cycles since its last update span a measuring
+        window and MIN_CYCLES (or `control_frequency`) steps: power over exactly those cycles, all
+        run at the current c, so each update sees the effect of the last one."""
+        steps = self._steps - self._control_step
+        if (steps < max(self.config.tscu.control_frequency, MIN_CYCLES)
+                or now - self._last_control < self._span()):
+            return
+        energy, start = self.sampler.energy_j, self._control_energy
+        power = None
+        if energy is not None and start is not None and now > self._last_control:
+            power = (energy - start) / (now - self._last_control)
+        elapsed = now - self._t_start
+        run_avg = (energy / elapsed if energy is not None and elapsed > 0 else None)
+        self.governor.update(power, temp, now - self._last_control, run_avg_power_w=run_avg)
+        self._last_control, self._control_energy, self._control_step = now, energy, self._steps
+
+    def _span(self) -> float:
+        """Seconds one power measurement covers: several sampling periods, so a source
+        that reports power (not an energy counter) is averaged over enough readings."""
+        return 4 * self.sampler.period_s
+
+    def idle_after(self, compute_s: float) -> float:
+        """Idle for extra compute in a cycle (an evaluation), so it keeps the duty cycle."""
+        return self.governor.idle_seconds(compute_s) if self.enabled else 0.0
+
     def _window(self, now: float) -> float:
         """Seconds to average power over: whole compute+idle cycles back to a step end at
         least ~2 s ago. Whole cycles keep the average unbiased (a window ending in a
         compute burst but cutting an idle short reads high); 2 s keeps it smooth."""
-        span = max(2.0, 4 * self.sampler.period_s)
+        span = max(2.0, self._span())
         ends = self._step_ends
         start = next((t for t in reversed(ends) if now - t >= span), ends[0] if ends else None)
         ends.append(now)
@@ -218,7 +254,7 @@ class ThermalControl:
         self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
 
     def wall_s(self) -> float:
-        return self._wall_offset + time.monotonic() - self._t_start
+        return self._wall_offset + self._clock() - self._t_start
 
     def summary(self) -> dict[str, object]:
         """Run-level figures; average power is energy over wall time (evals included)."""

@@ -375,12 +375,14 @@ class Trainer:
             self._checkpoint("emergency")
             raise _Stop("emergency_stop")
         done = p.step >= cfg.train.max_steps
+        idle_s = thermal.idle_s
         if p.step % cfg.train.eval_steps == 0 or done:
-            self._evaluate()
+            # An evaluation computes too: it is part of this cycle, idled for like a step.
+            idle_s += self.thermal.idle_after(self._evaluate())
         if p.step % cfg.train.save_steps == 0 and not done:
             self._checkpoint("periodic")
-        if thermal.idle_s > 0 and not done:
-            self._drain_commands(until=time.monotonic() + thermal.idle_s)  # duty cycling
+        if idle_s > 0 and not done:
+            self._drain_commands(until=time.monotonic() + idle_s)  # duty cycling
 
     def _measure(self) -> tuple[HeldOut, float]:
         assert self.thermal is not None
@@ -393,8 +395,11 @@ class Trainer:
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
 
-    def _evaluate(self) -> None:
-        self._record_eval(*self._measure())
+    def _evaluate(self) -> float:
+        """Evaluate and record; returns the seconds it computed."""
+        result, eval_s = self._measure()
+        self._record_eval(result, eval_s)
+        return eval_s
 
     def _record_eval(self, result: HeldOut, eval_s: float) -> None:
         cfg, p = self.config, self.progress
