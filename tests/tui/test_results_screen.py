@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub
 from runs import tiny_config, train
-from textual.widgets import DataTable, Sparkline, Static, TabbedContent
+from textual.widgets import DataTable, Static, TabbedContent
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import load_config
 from tscu_tui.screens.error import ErrorDialog
 from tscu_tui.screens.results import ResultsScreen
 from tscu_tui.screens.upload import UploadDialog
+from tscu_tui.widgets.metric_chart import MetricChart
 from tscu_tui.widgets.metric_panel import MetricPanel
 
 RECORDED = Path(__file__).parents[1] / "data" / "runs"
@@ -81,7 +82,7 @@ async def test_open_a_run_and_switch_views_by_keys(recorded):
         assert screen.view == "detail-view" and screen.opened.path.name == "demo-simulated"
         for panel in ("loss", "heldout", "s", "lambda", "power", "temp", "control",
                       "tokens-per-s"):
-            data = screen.query_one(f"#chart-{panel} Sparkline", Sparkline).data
+            data = screen.query_one(f"#chart-{panel} MetricChart", MetricChart).values
             assert data, panel
         assert len(screen.query_one("#chart-power", MetricPanel).values) == 60
         assert len(screen.query_one("#chart-heldout", MetricPanel).values) == 5

@@ -16,6 +16,7 @@ from tscu_tui.engine.runs.files import EVENTS_FILE
 from tscu_tui.engine.runs.follow import read_events
 from tscu_tui.screens.error import ErrorDialog
 from tscu_tui.screens.train import TrainScreen
+from tscu_tui.widgets.metric_chart import MetricChart
 from tscu_tui.widgets.metric_panel import MetricPanel
 
 RECORDED = Path(__file__).parents[1] / "data" / "runs"
@@ -51,9 +52,15 @@ async def test_start_by_key_fills_every_chart_and_writes_the_run(demo_data, tmp_
         for panel in ("power", "temp", "control", "tokens-per-s", "loss", "heldout", "s",
                       "lambda"):
             assert panel_values(screen, panel), panel
-        # The sparkline widgets got the data, not just the panels' deques.
-        sparkline = screen.query_one("#power Sparkline")
-        assert len(sparkline.data) == len(panel_values(screen, "power")) > 5
+        # The chart widgets got the data, not just the panels' deques, and the budget.
+        chart = screen.query_one("#power MetricChart", MetricChart)
+        assert len(chart.values) == len(panel_values(screen, "power")) > 5
+        assert [(r.label, r.value) for r in chart.references] == [("budget", 30.0)]
+        power = screen.query_one("#power", MetricPanel)
+        low, high = min(power.values), max(power.values)
+        assert power.range_text() == f"{low:.1f}-{high:.1f} W ┈ budget 30 W"
+        assert str(screen.query_one("#temp .metric-range").render()).endswith(
+            "°C ┈ max 75 °C ┈ emergency 85 °C")
         assert "(simulated)" in str(screen.query_one("#telemetry-source").render())
         log = "\n".join(screen.query_one("#log").lines)
         assert "checkpoint (final) at step 16" in log and "eval step" in log

@@ -39,6 +39,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.fileio import atomic_write_json
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
@@ -46,6 +47,7 @@ from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.runtime import BLAS, mx
 from tscu_tui.engine.models.threads import BlasThreadPolicy, fixed_blas_threads
+from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
@@ -157,6 +159,8 @@ class Trainer:
 
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
+        # The settings first, so `tscu watch` shows this run's, not its own folder's.
+        atomic_write_json(out / CONFIG_FILE, to_dict(self.config))
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
