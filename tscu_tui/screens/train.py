@@ -253,6 +253,7 @@ class TrainScreen(TscuScreen):
                 self.state = "running" if not self.read_only else "watching"
                 self.query_one("#progress", ProgressBar).update(total=event.max_steps,
                                                                 progress=event.start_step)
+                self.charts.set_target(event.s_target)
                 where = f"resumed at step {event.start_step}" if event.start_step else "started"
                 self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
                                 f"{event.train_tokens:,} training tokens, {event.blas}")

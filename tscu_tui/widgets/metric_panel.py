@@ -65,13 +65,14 @@ class MetricPanel(Vertical, can_focus=True):
         return list(zip(self.steps, self.values, strict=True))
 
     def range_text(self) -> str:
-        """'5.0-40.0 W ┈ budget 24 W': the span of the history and the references."""
+        """'5.0-40.0 W ┈ budget 24': the span of the history and the references."""
         parts = []
         if self.values:
             low, high = min(self.values), max(self.values)
             span = f"{format(low, self.spec)}-{format(high, self.spec)}"
             parts.append(f"{span} {self.unit}".rstrip())
-        parts += [f"┈ {ref.label} {ref.value:g} {self.unit}".rstrip() for ref in self.references]
+        unit = "" if parts else self.unit  # said once, after the range when there is one
+        parts += [f"┈ {ref.label} {ref.value:g} {unit}".rstrip() for ref in self.references]
         return " ".join(parts)
 
     def redraw(self) -> None:

@@ -60,6 +60,10 @@ class TrainCharts(Grid):
         for panel_id in PANELS:
             self.panel(panel_id).set_references(refs.get(panel_id, []))
 
+    def set_target(self, s_target: float) -> None:
+        """S* as the run reports it (a watched run's own, whatever the local config says)."""
+        self.panel("s").set_references([Reference("S*", s_target)])
+
     def record_step(self, e: StepEvent) -> None:
         self.panel("power").record(e.power_w, fmt(e.power_w, ".1f", " W"), e.step)
         self.panel("temp").record(e.temp_c, fmt(e.temp_c, ".1f", " °C"), e.step)
