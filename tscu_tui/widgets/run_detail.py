@@ -18,8 +18,10 @@ from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
 from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
 from tscu_tui.formatting import fmt
+from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.run_columns import bits_per_j, duration, run_name, steps, telemetry
+from tscu_tui.widgets.train_charts import PANELS, references
 
 MAX_POINTS = 100_000
 
@@ -30,12 +32,23 @@ CHARTS: dict[str, tuple[str, str, str]] = {
     "s": ("S vs S*", "steps", "s"),
     "lambda": ("lambda", "steps", "lambda_reg"),
     "power": ("watts", "steps", "power_w"),
-    "temp": ("degrees C", "steps", "temp_c"),
+    "temp": ("degrees", "steps", "temp_c"),
     "control": ("control factor c", "steps", "control_factor"),
     "tokens-per-s": ("tokens/s", "steps", "tokens_per_s"),
 }
 
 TABS = ("charts", "analysis", "config", "log", "sample")
+
+
+def run_references(config: dict[str, Any]) -> dict[str, list[Reference]]:
+    """The reference lines of a run's own config (none if it has no readable one)."""
+    from tscu_tui.engine.config import config_from_dict
+    from tscu_tui.engine.errors import ConfigError
+
+    try:
+        return references(config_from_dict(config, "mlx_config.json")) if config else {}
+    except ConfigError:
+        return {}
 
 
 def series(records: list[dict[str, Any]], key: str) -> list[float]:
@@ -99,7 +112,9 @@ class RunDetailView(Vertical):
         with TabbedContent(initial="charts", id="detail-tabs"):
             with TabPane("Charts", id="charts"), Grid(id="detail-charts"):
                 for panel_id, (title, _, _) in CHARTS.items():
-                    yield MetricPanel(title, id=f"chart-{panel_id}", history=MAX_POINTS)
+                    spec = PANELS[panel_id]
+                    yield MetricPanel(title, id=f"chart-{panel_id}", unit=spec.unit,
+                                      spec=spec.spec, history=MAX_POINTS)
             with TabPane("Analysis", id="analysis"), VerticalScroll():
                 yield Static("", id="detail-analysis", markup=False)
             with TabPane("Config", id="config"), VerticalScroll():
@@ -139,12 +154,16 @@ class RunDetailView(Vertical):
     def _fill_charts(self, detail: RunDetail) -> None:
         history = detail.history
         last = (history["steps"] or [{}])[-1]
+        refs = run_references(detail.config)
         for panel_id, (_, kind, key) in CHARTS.items():
             panel = self.query_one(f"#chart-{panel_id}", MetricPanel)
             panel.clear()
-            values = series(history[kind], key)
-            for value in values:
-                panel.record(value, "")
+            panel.set_references(refs.get(panel_id, []))
+            points = [(int(r.get("step", i)), float(r[key])) for i, r in enumerate(history[kind])
+                      if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+            for step, value in points:
+                panel.record(value, "", step)
+            values = [v for _, v in points]
             panel.record(None, self._readout(panel_id, values, last, detail))
             panel.redraw()
 
@@ -161,7 +180,7 @@ class RunDetailView(Vertical):
             case "power":
                 return fmt(latest, ".1f", " W")
             case "temp":
-                return fmt(latest, ".1f", " C")
+                return fmt(latest, ".1f", " °C")
             case "control":
                 return fmt(latest, ".2f")
             case "tokens-per-s":
