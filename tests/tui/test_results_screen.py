@@ -66,7 +66,7 @@ async def test_lists_the_recorded_runs_with_their_numbers(recorded):
                                 "5.764", "2,091", "21.2", "1,119", "1m44s", "9.388", "48.2"]
         # estimated telemetry has no temperature: n/a above, not a number
         assert rows[0][-1] == "estimated" and rows[1][-1] == "simulated"
-        assert text(screen, "#runs-title").startswith("2 runs in runs/demo-simulated, runs")
+        assert text(screen, "#runs-title") == "2 runs in runs, demo_output"
         await pilot.press("down")  # the cursor's run in one sentence, all columns at 80 wide
         assert text(screen, "#run-headline") == (
             "runs/demo-simulated  completed, 60/60 steps, held-out 9.388 -> 5.764 BPT, 2,091 J,"
@@ -119,7 +119,7 @@ async def test_mark_two_runs_and_compare_them(recorded):
         assert rows["energy J"] == ["636", "2,091", "+1,455 (+229%)"]
         assert rows["avg W"] == ["14.8", "21.2", "+6.4 (+43%)"]
         assert rows["final BPT"] == ["5.764", "5.764", "+0.000 (+0%)"]
-        assert rows["peak C"] == ["n/a", "48.2", "n/a"]
+        assert rows["peak °C"] == ["n/a", "48.2", "n/a"]
         assert rows["governor"] == ["off", "on", "differs"]
         await pilot.press("escape")
         assert screen.view == "runs-view"
@@ -291,3 +291,34 @@ async def test_clicking_a_column_header_sorts_by_it(recorded):
         assert screen.sorted_by == ("energy", True)
         assert [row[1] for row in row_texts(table)] == ["runs/demo-simulated",
                                                          "runs/demo-no-tscu"]
+
+
+@pytest.mark.asyncio
+async def test_sort_by_key_and_each_folder_named_once(recorded, tmp_path):
+    demo = tmp_path / "demo_output"
+    shutil.copytree(recorded / "demo-no-tscu", demo / "run")
+    app = TscuApp(load_config(None, ['output.dir="demo_output/run"']), Path("tscu.toml"))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        # demo_output/run, its parent demo_output and the demo's folder: one folder
+        assert str(screen.query_one("#runs-title", Static).content) == "1 run in demo_output"
+    shutil.rmtree(demo)
+    app = results_app()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        await pilot.press("o")  # the first column: status
+        assert screen.sorted_by == ("status", False)
+        for _ in range(4):  # steps, final, best, energy
+            await pilot.press("o")
+        assert screen.sorted_by == ("energy", False)
+        assert [row[1] for row in row_texts(table)] == ["runs/demo-no-tscu",
+                                                         "runs/demo-simulated"]
+        await pilot.press("O")
+        assert screen.sorted_by == ("energy", True)
+        assert [row[1] for row in row_texts(table)] == ["runs/demo-simulated",
+                                                         "runs/demo-no-tscu"]
+        assert "sorted by energy J, descending" in str(
+            screen.query_one("#activity", Static).content)

@@ -220,6 +220,8 @@ class KeysConfig:
     plot_chart: str = setting("f", "Train screen: the focused chart (tab moves the focus) as "
                                    "a full-size plot with axes.")
     refresh_runs: str = setting("r", "Results screen: rescan the output directories.")
+    sort_runs: str = setting("o", "Results screen: sort the runs by the next column.")
+    reverse_sort: str = setting("O", "Results screen: reverse the sort order.")
     compare_runs: str = setting("m", "Results screen: mark runs and compare two side by "
                                      "side.")
     generate_sample: str = setting("g", "Results screen: generate from base and "
