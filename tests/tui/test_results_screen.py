@@ -322,3 +322,15 @@ async def test_sort_by_key_and_each_folder_named_once(recorded, tmp_path):
                                                          "runs/demo-no-tscu"]
         assert "sorted by energy J, descending" in str(
             screen.query_one("#activity", Static).content)
+
+
+@pytest.mark.asyncio
+async def test_the_detail_view_points_at_the_runs_picture(recorded):
+    (recorded / "demo-simulated" / "training_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    app = results_app()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4", "down", "enter", "right")
+        assert text(app.screen, "#detail-analysis").startswith(
+            "picture: runs/demo-simulated/training_curves.png (open it in an image viewer)")
+        await pilot.press("escape", "up", "enter", "right")  # a run without one: no line
+        assert not text(app.screen, "#detail-analysis").startswith("picture")

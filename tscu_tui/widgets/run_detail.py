@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
 
+from tscu_tui.engine.runs.files import CURVES_FILE
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
 from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
 from tscu_tui.formatting import fmt
@@ -143,7 +144,11 @@ class RunDetailView(Vertical):
         self.query_one("#detail-headline", Static).update(headline(detail.summary))
         self._fill_charts(detail)
         analysis = detail.analysis or {"note": "no analysis yet: the run has not ended"}
-        self.query_one("#detail-analysis", Static).update("\n".join(render_tree(analysis)))
+        lines = render_tree(analysis)
+        picture = detail.summary.path / CURVES_FILE
+        if picture.is_file():  # held-out BPT, loss, watts, °C, c, S, lambda against step
+            lines = [f"picture: {picture} (open it in an image viewer)", "", *lines]
+        self.query_one("#detail-analysis", Static).update("\n".join(lines))
         config = detail.config or {"note": "no mlx_config.json in this run"}
         self.query_one("#detail-config", Static).update("\n".join(render_tree(config)))
         log = self.query_one("#detail-log", Log)

@@ -526,6 +526,7 @@ class Trainer:
                 "scu": to_dict(cfg)["scu"], "penalty_scale": self.scale,
                 "resumed": self.resume}
         write_outputs(self.run_dir, cfg, self._recorder.history, summary, args)
+        self._write_curves()
         self._write_card()
         event = RunFinished(step=p.step, reason=reason,
                             best_bpt=summary["best_heldout_bpt"], final_bpt=p.last_bpt,
@@ -533,6 +534,15 @@ class Trainer:
         self.emit(event)
         return event
 
+    def _write_curves(self) -> None:
+        """training_curves.png; a picture that fails must not fail a finished run."""
+        from tscu_tui.engine.train.plots import write_curves
+
+        assert self._recorder is not None
+        try:
+            write_curves(self.run_dir, self._recorder.history, self.config)
+        except Exception as exc:
+            self.log(f"training curves not drawn: {type(exc).__name__}: {exc}", "warning")
 
     def _write_card(self) -> None:
         """README.md for the run; a card that fails must not fail a finished run."""
