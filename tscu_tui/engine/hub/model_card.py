@@ -236,8 +236,8 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
         f"EMA alpha {scu.get('ema_alpha')}",
         f"- **T-SCU governor**: {'enabled' if tscu.get('enabled') else 'disabled'}, power budget "
         f"{tscu.get('power_budget_watts')} W, max temperature "
-        f"{tscu.get('max_temperature_celsius')} C, emergency stop "
-        f"{tscu.get('emergency_shutdown_temp')} C, control factor >= "
+        f"{tscu.get('max_temperature_celsius')} °C, emergency stop "
+        f"{tscu.get('emergency_shutdown_temp')} °C, control factor >= "
         f"{tscu.get('control_factor_min')}, lr coupling {tscu.get('lr_coupling')}",
     ]
     return "\n".join(lines) + "\n"

@@ -374,8 +374,8 @@ class Trainer:
             energy_j=thermal.energy_j, telemetry_source=thermal.source,
             telemetry_kind=thermal.kind, over_budget=thermal.over_budget))
         if thermal.emergency:
-            self.log(f"temperature {thermal.temp_c:.1f} C reached tscu.emergency_shutdown_temp "
-                     f"({cfg.tscu.emergency_shutdown_temp:g} C): saving and stopping", "error")
+            self.log(f"temperature {thermal.temp_c:.1f} °C reached tscu.emergency_shutdown_temp "
+                     f"({cfg.tscu.emergency_shutdown_temp:g} °C): saving and stopping", "error")
             self._checkpoint("emergency")
             raise _Stop("emergency_stop")
         done = p.step >= cfg.train.max_steps
