@@ -118,3 +118,12 @@ def test_one_spelling_of_every_flag_old_ones_still_accepted(capsys):
     args = parser.parse_args(["train", "--push-to-hub", "--hub-model-id", "me/model"])
     hub = resolve_config(args).hub
     assert hub.push_to_hub and hub.hub_model_id == "me/model"
+
+
+def test_demo_whose_output_is_not_a_terminal_prints_instead_of_opening_the_app(tmp_path):
+    result = tscu("demo", "--output-dir", str(tmp_path / "demo"), "--set", "train.max_steps=2",
+                  "--set", "train.eval_steps=2", "--set", "train.eval_batches=1")
+    assert result.returncode == 0, result.stderr
+    assert "held-out bits per token:" in result.stdout and "after 2 steps" in result.stdout
+    assert "\x1b[?1049h" not in result.stdout  # no alternate screen: the app never opened
+    assert (tmp_path / "demo" / "run" / "training_curves.png").is_file()
