@@ -325,12 +325,28 @@ async def test_sort_by_key_and_each_folder_named_once(recorded, tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_the_detail_view_points_at_the_runs_picture(recorded):
-    (recorded / "demo-simulated" / "training_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+async def test_the_detail_view_shows_the_runs_picture(recorded):
+    import json
+
+    from textual_image.widget import Image
+
+    from tscu_tui.engine.config import config_from_dict
+    from tscu_tui.engine.train.plots import write_curves
+
+    run = recorded / "demo-simulated"
+    write_curves(run, json.loads((run / "mlx_tscu_training_metrics.json").read_text()),
+                 config_from_dict(json.loads((run / "mlx_config.json").read_text()), "run"))
     app = results_app()
-    async with app.run_test(size=(100, 24)) as pilot:
+    async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4", "down", "enter", "right")
         assert text(app.screen, "#detail-analysis").startswith(
-            "picture: runs/demo-simulated/training_curves.png (open it in an image viewer)")
-        await pilot.press("escape", "up", "enter", "right")  # a run without one: no line
+            "picture: runs/demo-simulated/training_curves.png (the Picture tab shows it)")
+        app.screen.detail.open_tab("picture")
+        await pilot.pause()
+        image = app.screen.query_one("#picture-image", Image)
+        assert image.display and image.image == "runs/demo-simulated/training_curves.png"
+        assert image.region.height > 10  # drawn (half blocks here: Pilot has no graphics)
+        await pilot.press("escape", "up", "enter")  # a run without one: a note, no image
         assert not text(app.screen, "#detail-analysis").startswith("picture")
+        assert not app.screen.query_one("#picture-image", Image).display
+        assert text(app.screen, "#picture-note").startswith("no training_curves.png yet")

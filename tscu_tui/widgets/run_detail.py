@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
+from textual_image.widget import Image
 
 from tscu_tui.engine.runs.files import CURVES_FILE
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
@@ -38,7 +40,7 @@ CHARTS: dict[str, tuple[str, str, str]] = {
     "tokens-per-s": ("tokens/s", "steps", "tokens_per_s"),
 }
 
-TABS = ("charts", "analysis", "config", "log", "sample")
+TABS = ("charts", "analysis", "config", "log", "sample", "picture")
 
 
 def run_references(config: dict[str, Any]) -> dict[str, list[Reference]]:
@@ -100,6 +102,8 @@ class RunDetailView(Vertical):
     RunDetailView #sample-prompt { margin: 0 1; }
     RunDetailView #sample-state { height: 1; padding: 0 1; color: $text-muted; }
     RunDetailView #sample-outputs { height: 1fr; }
+    RunDetailView #picture-note { height: 1; padding: 0 1; color: $text-muted; }
+    RunDetailView #picture-image { width: auto; height: 1fr; }
     RunDetailView .sample-pane { width: 1fr; height: 1fr; padding: 0 1;
                                  border: round $primary-darken-2; }
     """
@@ -133,6 +137,10 @@ class RunDetailView(Vertical):
                     with VerticalScroll(classes="sample-pane") as adapted:
                         adapted.border_title = "base + adapter"
                         yield Static("", id="sample-adapted", markup=False)
+            with TabPane("Picture", id="picture"):
+                yield Static("", id="picture-note", markup=False)
+                # Kitty graphics or sixels where the terminal has them, else half blocks.
+                yield Image(id="picture-image")
 
     # -- filling ---------------------------------------------------------------------------
 
@@ -147,14 +155,33 @@ class RunDetailView(Vertical):
         lines = render_tree(analysis)
         picture = detail.summary.path / CURVES_FILE
         if picture.is_file():  # held-out BPT, loss, watts, °C, c, S, lambda against step
-            lines = [f"picture: {picture} (open it in an image viewer)", "", *lines]
+            lines = [f"picture: {picture} (the Picture tab shows it)", "", *lines]
         self.query_one("#detail-analysis", Static).update("\n".join(lines))
+        self._show_picture(picture)
         config = detail.config or {"note": "no mlx_config.json in this run"}
         self.query_one("#detail-config", Static).update("\n".join(render_tree(config)))
         log = self.query_one("#detail-log", Log)
         log.clear()
         log.write(detail.log_tail or "(no log yet)")
         log.scroll_end(animate=False)
+
+    def _show_picture(self, picture: Path) -> None:
+        image = self.query_one("#picture-image", Image)
+        if not picture.is_file():
+            self.query_one("#picture-note", Static).update(
+                f"no {CURVES_FILE} yet: it is drawn when the run ends")
+            image.image = None
+            image.display = False
+            return
+        self.query_one("#picture-note", Static).update(str(picture))
+        if image.image != str(picture):
+            try:
+                image.image = str(picture)
+            except Exception as exc:  # not a picture this terminal's renderer can read
+                self.query_one("#picture-note", Static).update(
+                    f"{picture} (not shown: {type(exc).__name__})")
+                return
+        image.display = True
 
     def _fill_charts(self, detail: RunDetail) -> None:
         history = detail.history
