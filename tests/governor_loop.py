@@ -33,6 +33,7 @@ class LoopResult:
     avg_power_w: float  # energy over wall time, evaluations included
     control: list[float]  # c after each step
     window_power_w: list[float]
+    emergencies: list[int]  # steps whose reading said emergency
 
     def c_variation(self, skip: int = 10) -> float:
         """Mean |c[k] - c[k-1]| after the first `skip` steps."""
@@ -53,7 +54,7 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
     thermal = ThermalControl(config, on_warning=lambda m: None, source=source, duty=duty,
                              clock=clock)
     thermal.start(background=False)
-    control, window = [], []
+    control, window, emergencies = [], [], []
     for step in range(1, steps + 1):
         duty.busy(True)
         clock.advance(step_s)
@@ -67,6 +68,8 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
             idle += thermal.idle_after(eval_s) if idle_evals else 0.0
         control.append(reading.control_factor if reading.control_factor is not None else 1.0)
         window.append(reading.power_w or 0.0)
+        if reading.emergency:
+            emergencies.append(step)
         if step < steps:
             clock.advance(idle)
     thermal.sampler.poll_once()
@@ -74,4 +77,4 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
     thermal.stop()
     assert energy is not None
     return LoopResult(avg_power_w=energy / thermal.wall_s(), control=control,
-                      window_power_w=window)
+                      window_power_w=window, emergencies=emergencies)

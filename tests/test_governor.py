@@ -171,3 +171,14 @@ def test_evaluations_outside_the_duty_cycle_would_break_the_budget():
     skipped = simulated_run(steps=60, step_s=0.1, eval_every=10, eval_s=1.0, idle_evals=False)
     assert abs(held.avg_power_w / (0.6 * BUSY_W) - 1) < 0.05
     assert skipped.avg_power_w > 1.05 * (0.6 * BUSY_W)
+
+
+def test_emergency_is_checked_every_step_not_only_per_measurement():
+    """Between two power measurements a step that reads the emergency temperature
+    already stops the run (c at its floor, the flag the trainer acts on)."""
+    run = simulated_run("tscu.max_temperature_celsius=25.5",
+                        "tscu.temperature_hysteresis_celsius=0.1",
+                        "tscu.emergency_shutdown_temp=26.0", steps=6, step_s=0.5,
+                        eval_every=1000)
+    # 26.3 °C after the second step; the first measurement completes with the third.
+    assert run.emergencies[0] == 2 and run.control[1] == 0.1

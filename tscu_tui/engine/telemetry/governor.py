@@ -137,8 +137,7 @@ class Governor:
         fresh measurement); `run_avg_power_w`, the run's average so far, paces the debt."""
         lim, g = self.limits, self.gains
         power_error, temp_error = self.errors(avg_power_w, temp_c, run_avg_power_w)
-        if _finite(temp_c) and temp_c >= lim.emergency_temp_c:  # type: ignore[operator]
-            self.emergency = True
+        self.check_emergency(temp_c)
         candidates = [(e, name) for e, name in ((power_error, "power"),
                                                  (temp_error, "temperature")) if e is not None]
         if not candidates:  # nothing measured: hold the last decision, learn nothing
@@ -156,6 +155,14 @@ class Governor:
         c = math.exp(-(p_term + self.integral))
         self.control_factor = lim.c_min if self.emergency else min(max(c, lim.c_min), 1.0)
         return self._reading(power_error, temp_error, error, binding, p_term, saturated)
+
+    def check_emergency(self, temp_c: float | None) -> bool:
+        """Latch the emergency (c at its floor) once `temp_c` reaches the emergency limit;
+        cheap, so the caller checks every step, between measurements too."""
+        if _finite(temp_c) and temp_c >= self.limits.emergency_temp_c:  # type: ignore[operator]
+            self.emergency = True
+            self.control_factor = self.limits.c_min
+        return self.emergency
 
     def idle_seconds(self, t_compute_s: float) -> float:
         return duty_idle_seconds(t_compute_s, self.control_factor)

@@ -183,6 +183,7 @@ class ThermalControl:
         power = self.sampler.window_average(window)
         temp = latest.temp_c if latest is not None else None
         if self.enabled:
+            self.governor.check_emergency(temp)  # every step, not only per measurement
             self._govern(now, temp)
         c = self.governor.control_factor if self.enabled else None
         idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
