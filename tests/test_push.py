@@ -109,8 +109,9 @@ def test_upload_plan_lists_adapters_card_and_metrics_but_no_checkpoints(run_dir)
 
 def test_push_loopback_fake_hub_uploads_the_run_and_prints_the_url(run_dir, tmp_path):
     with FakeHub() as hub:
-        result, seconds = tscu_push(run_dir, "--repo-id", "someone/tiny", "--revision", "dev",
-                                    home=tmp_path, token="hf_fake", endpoint=hub.endpoint)
+        result, seconds = tscu_push(run_dir, "--hub-model-id", "someone/tiny", "--revision",
+                                    "dev", home=tmp_path, token="hf_fake",
+                                    endpoint=hub.endpoint)
     assert result.returncode == 0, result.stderr
     url = f"{hub.endpoint}/someone/tiny/tree/dev"
     assert result.stdout.strip().splitlines()[-1] == url
@@ -214,3 +215,26 @@ def test_push_loopback_fake_hub_after_training_when_config_asks(run_dir, tmp_pat
     assert any(key.startswith("someone/after@main:") for key in hub.files)
     with pytest.raises(TscuError, match="hub.hub_model_id is empty"):
         push_if_asked(load_config(None, ["hub.push_to_hub=true"]), str(run_dir))
+
+
+def test_train_push_to_hub_flags_upload_the_finished_run_loopback_fake_hub(demo_data, tmp_path):
+    """The seed's `--push-to-hub --hub-model-id ID`: train, then upload, one command."""
+    from tscu_tui.engine.config import save_config
+
+    config_file = tmp_path / "tscu.toml"
+    save_config(config_file, tiny_config(demo_data, tmp_path / "run", "train.max_steps=2",
+                                         "train.eval_steps=2"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    with FakeHub() as hub:
+        env.update(HF_HOME=str(tmp_path / "hf"), HF_TOKEN="hf_fake", HF_ENDPOINT=hub.endpoint,
+                   HF_HUB_DISABLE_TELEMETRY="1")
+        result = subprocess.run([sys.executable, "-m", "tscu_tui", "train", "--config",
+                                 str(config_file), "--push-to-hub", "--hub-model-id",
+                                 "someone/trained"], capture_output=True, text=True, env=env,
+                                timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{hub.endpoint}/someone/trained"
+    assert "someone/trained" in hub.repos
+    assert "someone/trained@main:adapter_model.safetensors" in hub.files
+    saved = (tmp_path / "run" / "mlx_config.json").read_text()
+    assert '"hub_model_id": "someone/trained"' in saved and "hf_fake" not in saved

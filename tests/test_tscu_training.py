@@ -11,27 +11,28 @@ from runs import tiny_config, train
 from tscu_tui.engine.events import CheckpointEvent, EvalEvent, RunFinished, StepEvent
 
 
-def test_simulated_plant_budget_below_busy_power_makes_the_run_compute_less(demo_data, tmp_path):
+def test_simulated_plant_budget_below_busy_power_holds_the_budget_within_5_percent(
+        demo_data, tmp_path):
+    """60 steps on the simulated plant (5 W idle, 40 W flat out) under a budget of 0.6x
+    full power, evaluations included: the run's average power (energy over wall time,
+    exact on the plant whatever this machine's speed) is within 5% of the budget."""
+    budget = 0.6 * 40.0
     events, _ = train(tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
                                   "telemetry.interval_seconds=0.05",
-                                  "tscu.power_budget_watts=15.0", "train.max_steps=40",
+                                  f"tscu.power_budget_watts={budget}", "train.max_steps=60",
                                   "train.eval_steps=20", "train.save_steps=1000"))
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert all(e.telemetry_source == "simulated" and e.telemetry_kind == "simulated"
                for e in steps)
     late = steps[20:]
-    # The governor throttled (the median: one noisy power window under CPU contention
-    # can briefly lift c; the plant settles near (15 - 5) / (40 - 5) = 0.29).
-    assert statistics.median(e.control_factor for e in late) < 0.6
+    # The governor throttled towards (24 - 5) / (40 - 5) = 0.54 and idles every step.
+    assert statistics.median(e.control_factor for e in late) < 0.7
     assert all(e.idle_s > 0 for e in late)
-    compute = sum(e.step_s for e in late)
-    assert compute / (compute + sum(e.idle_s for e in late)) < 0.7
-    assert sum(e.power_w for e in late) / len(late) < 30.0  # busy power is 40 W
     analysis = json.loads((tmp_path / "run" / "mlx_tscu_analysis.json").read_text())
     assert analysis["telemetry_source"] == "simulated"
     assert analysis["telemetry_kind"] == "simulated"
-    assert analysis["compute_fraction"] < 0.8
-    assert analysis["total_energy_joules"] > 0 and analysis["avg_power_watts"] < 40.0
+    assert abs(analysis["avg_power_watts"] / budget - 1) < 0.05
+    assert analysis["total_energy_joules"] > 0
     evals = [e for e in events if isinstance(e, EvalEvent)]
     assert evals[-1].eta_cumulative_bits_per_j is not None and evals[-1].energy_j > 0
 

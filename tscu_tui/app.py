@@ -46,12 +46,13 @@ class TscuApp(App[None]):
         bind("quit", "Quit"),
     ]
 
-    def __init__(self, config: Config, config_path: Path, *, watch_dir: Path | None = None
-                 ) -> None:
+    def __init__(self, config: Config, config_path: Path, *, watch_dir: Path | None = None,
+                 autostart: bool = False) -> None:
         super().__init__()
         self.config = config
         self.config_path = config_path
         self.watch_dir = watch_dir  # follow a headless run, read-only
+        self.autostart = autostart  # start training as the train screen opens
         self._quit_after_stop = False
 
     def on_mount(self) -> None:

@@ -63,7 +63,7 @@ class ConsoleDisplay:
                       "lambda", fmt(s and s.lambda_reg, ".4g"))
         table.add_row("tokens/s", fmt(s and s.tokens_per_s, ".0f"), "lr", fmt(s and s.lr, ".3g"))
         table.add_row("power", fmt(s and s.power_w, ".1f", " W"),
-                      "temperature", fmt(s and s.temp_c, ".1f", " C"))
+                      "temperature", fmt(s and s.temp_c, ".1f", " °C"))
         source = (f"{s.telemetry_source} ({s.telemetry_kind})" if s and s.telemetry_source
                   else "none yet")
         table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
@@ -88,7 +88,7 @@ class ConsoleDisplay:
                     self._print(f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
                                 f"S {event.s:.4f} lambda {event.lambda_reg:.4g} "
                                 f"tok/s {event.tokens_per_s:.0f} "
-                                f"W {fmt(event.power_w, '.1f')} C {fmt(event.temp_c, '.1f')} "
+                                f"{fmt(event.power_w, '.1f')} W {fmt(event.temp_c, '.1f')} °C "
                                 f"c {fmt(event.control_factor, '.2f')}")
             case EvalEvent():
                 self.heldout = event.heldout_bpt

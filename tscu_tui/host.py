@@ -23,6 +23,7 @@ class TscuHost(Protocol):
     config: Config
     config_path: Path
     watch_dir: Path | None
+    autostart: bool  # start training on the train screen as the app opens (`tscu demo`)
 
     @property
     def quitting(self) -> bool: ...

@@ -98,10 +98,9 @@ async def test_invalid_value_shows_the_loader_message_and_cannot_be_kept(app: Ts
         await pilot.press("escape")
         assert not app.screen.query_one("#editor").display
         assert row(app, "max_steps") == [" ", "max_steps", "3000"]
-        await pilot.press("up", "up", "up", "enter", *"adam")  # train.lr_scheduler
-        assert text(app, "#editor-message") == loader_message(
-            '[train]\nlr_scheduler = "adam"\n')
-        await pilot.press("escape")
+        await pilot.press("up", "up", "up", "enter")  # train.lr_scheduler: a list, not typed
+        assert type(app.screen).__name__ == "ChoicePicker"
+        await pilot.press(*"adam", "escape")
         assert app.config.train.lr_scheduler == "cosine"
     assert app.config.train.max_steps == 3000
 
@@ -177,3 +176,22 @@ async def test_keys_section_remaps_at_once(app: TscuApp) -> None:
         await pilot.press("ctrl+w")  # the new key saves
         await pilot.pause()
     assert 'save_config = "ctrl+w"' in app.config_path.read_text()
+
+
+@pytest.mark.asyncio
+async def test_choice_fields_are_picked_from_a_list(app: TscuApp) -> None:
+    from tscu_tui.engine.config import ScuConfig
+    from tscu_tui.engine.config.load import section_fields
+    from tscu_tui.screens.choice_picker import ChoicePicker
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_field(pilot, 4, list(section_fields(ScuConfig())).index("mode"))
+        await pilot.press("enter")
+        picker = app.screen
+        assert isinstance(picker, ChoicePicker) and picker.choices == ["pi", "fixed", "off"]
+        assert picker.query_one("#choice-list").highlighted == 0  # the current value, pi
+        await pilot.press("down", "enter")
+        assert not isinstance(app.screen, ChoicePicker)
+        assert app.config.scu.mode == "fixed" and row(app, "mode")[0] == "*"
+        await pilot.press("enter", "escape")  # escape keeps the value
+        assert app.config.scu.mode == "fixed"

@@ -175,6 +175,32 @@ async def test_bad_path_and_bad_jsonl_line_show_one_line_inline(
 
 
 @pytest.mark.asyncio
+async def test_errors_name_the_field_and_its_data_key_not_a_cli_flag(
+        config: Config, tmp_path: Path) -> None:
+    config.data.dataset, config.data.max_tokens = "c4", 0  # c4 needs a token limit
+    app = _app(config, tmp_path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = await _open(pilot)
+        await pilot.press("ctrl+e")
+        await _until(pilot, lambda: not screen.previewing)
+        status = _text(screen, "#status")
+        assert "bound it with Token limit (data.max_tokens)" in status, status
+        assert "--" not in status
+
+
+def test_engine_messages_in_the_apps_and_the_clis_words() -> None:
+    from tscu_tui.commands.prepare import in_flags
+    from tscu_tui.screens.dataset_form import in_fields
+
+    message = "data.text_column is empty; data.path exists; allow overwriting to replace it"
+    assert in_fields(message) == ("Text column (data.text_column) is empty; Output folder "
+                                  "(data.path) exists; press prepare again to replace it")
+    assert in_flags(message) == ("--text-column is empty; --output-dir exists; pass "
+                                 "--overwrite to replace it")
+    assert in_fields("data.path_x data.dataset") == "data.path_x Id or path (data.dataset)"
+
+
+@pytest.mark.asyncio
 async def test_network_boundary_unreachable_hub_is_one_line_within_seconds(
         config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants

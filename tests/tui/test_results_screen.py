@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub
 from runs import tiny_config, train
-from textual.widgets import DataTable, Sparkline, Static, TabbedContent
+from textual.widgets import DataTable, Static, TabbedContent
 
 from tscu_tui.app import TscuApp
 from tscu_tui.engine.config import load_config
 from tscu_tui.screens.error import ErrorDialog
 from tscu_tui.screens.results import ResultsScreen
 from tscu_tui.screens.upload import UploadDialog
+from tscu_tui.widgets.metric_chart import MetricChart
 from tscu_tui.widgets.metric_panel import MetricPanel
 
 RECORDED = Path(__file__).parents[1] / "data" / "runs"
@@ -65,7 +66,7 @@ async def test_lists_the_recorded_runs_with_their_numbers(recorded):
                                 "5.764", "2,091", "21.2", "1,119", "1m44s", "9.388", "48.2"]
         # estimated telemetry has no temperature: n/a above, not a number
         assert rows[0][-1] == "estimated" and rows[1][-1] == "simulated"
-        assert text(screen, "#runs-title").startswith("2 runs in runs/demo-simulated, runs")
+        assert text(screen, "#runs-title") == "2 runs in runs, demo_output"
         await pilot.press("down")  # the cursor's run in one sentence, all columns at 80 wide
         assert text(screen, "#run-headline") == (
             "runs/demo-simulated  completed, 60/60 steps, held-out 9.388 -> 5.764 BPT, 2,091 J,"
@@ -81,7 +82,7 @@ async def test_open_a_run_and_switch_views_by_keys(recorded):
         assert screen.view == "detail-view" and screen.opened.path.name == "demo-simulated"
         for panel in ("loss", "heldout", "s", "lambda", "power", "temp", "control",
                       "tokens-per-s"):
-            data = screen.query_one(f"#chart-{panel} Sparkline", Sparkline).data
+            data = screen.query_one(f"#chart-{panel} MetricChart", MetricChart).values
             assert data, panel
         assert len(screen.query_one("#chart-power", MetricPanel).values) == 60
         assert len(screen.query_one("#chart-heldout", MetricPanel).values) == 5
@@ -118,7 +119,7 @@ async def test_mark_two_runs_and_compare_them(recorded):
         assert rows["energy J"] == ["636", "2,091", "+1,455 (+229%)"]
         assert rows["avg W"] == ["14.8", "21.2", "+6.4 (+43%)"]
         assert rows["final BPT"] == ["5.764", "5.764", "+0.000 (+0%)"]
-        assert rows["peak C"] == ["n/a", "48.2", "n/a"]
+        assert rows["peak °C"] == ["n/a", "48.2", "n/a"]
         assert rows["governor"] == ["off", "on", "differs"]
         await pilot.press("escape")
         assert screen.view == "runs-view"
@@ -290,3 +291,62 @@ async def test_clicking_a_column_header_sorts_by_it(recorded):
         assert screen.sorted_by == ("energy", True)
         assert [row[1] for row in row_texts(table)] == ["runs/demo-simulated",
                                                          "runs/demo-no-tscu"]
+
+
+@pytest.mark.asyncio
+async def test_sort_by_key_and_each_folder_named_once(recorded, tmp_path):
+    demo = tmp_path / "demo_output"
+    shutil.copytree(recorded / "demo-no-tscu", demo / "run")
+    app = TscuApp(load_config(None, ['output.dir="demo_output/run"']), Path("tscu.toml"))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        # demo_output/run, its parent demo_output and the demo's folder: one folder
+        assert str(screen.query_one("#runs-title", Static).content) == "1 run in demo_output"
+    shutil.rmtree(demo)
+    app = results_app()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        await pilot.press("o")  # the first column: status
+        assert screen.sorted_by == ("status", False)
+        for _ in range(4):  # steps, final, best, energy
+            await pilot.press("o")
+        assert screen.sorted_by == ("energy", False)
+        assert [row[1] for row in row_texts(table)] == ["runs/demo-no-tscu",
+                                                         "runs/demo-simulated"]
+        await pilot.press("O")
+        assert screen.sorted_by == ("energy", True)
+        assert [row[1] for row in row_texts(table)] == ["runs/demo-simulated",
+                                                         "runs/demo-no-tscu"]
+        assert "sorted by energy J, descending" in str(
+            screen.query_one("#activity", Static).content)
+
+
+@pytest.mark.asyncio
+async def test_the_detail_view_shows_the_runs_picture(recorded):
+    import json
+
+    from textual_image.widget import Image
+
+    from tscu_tui.engine.config import config_from_dict
+    from tscu_tui.engine.train.plots import write_curves
+
+    run = recorded / "demo-simulated"
+    write_curves(run, json.loads((run / "mlx_tscu_training_metrics.json").read_text()),
+                 config_from_dict(json.loads((run / "mlx_config.json").read_text()), "run"))
+    app = results_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4", "down", "enter", "right")
+        assert text(app.screen, "#detail-analysis").startswith(
+            "picture: runs/demo-simulated/training_curves.png (the Picture tab shows it)")
+        app.screen.detail.open_tab("picture")
+        await pilot.pause()
+        image = app.screen.query_one("#picture-image", Image)
+        assert image.display and image.image == "runs/demo-simulated/training_curves.png"
+        assert image.region.height > 10  # drawn (half blocks here: Pilot has no graphics)
+        await pilot.press("escape", "up", "enter")  # a run without one: a note, no image
+        assert not text(app.screen, "#detail-analysis").startswith("picture")
+        assert not app.screen.query_one("#picture-image", Image).display
+        assert text(app.screen, "#picture-note").startswith("no training_curves.png yet")

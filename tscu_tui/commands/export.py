@@ -11,9 +11,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="mlx: mlx-lm adapter pair; peft: PEFT adapter for the "
                              "full-precision base; fused: base + adapter in one model "
                              "(default: peft)")
-    parser.add_argument("--output", metavar="DIR",
+    parser.add_argument("--output-dir", "--output", dest="output", metavar="DIR",
                         help="folder to write (default: RUN_DIR/export/FORMAT); replaced "
-                             "only once the export is complete")
+                             "only once the export is complete (--output: the old spelling)")
     parser.add_argument("--base-model", metavar="ORG/NAME",
                         help="full-precision base the PEFT adapter names (default: derived "
                              "from the run's model, e.g. Qwen/Qwen3-4B-MLX-4bit -> "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,9 +53,27 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="replace the output folder if it exists")
 
 
+#: the config key each flag sets: the engine's messages name keys, this command its flags
+FLAG_OF_KEY = {"data.dataset": "--dataset", "model.name": "--model", "data.path": "--output-dir",
+               "data.block_size": "--block-size", "data.max_tokens": "--max-tokens",
+               "data.validation_fraction": "--validation-fraction",
+               "data.text_column": "--text-column", "data.dataset_config": "--dataset-config",
+               "data.txt_split": "--txt-split"}
+
+
+def in_flags(message: str) -> str:
+    """An engine message (naming config keys) in this command's words (its flags)."""
+    for key, flag in FLAG_OF_KEY.items():
+        message = re.sub(rf"(?<![\w.]){re.escape(key)}(?!\w)", flag, message)
+    return message.replace("allow overwriting to replace it", "pass --overwrite to replace it")
+
+
 def run(args: argparse.Namespace) -> int:
     options = build_options(args, load_defaults(getattr(args, "config", DEFAULT_CONFIG)))
-    prepare_with_progress(options)
+    try:
+        prepare_with_progress(options)
+    except DataError as exc:
+        raise DataError(in_flags(str(exc))) from None
     return 0
 
 
@@ -113,7 +132,10 @@ def build_options(args: argparse.Namespace, defaults: tuple[Config, str]) -> Pre
         txt_split=given("txt_split", data.txt_split),
         overwrite=bool(getattr(args, "overwrite", False)),
     )
-    options.check()
+    try:
+        options.check()
+    except DataError as exc:
+        raise DataError(in_flags(str(exc))) from None
     return options
 
 

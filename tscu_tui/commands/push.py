@@ -11,8 +11,9 @@ import argparse
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder to upload")
-    parser.add_argument("--repo-id", required=True, metavar="USER/NAME",
-                        help="Hub repo to upload to (created if needed)")
+    parser.add_argument("--hub-model-id", "--repo-id", dest="repo_id", required=True,
+                        metavar="USER/NAME", help="Hub repo to upload to (created if needed; "
+                                                  "--repo-id: the old spelling)")
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--private", dest="private", action="store_true", default=True,
                             help="create the repo as private (default)")

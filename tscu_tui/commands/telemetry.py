@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             if sample is None:
                 break
             watts = "n/a" if sample.power_w is None else f"{sample.power_w:7.2f} W"
-            temp = "n/a" if sample.temp_c is None else f"{sample.temp_c:5.1f} C"
+            temp = "n/a" if sample.temp_c is None else f"{sample.temp_c:5.1f} °C"
             if sample.cpu_temp_c is not None or sample.gpu_temp_c is not None:
                 temp += (f" (CPU {_celsius(sample.cpu_temp_c)}, "
                          f"GPU {_celsius(sample.gpu_temp_c)})")
@@ -72,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _celsius(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} C"
+    return "n/a" if value is None else f"{value:.1f} °C"

@@ -26,6 +26,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="config file (default: the global --config, tscu.toml)")
     parser.add_argument("--output-dir", help="run directory (overrides output.dir)")
     parser.add_argument("--dataset-path", help="prepared dataset (overrides data.path)")
+    parser.add_argument("--push-to-hub", action="store_true",
+                        help="upload the finished run to the Hugging Face Hub (sets "
+                             "hub.push_to_hub; token from HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--hub-model-id", metavar="USER/NAME",
+                        help="Hub repo to upload to (overrides hub.hub_model_id)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the output directory from its last checkpoint")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -65,6 +70,10 @@ def resolve_config(args: argparse.Namespace) -> Config:
         overrides.append(f"output.dir={_toml_string(args.output_dir)}")
     if args.dataset_path:
         overrides.append(f"data.path={_toml_string(args.dataset_path)}")
+    if getattr(args, "push_to_hub", False):
+        overrides.append("hub.push_to_hub=true")
+    if getattr(args, "hub_model_id", None):
+        overrides.append(f"hub.hub_model_id={_toml_string(args.hub_model_id)}")
     return load_config(args.train_config or args.config, overrides)
 
 
@@ -151,8 +160,9 @@ def push_if_asked(config: Config, run_dir: str) -> None:
     if not hub.push_to_hub:
         return
     if not hub.hub_model_id:
-        raise TscuError("hub.push_to_hub is true but hub.hub_model_id is empty; set it, or "
-                        f"upload later with `tscu push {run_dir} --repo-id USER/NAME`")
+        raise TscuError("hub.push_to_hub is true but hub.hub_model_id is empty; set it (or "
+                        "--hub-model-id), or upload later with "
+                        f"`tscu push {run_dir} --hub-model-id USER/NAME`")
     from tscu_tui.engine.hub.push import push_run
 
     url = push_run(run_dir, hub.hub_model_id, private=hub.private, revision=hub.revision,

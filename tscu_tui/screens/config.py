@@ -1,12 +1,13 @@
 """The config screen: every field by section, edited from the keyboard, saved with comments.
 
 Sections on the left, the section's fields on the right (`*` marks a value that
-differs from the saved file). Enter edits the highlighted field in place (a
-bool toggles), every keystroke is checked with the loader's own rules and
-wording, escape cancels, and an invalid value cannot be committed. A committed
-edit becomes the app's working config at once; ctrl+s writes it to the config
-file keeping its comments. Below: the field's help, cross-field problems and the
-run's estimated peak memory against free memory.
+differs from the saved file). Enter edits the highlighted field in place (a bool
+toggles, a field with a fixed set of values opens a list to pick from), every
+keystroke is checked with the loader's own rules and wording, escape cancels, and
+an invalid value cannot be committed. A committed edit becomes the app's working
+config at once; ctrl+s writes it to the config file keeping its comments. Below:
+the field's help, cross-field problems and the run's estimated peak memory against
+free memory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -38,6 +38,7 @@ from tscu_tui.engine.models.memory import estimate_memory
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import TscuScreen
+from tscu_tui.screens.choice_picker import ChoicePicker
 from tscu_tui.screens.preset_picker import PresetPicker
 from tscu_tui.widgets.field_table import FieldTable, full
 
@@ -182,15 +183,24 @@ class ConfigScreen(TscuScreen):
         if field_type(section, key) is bool:
             self.commit(key, not getattr(section, key))
             return
+        choices = section_fields(section)[key].metadata.get("choices")
+        if choices:  # picked from the list, never typed
+            self.app.push_screen(ChoicePicker(f"{self.section}.{key}", choices,
+                                              getattr(section, key)),
+                                 lambda value: self._picked(key, value))
+            return
         self.editing = key
         editor = self.query_one("#editor-input", Input)
-        choices = section_fields(section)[key].metadata.get("choices")
-        editor.suggester = SuggestFromList(choices) if choices else None
         editor.value = value_text(getattr(section, key))
         self.query_one("#editor").display = True
         editor.focus()
         editor.select_all()
         self.check_editor(editor.value)
+
+    def _picked(self, key: str, value: str | None) -> None:
+        if value is not None and value != getattr(self.section_object(), key):
+            self.commit(key, value)
+        self.table.focus()
 
     def problem(self, key: str, text: str) -> str | None:
         section = self.section_object()

@@ -19,19 +19,15 @@ from typing import Any
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker, WorkerState
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.data import (
-    DatasetMeta,
     PrepareCancelled,
     PreparedDataset,
     PrepareOptions,
-    PrepareProgress,
 )
-from tscu_tui.engine.data.preview import DatasetPreview
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
@@ -43,11 +39,13 @@ from tscu_tui.screens.dataset_form import (
     PLACEHOLDERS,
     SOURCE_KINDS,
     field_help,
+    in_fields,
     join_dataset,
     options_from_config,
     parse_field,
     split_dataset,
 )
+from tscu_tui.screens.dataset_messages import Prepared, Previewed, Progressed
 from tscu_tui.screens.error import one_line
 from tscu_tui.widgets.dataset_panels import MetaPanel, PreviewPanel, progress_text
 
@@ -64,31 +62,6 @@ class DatasetScreen(TscuScreen):
         bind("prepare_dataset", "Prepare", priority=True),
         bind("cancel_prepare", "Cancel", priority=True),
     ]
-
-    class Progressed(Message):
-        """The preparation worker reached `progress`; a newer one replaces an unhandled one."""
-
-        def __init__(self, progress: PrepareProgress) -> None:
-            super().__init__()
-            self.progress = progress
-
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, DatasetScreen.Progressed)
-
-    class Prepared(Message):
-        """Preparation ended: `meta` on success, else the one-line reason."""
-
-        def __init__(self, meta: DatasetMeta | None, error: str = "",
-                     cancelled: bool = False) -> None:
-            super().__init__()
-            self.meta, self.error, self.cancelled = meta, error, cancelled
-
-    class Previewed(Message):
-        """A preview ended: `preview` on success, else the one-line reason."""
-
-        def __init__(self, preview: DatasetPreview | None, error: str = "") -> None:
-            super().__init__()
-            self.preview, self.error = preview, error
 
     def __init__(self) -> None:
         super().__init__()
@@ -250,7 +223,7 @@ class DatasetScreen(TscuScreen):
         try:
             panel.show_meta(PreparedDataset.open(path).meta)
         except TscuError as exc:
-            panel.show_error(one_line(exc))
+            panel.show_error(in_fields(one_line(exc)))
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -313,9 +286,9 @@ class DatasetScreen(TscuScreen):
 
         _quiet_datasets()
         try:
-            self.post_message(self.Previewed(preview_dataset(options)))
+            self.post_message(Previewed(preview_dataset(options)))
         except TscuError as exc:
-            self.post_message(self.Previewed(None, one_line(exc)))
+            self.post_message(Previewed(None, in_fields(one_line(exc))))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=PREP_GROUP,
           name="Dataset preparation")
@@ -324,18 +297,18 @@ class DatasetScreen(TscuScreen):
 
         _quiet_datasets()
         try:
-            meta = prepare_dataset(options, lambda p: self.post_message(self.Progressed(p)),
+            meta = prepare_dataset(options, lambda p: self.post_message(Progressed(p)),
                                    cancel)
         except PrepareCancelled as exc:
-            self.post_message(self.Prepared(None, one_line(exc), cancelled=True))
+            self.post_message(Prepared(None, one_line(exc), cancelled=True))
         except TscuError as exc:
-            self.post_message(self.Prepared(None, one_line(exc)))
+            self.post_message(Prepared(None, in_fields(one_line(exc))))
         else:
-            self.post_message(self.Prepared(meta))
+            self.post_message(Prepared(meta))
 
     # -- worker results ----------------------------------------------------------------------
 
-    def on_dataset_screen_progressed(self, message: Progressed) -> None:
+    def on_progressed(self, message: Progressed) -> None:
         p = message.progress
         if p.split != self._split:  # the rate is per split: validation starts from zero
             self._split, self._split_started = p.split, time.monotonic()
@@ -344,7 +317,7 @@ class DatasetScreen(TscuScreen):
         elapsed = time.monotonic() - self._split_started
         self.query_one("#readout", Static).update(progress_text(p, elapsed))
 
-    def on_dataset_screen_prepared(self, message: Prepared) -> None:
+    def on_prepared(self, message: Prepared) -> None:
         self.preparing = False
         self.refresh_bindings()
         bar = self.query_one("#progress", ProgressBar)
@@ -358,7 +331,7 @@ class DatasetScreen(TscuScreen):
             self._set_status(message.error, "-warning" if message.cancelled else "-error")
             self._show_meta()
 
-    def on_dataset_screen_previewed(self, message: Previewed) -> None:
+    def on_previewed(self, message: Previewed) -> None:
         self.previewing = False
         self.refresh_bindings()
         panel = self.query_one(PreviewPanel)

@@ -75,6 +75,17 @@ def _required_words(key: str) -> str:
             "text_column": "a column name", "path": "a folder to write"}[key]
 
 
+def in_fields(message: str) -> str:
+    """An engine message (naming config keys) in this screen's words: the field's label,
+    then its key, e.g. 'Token limit (data.max_tokens) must be a positive integer'."""
+    labels = {f"data.{key}": LABELS[input_id] for input_id, key in FIELDS.items()}
+    labels["data.dataset"] = LABELS["source-id"]
+    for key, label in labels.items():
+        message = re.sub(rf"(?<![\w.]){re.escape(key)}(?!\w)", f"{label} ({key})", message)
+    return message.replace("allow overwriting to replace it",
+                           "press prepare again to replace it")
+
+
 def field_help(key: str) -> str:
     return str(section_fields(DataConfig())[key].metadata["help"])
 

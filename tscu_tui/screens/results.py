@@ -20,28 +20,28 @@ from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import ModelError
-from tscu_tui.engine.runs.reader import RunSummary, find_runs, load_run
+from tscu_tui.engine.runs.reader import RunSummary, find_runs, load_run, run_roots, shown_roots
 from tscu_tui.engine.runs.sample import DEFAULT_TOKENS, Samples, check_adapter
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.error import one_line
 from tscu_tui.screens.upload import UploadDialog
-from tscu_tui.widgets.run_columns import COLUMNS, run_name, sort_key
+from tscu_tui.widgets.run_columns import (
+    COLUMNS,
+    next_sort,
+    reversed_sort,
+    run_name,
+    sort_key,
+    sort_words,
+)
 from tscu_tui.widgets.run_compare import RunCompareView
 from tscu_tui.widgets.run_detail import RunDetailView, headline
 
 SAMPLE_WORKER = "Sample generation"
 UPLOAD_WORKER = "Hub upload"
 LIVE_POLL_S = 2.0  # how often a run still being written is re-read while shown
-
-
-def run_roots(config: Config) -> list[Path]:
-    """Where runs are searched: the output dir, its parent, and the demo's folder."""
-    out = Path(config.output.dir).expanduser()
-    return [out, out.parent, Path("demo_output")]
 
 
 class RunsTable(DataTable[str]):
@@ -54,6 +54,8 @@ class ResultsScreen(TscuScreen):
     CSS_PATH = "results.tcss"
     BINDINGS = [
         bind("refresh_runs", "Refresh"),
+        bind("sort_runs", "Sort"),
+        bind("reverse_sort", "Reverse", show=False),
         bind("compare_runs", "Mark/compare"),
         bind("generate_sample", "Sample"),
         bind("upload_run", "Upload"),
@@ -113,7 +115,7 @@ class ResultsScreen(TscuScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         view = self.view
         match action:
-            case "compare_runs":
+            case "compare_runs" | "sort_runs" | "reverse_sort":
                 return view == "runs-view"
             case "generate_sample" | "upload_run":
                 return view != "compare-view"
@@ -129,7 +131,7 @@ class ResultsScreen(TscuScreen):
         paths = {run.path for run in self.runs}
         self.marked = [path for path in self.marked if path in paths]
         self._fill_table()
-        where = ", ".join(str(root) for root in roots)
+        where = ", ".join(str(root) for root in shown_roots(roots))
         title = (f"{len(self.runs)} run{'s' if len(self.runs) != 1 else ''} in {where}"
                  if self.runs else f"No runs in {where} yet: train one on the Train screen")
         self.query_one("#runs-title", Static).update(title)
@@ -187,6 +189,19 @@ class ResultsScreen(TscuScreen):
         same = self.sorted_by is not None and self.sorted_by[0] == key
         self.sorted_by = (key, not self.sorted_by[1]) if same and self.sorted_by else (key, False)
         self._fill_table()
+
+    def action_sort_runs(self) -> None:
+        """Sort by the next column (after the last: back to the order by folder)."""
+        self.sorted_by = next_sort(self.sorted_by)
+        self._fill_table()
+        self._activity(sort_words(self.sorted_by, self._key("sort_runs"),
+                                  self._key("reverse_sort")))
+
+    def action_reverse_sort(self) -> None:
+        self.sorted_by = reversed_sort(self.sorted_by)
+        self._fill_table()
+        self._activity(sort_words(self.sorted_by, self._key("sort_runs"),
+                                  self._key("reverse_sort")))
 
     # -- actions ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal
+from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
@@ -37,17 +37,12 @@ from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
+from tscu_tui.screens.plot import PlotScreen
 from tscu_tui.widgets.metric_panel import MetricPanel
+from tscu_tui.widgets.train_charts import TrainCharts
 
 REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
 CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
-
-#: panel id -> title; ids name the StepEvent/EvalEvent field each one plots
-PANELS = {
-    "power": "watts", "temp": "degrees C", "control": "control factor c",
-    "tokens-per-s": "tokens/s", "loss": "loss (nats/token)", "heldout": "held-out BPT",
-    "s": "S vs S*", "lambda": "lambda",
-}
 
 
 class TrainScreen(TscuScreen):
@@ -57,6 +52,7 @@ class TrainScreen(TscuScreen):
         bind("pause_training", "Pause/Resume"),
         bind("stop_training", "Stop"),
         bind("save_checkpoint", "Save now"),
+        bind("plot_chart", "Plot"),
     ]
 
     def __init__(self) -> None:
@@ -80,13 +76,11 @@ class TrainScreen(TscuScreen):
         with Horizontal(id="status-row"):
             yield Static("", id="run-state", markup=False)
             yield Static("", id="telemetry-source", markup=False)
-        yield Static("", id="nodes", markup=False)  # distributed runs: watts, C per node
+        yield Static("", id="nodes", markup=False)  # distributed runs: watts, °C per node
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
             yield Static("", id="eta", markup=False)
-        with Grid(id="charts"):
-            for panel_id, title in PANELS.items():
-                yield MetricPanel(title, id=panel_id)
+        yield TrainCharts(id="charts")
         yield Log(id="log", max_lines=2000)
         yield Footer()
 
@@ -97,6 +91,9 @@ class TrainScreen(TscuScreen):
             self.state = "watching"
             self._follow(self.tscu.watch_dir)
         self._render_status()
+        self.redraw()
+        if self.tscu.autostart and not self.read_only:
+            self.call_after_refresh(self.run_action, "start_training")
 
     def on_unmount(self) -> None:
         self._follow_stop.set()
@@ -113,7 +110,7 @@ class TrainScreen(TscuScreen):
         """Hide keys that cannot act now (all of them when following a run)."""
         if action not in ("start_training", "pause_training", "stop_training",
                           "save_checkpoint"):
-            return True
+            return True  # plotting works in every state, watching included
         if self.read_only:
             return False
         if action == "start_training":
@@ -150,6 +147,7 @@ class TrainScreen(TscuScreen):
     def _begin(self, config: Config) -> None:
         resume = self.stopped_run == config.output.dir
         self._reset_view()
+        self.charts.set_references(config)
         self.state = "starting"
         self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
                         f"{config.data.path} -> {config.output.dir}")
@@ -167,6 +165,13 @@ class TrainScreen(TscuScreen):
 
     def action_stop_training(self) -> None:
         self.request_stop()
+
+    def action_plot_chart(self) -> None:
+        """The focused chart (else the first) as a full-size plot with axes."""
+        focused = self.focused if isinstance(self.focused, MetricPanel) else None
+        panel = focused or self.query(MetricPanel).first()
+        self.app.push_screen(PlotScreen(panel.label, panel.unit, panel.history(),
+                                        panel.references))
 
     def action_save_checkpoint(self) -> None:
         if self.state in ("running", "paused"):
@@ -259,6 +264,7 @@ class TrainScreen(TscuScreen):
                 self.state = "running" if not self.read_only else "watching"
                 self.query_one("#progress", ProgressBar).update(total=event.max_steps,
                                                                 progress=event.start_step)
+                self.charts.set_target(event.s_target)
                 where = f"resumed at step {event.start_step}" if event.start_step else "started"
                 self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
                                 f"{event.train_tokens:,} training tokens, {event.blas}")
@@ -268,8 +274,7 @@ class TrainScreen(TscuScreen):
                 self._apply_step(event)
             case EvalEvent():
                 self.bits_per_j = event.eta_cumulative_bits_per_j
-                self.panel("heldout").record(
-                    event.heldout_bpt, f"{event.heldout_bpt:.3f} (best {event.best_bpt:.3f})")
+                self.charts.record_eval(event)
                 eta = ("" if event.eta_cumulative_bits_per_j is None else
                        f", {event.eta_cumulative_bits_per_j:.3g} bits/J")
                 self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
@@ -299,25 +304,19 @@ class TrainScreen(TscuScreen):
 
     def _apply_step(self, e: StepEvent) -> None:
         self.last_step = e
-        self.panel("power").record(e.power_w, fmt(e.power_w, ".1f", " W"))
-        self.panel("temp").record(e.temp_c, fmt(e.temp_c, ".1f", " C"))
-        self.panel("control").record(e.control_factor, fmt(e.control_factor, ".2f"))
-        self.panel("tokens-per-s").record(e.tokens_per_s, f"{e.tokens_per_s:,.0f}")
-        self.panel("loss").record(e.loss, f"{e.loss:.4f}")
-        self.panel("s").record(e.s, f"{e.s:.4f} / S* {e.s_target:g}")
-        self.panel("lambda").record(e.lambda_reg, f"{e.lambda_reg:.4g}")
+        self.charts.record_step(e)
         if e.node_power_w is not None:
             nodes = self.query_one("#nodes", Static)
             nodes.display = True
             nodes.update("  ".join(
-                f"node {rank}: {fmt(w, '.1f', ' W')} {fmt(t, '.1f', ' C')}"
+                f"node {rank}: {fmt(w, '.1f', ' W')} {fmt(t, '.1f', ' °C')}"
                 for rank, (w, t) in enumerate(zip(e.node_power_w, e.node_temp_c or [],
                                                   strict=False))), layout=False)
         c = e.control_factor
         if c is not None and (self.last_control is None
                               or abs(c - self.last_control) > CONTROL_LOG_DELTA):
             if self.last_control is not None:
-                why = (f"{fmt(e.power_w, '.1f', ' W')}, {fmt(e.temp_c, '.1f', ' C')}"
+                why = (f"{fmt(e.power_w, '.1f', ' W')}, {fmt(e.temp_c, '.1f', ' °C')}"
                        + (", over budget" if e.over_budget else ""))
                 self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
             self.last_control = c
@@ -331,13 +330,16 @@ class TrainScreen(TscuScreen):
 
     # -- drawing ---------------------------------------------------------------------------
 
+    @property
+    def charts(self) -> TrainCharts:
+        return self.query_one(TrainCharts)
+
     def panel(self, panel_id: str) -> MetricPanel:
-        return self.query_one(f"#{panel_id}", MetricPanel)
+        return self.charts.panel(panel_id)
 
     def redraw(self) -> None:
         self._dirty = False
-        for panel in self.query(MetricPanel):
-            panel.redraw()
+        self.charts.redraw()
         if self.last_step is not None:
             self.query_one("#progress", ProgressBar).update(total=self.last_step.max_steps,
                                                             progress=self.last_step.step)
@@ -377,17 +379,17 @@ class TrainScreen(TscuScreen):
 
     def _show_idle(self) -> None:
         c = self.tscu.config
+        self.charts.set_references(c)
         if self.state == "idle":
             self.query_one("#log", Log).clear()
             self._write_log(f"model {c.model.name}, data {c.data.path}, run dir {c.output.dir}")
             self._write_log(f"SCU {c.scu.mode} S*={c.scu.target_s:g}; T-SCU "
                             f"{'on' if c.tscu.enabled else 'off'}, budget "
                             f"{c.tscu.power_budget_watts:g} W, max "
-                            f"{c.tscu.max_temperature_celsius:g} C")
+                            f"{c.tscu.max_temperature_celsius:g} °C")
 
     def _reset_view(self) -> None:
-        for panel in self.query(MetricPanel):
-            panel.clear()
+        self.charts.clear()
         self.last_step = None
         self.last_control = None
         self.bits_per_j = None

@@ -76,7 +76,7 @@ COLUMNS: list[Column] = [
            lambda r: r.efficiency_bits_per_j, "+,.0f"),
     Column("duration", "time", lambda r: duration(r.duration_s), lambda r: r.duration_s, "+.0f"),
     Column("start", "start BPT", *_number("heldout_bpt_initial", ".3f"), "+.3f"),
-    Column("peak", "peak C", *_number("peak_temp_c", ".1f"), "+.1f"),
+    Column("peak", "peak °C", *_number("peak_temp_c", ".1f"), "+.1f"),
     Column("tokens", "tok/s", *_number("tokens_per_s", ",.0f"), "+,.0f"),
     Column("telemetry", "telemetry", telemetry, telemetry),
 ]
@@ -104,3 +104,27 @@ def sort_key(column: Column, reverse: bool) -> Callable[[RunSummary], tuple[int,
             return (0 if reverse else 1, 0.0)
         return (1 if reverse else 0, value)
     return key
+
+
+SortBy = tuple[str, bool] | None  # (column key, descending), None: by folder
+
+
+def next_sort(sorted_by: SortBy) -> SortBy:
+    """The next column ascending; after the last, back to the order by folder."""
+    keys = [column.key for column in COLUMNS]
+    at = keys.index(sorted_by[0]) + 1 if sorted_by else 0
+    return (keys[at], False) if at < len(keys) else None
+
+
+def reversed_sort(sorted_by: SortBy) -> SortBy:
+    key, descending = sorted_by or (COLUMNS[0].key, False)
+    return key, not descending
+
+
+def sort_words(sorted_by: SortBy, next_key: str, reverse_key: str) -> str:
+    keys = f"({next_key}: next column, {reverse_key}: reverse)"
+    if sorted_by is None:
+        return f"sorted by folder {keys}"
+    key, descending = sorted_by
+    label = next(column.label for column in COLUMNS if column.key == key)
+    return f"sorted by {label}, {'descending' if descending else 'ascending'} {keys}"

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
+from textual_image.widget import Image
 
+from tscu_tui.engine.runs.files import CURVES_FILE
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
 from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
 from tscu_tui.formatting import fmt
+from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.run_columns import bits_per_j, duration, run_name, steps, telemetry
+from tscu_tui.widgets.train_charts import PANELS, references
 
 MAX_POINTS = 100_000
 
@@ -30,12 +35,23 @@ CHARTS: dict[str, tuple[str, str, str]] = {
     "s": ("S vs S*", "steps", "s"),
     "lambda": ("lambda", "steps", "lambda_reg"),
     "power": ("watts", "steps", "power_w"),
-    "temp": ("degrees C", "steps", "temp_c"),
+    "temp": ("degrees", "steps", "temp_c"),
     "control": ("control factor c", "steps", "control_factor"),
     "tokens-per-s": ("tokens/s", "steps", "tokens_per_s"),
 }
 
-TABS = ("charts", "analysis", "config", "log", "sample")
+TABS = ("charts", "analysis", "config", "log", "sample", "picture")
+
+
+def run_references(config: dict[str, Any]) -> dict[str, list[Reference]]:
+    """The reference lines of a run's own config (none if it has no readable one)."""
+    from tscu_tui.engine.config import config_from_dict
+    from tscu_tui.engine.errors import ConfigError
+
+    try:
+        return references(config_from_dict(config, "mlx_config.json")) if config else {}
+    except ConfigError:
+        return {}
 
 
 def series(records: list[dict[str, Any]], key: str) -> list[float]:
@@ -86,6 +102,8 @@ class RunDetailView(Vertical):
     RunDetailView #sample-prompt { margin: 0 1; }
     RunDetailView #sample-state { height: 1; padding: 0 1; color: $text-muted; }
     RunDetailView #sample-outputs { height: 1fr; }
+    RunDetailView #picture-note { height: 1; padding: 0 1; color: $text-muted; }
+    RunDetailView #picture-image { width: auto; height: 1fr; }
     RunDetailView .sample-pane { width: 1fr; height: 1fr; padding: 0 1;
                                  border: round $primary-darken-2; }
     """
@@ -99,7 +117,9 @@ class RunDetailView(Vertical):
         with TabbedContent(initial="charts", id="detail-tabs"):
             with TabPane("Charts", id="charts"), Grid(id="detail-charts"):
                 for panel_id, (title, _, _) in CHARTS.items():
-                    yield MetricPanel(title, id=f"chart-{panel_id}", history=MAX_POINTS)
+                    spec = PANELS[panel_id]
+                    yield MetricPanel(title, id=f"chart-{panel_id}", unit=spec.unit,
+                                      spec=spec.spec, history=MAX_POINTS)
             with TabPane("Analysis", id="analysis"), VerticalScroll():
                 yield Static("", id="detail-analysis", markup=False)
             with TabPane("Config", id="config"), VerticalScroll():
@@ -117,6 +137,10 @@ class RunDetailView(Vertical):
                     with VerticalScroll(classes="sample-pane") as adapted:
                         adapted.border_title = "base + adapter"
                         yield Static("", id="sample-adapted", markup=False)
+            with TabPane("Picture", id="picture"):
+                yield Static("", id="picture-note", markup=False)
+                # Kitty graphics or sixels where the terminal has them, else half blocks.
+                yield Image(id="picture-image")
 
     # -- filling ---------------------------------------------------------------------------
 
@@ -128,7 +152,12 @@ class RunDetailView(Vertical):
         self.query_one("#detail-headline", Static).update(headline(detail.summary))
         self._fill_charts(detail)
         analysis = detail.analysis or {"note": "no analysis yet: the run has not ended"}
-        self.query_one("#detail-analysis", Static).update("\n".join(render_tree(analysis)))
+        lines = render_tree(analysis)
+        picture = detail.summary.path / CURVES_FILE
+        if picture.is_file():  # held-out BPT, loss, watts, °C, c, S, lambda against step
+            lines = [f"picture: {picture} (the Picture tab shows it)", "", *lines]
+        self.query_one("#detail-analysis", Static).update("\n".join(lines))
+        self._show_picture(picture)
         config = detail.config or {"note": "no mlx_config.json in this run"}
         self.query_one("#detail-config", Static).update("\n".join(render_tree(config)))
         log = self.query_one("#detail-log", Log)
@@ -136,15 +165,37 @@ class RunDetailView(Vertical):
         log.write(detail.log_tail or "(no log yet)")
         log.scroll_end(animate=False)
 
+    def _show_picture(self, picture: Path) -> None:
+        image = self.query_one("#picture-image", Image)
+        if not picture.is_file():
+            self.query_one("#picture-note", Static).update(
+                f"no {CURVES_FILE} yet: it is drawn when the run ends")
+            image.image = None
+            image.display = False
+            return
+        self.query_one("#picture-note", Static).update(str(picture))
+        if image.image != str(picture):
+            try:
+                image.image = str(picture)
+            except Exception as exc:  # not a picture this terminal's renderer can read
+                self.query_one("#picture-note", Static).update(
+                    f"{picture} (not shown: {type(exc).__name__})")
+                return
+        image.display = True
+
     def _fill_charts(self, detail: RunDetail) -> None:
         history = detail.history
         last = (history["steps"] or [{}])[-1]
+        refs = run_references(detail.config)
         for panel_id, (_, kind, key) in CHARTS.items():
             panel = self.query_one(f"#chart-{panel_id}", MetricPanel)
             panel.clear()
-            values = series(history[kind], key)
-            for value in values:
-                panel.record(value, "")
+            panel.set_references(refs.get(panel_id, []))
+            points = [(int(r.get("step", i)), float(r[key])) for i, r in enumerate(history[kind])
+                      if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+            for step, value in points:
+                panel.record(value, "", step)
+            values = [v for _, v in points]
             panel.record(None, self._readout(panel_id, values, last, detail))
             panel.redraw()
 
@@ -161,7 +212,7 @@ class RunDetailView(Vertical):
             case "power":
                 return fmt(latest, ".1f", " W")
             case "temp":
-                return fmt(latest, ".1f", " C")
+                return fmt(latest, ".1f", " °C")
             case "control":
                 return fmt(latest, ".2f")
             case "tokens-per-s":

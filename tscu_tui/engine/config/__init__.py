@@ -9,6 +9,7 @@ vocabulary (`errors`, `fileio`), and every other sub-package may import it.
 from tscu_tui.engine.config.load import (
     all_keys,
     check_value,
+    config_from_dict,
     describe_allowed,
     load_config,
     parse_override,
@@ -34,6 +35,6 @@ __all__ = [
     "Config", "DataConfig", "DistributedConfig", "HubConfig", "KeysConfig", "LoraConfig",
     "ModelConfig", "OutputConfig",
     "ScuConfig", "TelemetryConfig", "TrainConfig", "TscuConfig", "all_keys", "check_value",
-    "describe_allowed", "load_config", "parse_override", "render_toml", "save_config",
-    "sections", "to_dict",
+    "config_from_dict", "describe_allowed", "load_config", "parse_override", "render_toml",
+    "save_config", "sections", "to_dict",
 ]

@@ -246,6 +246,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def config_from_dict(data: dict[str, Any], origin: str) -> Config:
+    """A Config from its `to_dict` form (a run's mlx_config.json), validated like a file."""
+    config = Config()
+    collector = _Collector(config)
+    apply_document(collector, data, origin)
+    if collector.problems:
+        raise ConfigError(collector.problems)
+    return config
+
+
 def default_of(section: object, key: str) -> Any:
     f = section_fields(section)[key]
     return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]

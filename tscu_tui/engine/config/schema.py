@@ -245,7 +245,11 @@ class KeysConfig:
     pause_training: str = setting("p", "Train screen: pause or resume.")
     stop_training: str = setting("x", "Train screen: stop with a checkpoint.")
     save_checkpoint: str = setting("c", "Train screen: save a checkpoint now.")
+    plot_chart: str = setting("f", "Train screen: the focused chart (tab moves the focus) as "
+                                   "a full-size plot with axes.")
     refresh_runs: str = setting("r", "Results screen: rescan the output directories.")
+    sort_runs: str = setting("o", "Results screen: sort the runs by the next column.")
+    reverse_sort: str = setting("O", "Results screen: reverse the sort order.")
     compare_runs: str = setting("m", "Results screen: mark runs and compare two side by "
                                      "side.")
     generate_sample: str = setting("g", "Results screen: generate from base and "

@@ -36,7 +36,7 @@ from tscu_tui.engine.errors import DataError, first_line
 
 _VALIDATION_SPLITS = ("validation", "valid")
 _WIKITEXT_REPO = "salesforce/wikitext"
-_OFFLINE_HINT = "local .txt/.jsonl files and folders work offline: --dataset PATH"
+_OFFLINE_HINT = "local .txt/.jsonl files and folders work offline: data.dataset = PATH"
 
 
 def hub_unreachable(name: str, exc: BaseException) -> DataError:
@@ -92,7 +92,7 @@ class HubSource(Source):
         columns = streams[train].column_names  # None when the format does not say up front
         if columns is not None and text_column not in columns:
             raise DataError(f"dataset '{name}' has no column '{text_column}' (columns: "
-                            f"{', '.join(columns)}); choose one with --text-column")
+                            f"{', '.join(columns)}); choose one with data.text_column")
         return cls(name, kind, path, config, text_column, streams, train, validation)
 
     # -- reading -----------------------------------------------------------------------------
@@ -137,14 +137,14 @@ class HubSource(Source):
                 position.completed += 1
             if column not in row:
                 raise DataError(f"dataset '{self._name}' has no column '{column}' (columns: "
-                                f"{', '.join(row)}); choose one with --text-column")
+                                f"{', '.join(row)}); choose one with data.text_column")
             value = row[column]
             if isinstance(value, str):
                 yield value
             elif value is not None:
                 raise DataError(f"dataset '{self._name}' split '{split}' row {index}: column "
                                 f"'{column}' holds {type(value).__name__}, not text; choose a "
-                                "text column with --text-column")
+                                "text column with data.text_column")
             index += 1
 
 

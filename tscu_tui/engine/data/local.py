@@ -72,7 +72,7 @@ def open_local(path: Path, options: PrepareOptions) -> Source:
     if text_files and data_files:
         raise DataError(f"{path}: folder mixes .txt/.jsonl files ({text_files[0].name}) with "
                         f"{data_files[0].suffix} files ({data_files[0].name}); "
-                        "point --dataset at one kind")
+                        "point data.dataset at one kind")
     if data_files:
         return hub.HubSource.open_local(options.dataset, path, options.dataset_config,
                                         options.text_column)

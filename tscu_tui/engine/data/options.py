@@ -32,26 +32,26 @@ class PrepareOptions:
         """Raise DataError naming the first bad option (cheap checks only); `output=False`
         skips the output folder, for jobs that only read (a preview)."""
         if not self.dataset.strip():
-            raise DataError("--dataset is empty")
+            raise DataError("data.dataset is empty")
         if not self.model.strip():
-            raise DataError("--model is empty")
+            raise DataError("model.name is empty")
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) \
                 or self.block_size < 2:
-            raise DataError(f"--block-size must be an integer >= 2, got {self.block_size!r}")
+            raise DataError(f"data.block_size must be an integer >= 2, got {self.block_size!r}")
         if self.max_tokens is not None and (isinstance(self.max_tokens, bool)
                                             or not isinstance(self.max_tokens, int)
                                             or self.max_tokens < 1):
-            raise DataError(f"--max-tokens must be a positive integer, got {self.max_tokens!r}")
+            raise DataError(f"data.max_tokens must be a positive integer, got {self.max_tokens!r}")
         f = self.validation_fraction
         if isinstance(f, bool) or not isinstance(f, int | float) or math.isnan(f) \
                 or not 0.0 <= f <= MAX_VALIDATION_FRACTION:
-            raise DataError(f"--validation-fraction must be between 0 and "
+            raise DataError(f"data.validation_fraction must be between 0 and "
                             f"{MAX_VALIDATION_FRACTION}, got {f!r}")
         if self.txt_split not in TXT_SPLITS:
-            raise DataError(f"--txt-split must be one of {', '.join(TXT_SPLITS)}, "
+            raise DataError(f"data.txt_split must be one of {', '.join(TXT_SPLITS)}, "
                             f"got {self.txt_split!r}")
         if not self.text_column:
-            raise DataError("--text-column is empty")
+            raise DataError("data.text_column is empty")
         if output:
             self._check_output_dir()
 
@@ -60,7 +60,7 @@ class PrepareOptions:
         if not out.exists():
             return
         if not self.overwrite:
-            raise DataError(f"output directory {out} already exists; pass --overwrite to "
+            raise DataError(f"output directory {out} already exists; allow overwriting to "
                             "replace it")
         if not out.is_dir():
             raise DataError(f"output path {out} exists and is not a directory")
@@ -68,11 +68,11 @@ class PrepareOptions:
         # folder), never one that holds the input or unrelated files.
         source = Path(self.dataset).expanduser()
         if source.exists() and source.resolve().is_relative_to(out.resolve()):
-            raise DataError(f"--output-dir {out} contains the dataset {self.dataset}; "
-                            "--overwrite would delete it, choose another folder")
+            raise DataError(f"data.path {out} contains the dataset {self.dataset}; "
+                            "overwriting would delete it, choose another folder")
         if any(out.iterdir()) and not (out / "meta.json").is_file():
             raise DataError(f"output directory {out} is not a prepared dataset (no meta.json); "
-                            "refusing to replace it, choose another --output-dir")
+                            "refusing to replace it, choose another data.path")
 
     @property
     def fraction(self) -> Fraction:

@@ -181,4 +181,4 @@ def sha256_files(paths: Sequence[Path], chunk: int = 1 << 18) -> str:
 def check_block_size_fits(tokens: int, block_size: int, where: str) -> None:
     if tokens < block_size:
         raise DataError(f"{where}: too little text: {tokens} tokens, fewer than one block of "
-                        f"{block_size}; add text or lower --block-size")
+                        f"{block_size}; add text or lower data.block_size")

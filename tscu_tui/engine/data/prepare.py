@@ -84,7 +84,7 @@ def prepare_dataset(options: PrepareOptions, progress: ProgressCallback | None =
             meta = _write(staging, source, options, encoder, chat, reporter)
     except FileExistsError:  # created by someone else while we were working
         raise DataError(f"output directory {options.output_dir} already exists; "
-                        "pass --overwrite to replace it") from None
+                        "allow overwriting to replace it") from None
     reporter.stage("done", force_tokens=meta.splits[TRAIN].tokens
                    + meta.splits[VALIDATION].tokens)
     return meta
@@ -142,8 +142,9 @@ def _write_own_splits(source: Source, options: PrepareOptions, encoder: Encoder,
         caps[VALIDATION] = max(-(-cap * f.numerator // f.denominator), size)
         caps[TRAIN] = cap - caps[VALIDATION]
         if caps[TRAIN] < size:
-            raise DataError(f"--max-tokens {cap} is too small: validation takes {caps[VALIDATION]} "
-                            f"tokens and training needs at least one block of {size}")
+            raise DataError(f"data.max_tokens {cap} is too small: validation takes "
+                            f"{caps[VALIDATION]} tokens and training needs at least one "
+                            f"block of {size}")
     truncated = False
     for split in SPLITS:
         truncated |= _stream(source, split, SplitSink(files[split]), caps[split], encoder, chat,
@@ -171,8 +172,8 @@ def _write_fraction(source: Source, options: PrepareOptions, encoder: Encoder,
         raise DataError(f"{where}: too little text for a validation set: {total} tokens make "
                         f"{router.blocks} blocks of {size}, and validation fraction "
                         f"{options.validation_fraction:g} needs at least {needed} blocks "
-                        f"({needed * size} tokens); add text, lower --block-size or raise "
-                        "--validation-fraction")
+                        f"({needed * size} tokens); add text, lower data.block_size or raise "
+                        "data.validation_fraction")
     check_block_size_fits(total, size, where)
     return truncated
 

@@ -57,7 +57,7 @@ def resolve_source(options: PrepareOptions) -> Source:
     if builtin is not None:
         if builtin.needs_max_tokens and options.max_tokens is None:
             raise DataError(f"dataset '{name}' is far too large to prepare whole: "
-                            "bound it with --max-tokens (e.g. --max-tokens 100000000)")
+                            "bound it with data.max_tokens (e.g. 100000000)")
         return hub.HubSource.open(name, builtin.repo, builtin.config, "text")
     path = Path(name).expanduser()
     if path.exists():

@@ -74,7 +74,7 @@ def _check_replaceable(target: Path) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())) \
             and not (target / EXPORT_MARKER).is_file():
         raise ExportError(f"{target} exists and is not an earlier tscu export; choose another "
-                          "--output or remove it")
+                          "--output-dir or remove it")
 
 
 def _copy_mlx_pair(run: RunFolder, folder: Path) -> None:

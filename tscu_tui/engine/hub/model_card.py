@@ -18,6 +18,7 @@ from typing import Any
 from tscu_tui import __version__
 from tscu_tui.engine.fileio import atomic_write_text
 from tscu_tui.engine.hub.run import RunFolder, open_run
+from tscu_tui.engine.runs.files import CURVES_FILE
 
 CARD_FILE = "README.md"
 #: folders a card describes: the run itself, each export, and the Hub repo layout
@@ -147,7 +148,9 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
         f"# {title}\n",
         _intro(run, target, dequantized),
         _section_training(run, peft_base),
-        _section_results(run),
+        # The picture sits beside the card in the run folder and on the Hub.
+        _section_results(run, curves=target in ("run", "hub")
+                         and (run.path / CURVES_FILE).is_file()),
         _section_energy(run),
         _section_hardware(run, hardware),
         _section_usage(run, target, peft_base, repo_id, dequantized),
@@ -233,8 +236,8 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
         f"EMA alpha {scu.get('ema_alpha')}",
         f"- **T-SCU governor**: {'enabled' if tscu.get('enabled') else 'disabled'}, power budget "
         f"{tscu.get('power_budget_watts')} W, max temperature "
-        f"{tscu.get('max_temperature_celsius')} C, emergency stop "
-        f"{tscu.get('emergency_shutdown_temp')} C, control factor >= "
+        f"{tscu.get('max_temperature_celsius')} °C, emergency stop "
+        f"{tscu.get('emergency_shutdown_temp')} °C, control factor >= "
         f"{tscu.get('control_factor_min')}, lr coupling {tscu.get('lr_coupling')}",
     ]
     return "\n".join(lines) + "\n"
@@ -259,7 +262,7 @@ def _data_line(run: RunFolder) -> str:
             + (f", content hash `{digest}`" if digest else ""))
 
 
-def _section_results(run: RunFolder) -> str:
+def _section_results(run: RunFolder, curves: bool = False) -> str:
     a = run.analysis
     scu = a.get("scu", {})
     lines = [
@@ -279,6 +282,9 @@ def _section_results(run: RunFolder) -> str:
         f"- **Throughput**: {_fmt(a.get('tokens_per_second_mean'), '.1f', 'tokens/s')} mean, "
         f"{_fmt(a.get('skipped_steps'), 'd')} skipped steps",
     ]
+    if curves:
+        lines += ["", f"![Held-out BPT, loss, watts, °C, c, S and lambda against step]"
+                      f"({CURVES_FILE})"]
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ from tscu_tui.engine.runs.files import (
     ANALYSIS_FILE,
     ARGS_FILE,
     CONFIG_FILE,
+    CURVES_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
 )
@@ -98,7 +99,8 @@ def upload_plan(run_dir: str | Path) -> list[UploadItem]:
         (f"{mlx}{ADAPTER_WEIGHTS}", run / ADAPTER_WEIGHTS),
         (f"{mlx}{ADAPTER_CONFIG}", run / ADAPTER_CONFIG),
         *[(name, run / name) for name in (SUMMARY_FILE, ANALYSIS_FILE, METRICS_FILE,
-                                          CONFIG_FILE, ARGS_FILE, "events.jsonl")],
+                                          CONFIG_FILE, ARGS_FILE, "events.jsonl",
+                                          CURVES_FILE)],
         *[(f"logs/{log.name}", log) for log in sorted((run / "logs").glob("*.log"))],
     ]
     items = [UploadItem(CARD_FILE, None, 0)]

@@ -13,4 +13,5 @@ SUMMARY_FILE = "mlx_training_summary.json"
 CONFIG_FILE = "mlx_config.json"
 ARGS_FILE = "training_args.json"
 EVENTS_FILE = "events.jsonl"
+CURVES_FILE = "training_curves.png"  # the end-of-run picture (engine/train/plots.py)
 LOG_FILE = Path("logs") / "mlx_training.log"

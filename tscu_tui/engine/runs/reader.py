@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.events import EvalEvent, RunFailed, RunFinished, RunStarted, StepEvent
 from tscu_tui.engine.fileio import read_json_object
@@ -223,3 +224,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
+
+
+def run_roots(config: Config) -> list[Path]:
+    """Where runs are searched: the output dir, its parent, and the demo's folder, each
+    once (`demo_output/run` has `demo_output` for parent, the demo's folder)."""
+    out = Path(config.output.dir).expanduser()
+    roots: dict[Path, Path] = {}
+    for root in (out, out.parent, Path("demo_output")):
+        roots.setdefault(root.resolve(), root)
+    return list(roots.values())
+
+
+def shown_roots(roots: list[Path]) -> list[Path]:
+    """The roots to name in the heading: those not inside another one."""
+    resolved = [root.resolve() for root in roots]
+    return [root for root, path in zip(roots, resolved, strict=True)
+            if not any(path != other and path.is_relative_to(other) for other in resolved)]

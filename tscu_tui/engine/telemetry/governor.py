@@ -1,16 +1,30 @@
 """The T-SCU governor (TSCU.md section 2): a pure, dt-aware PI controller.
 
 Each constraint becomes a normalised error, positive when violated:
-  power       e_p = avg_power / budget - 1
+  power       e_p = ln(avg_power / setpoint)
   temperature e_t = (T - (T_max - hysteresis)) / temp_scale_c
 The PI acts on the most violated one (a max-selector over errors, i.e. a
 min-selector over the control factors each would ask for) and outputs the
-control factor `c = clip(1 - (Kp*e + I), c_min, 1)`: the compute share the
+control factor `c = clip(exp(-(Kp*e + I)), c_min, 1)`: the compute share the
 duty cycle realises. The integral is shared, so switching which constraint
-binds is bumpless; it is clamped to [0, 1 - c_min] and frozen while the output
+binds is bumpless; it is clamped to [0, ln(1/c_min)] and frozen while the output
 is saturated in the error's direction (anti-windup). The temperature setpoint
 sits `hysteresis` below the maximum, so the integral settles the chip there
 and a small overshoot still stays under T_max.
+
+Why a logarithm: power is a static function of the compute share,
+`P = P_idle + c * (P_full - P_idle)` with P_idle >= 0, so d ln P / d ln c =
+c*(P_full - P_idle)/P lies in (0, 1] on any machine. Acting on ln c against
+ln P, an integral gain up to 1 per measurement converges without overshoot
+whatever the hardware, and the error of one measurement is corrected in the
+next few, not over seconds. So the power integral advances once per fresh
+measurement (the caller measures over the cycles since the last update); the
+temperature integral, a first-order thermal lag, advances per second of dt.
+
+Average power is the constraint, over the whole run: when the run so far has
+drawn more than the budget (the first steps run at c = 1, before anything is
+measured) the setpoint drops below the budget by that excess, so the run's
+average comes back to the budget instead of staying above it.
 
 It owns no clock: the caller passes `dt_s` (seconds since the last update).
 """
@@ -28,14 +42,20 @@ Binding = Literal["power", "temperature", "none"]
 
 @dataclass(frozen=True)
 class GovernorGains:
-    """Tuned against the simulated plant (tests/test_governor.py); per second of dt."""
+    """Tuned against the simulated plant (tests/test_governor.py, tests/governor_loop.py)."""
 
-    kp: float = 0.3
-    ki: float = 0.2
-    temp_scale_c: float = 5.0  # 5 C over the setpoint counts like 100% over the budget
+    kp: float = 0.3  # temperature
+    ki: float = 0.2  # temperature: per second of dt
+    kp_power: float = 0.1
+    ki_power: float = 0.5  # per measurement (stable up to 1, see the module doc)
+    temp_scale_c: float = 5.0  # 5 C over the setpoint counts like e-fold the power budget
     # Integrate at most this many seconds per update: a long step or a pause must
     # not turn one stale error into a jump of the integral (discrete instability).
     max_dt_s: float = 2.0
+    # The power setpoint: budget * (1 - payback * excess of the run's average so far),
+    # never below floor * budget.
+    payback: float = 1.0
+    setpoint_floor: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -89,40 +109,60 @@ class Governor:
         self.integral = 0.0
         self.emergency = False
 
-    def errors(self, avg_power_w: float | None, temp_c: float | None
-               ) -> tuple[float | None, float | None]:
+    def power_setpoint(self, run_avg_power_w: float | None = None) -> float:
+        """The power to aim the next measurement at: the budget, lowered by how far the
+        run's average so far is above it (an energy debt paid back)."""
+        lim, g = self.limits, self.gains
+        if not _finite(run_avg_power_w) or lim.power_budget_w <= 0:
+            return lim.power_budget_w
+        excess = max(run_avg_power_w / lim.power_budget_w - 1.0, 0.0)  # type: ignore[operator]
+        return lim.power_budget_w * max(1.0 - g.payback * excess, g.setpoint_floor)
+
+    def errors(self, avg_power_w: float | None, temp_c: float | None,
+               run_avg_power_w: float | None = None) -> tuple[float | None, float | None]:
         lim, g = self.limits, self.gains
         power_error = None
         if _finite(avg_power_w) and lim.power_budget_w > 0:
-            power_error = avg_power_w / lim.power_budget_w - 1.0  # type: ignore[operator]
+            setpoint = self.power_setpoint(run_avg_power_w)
+            power_error = math.log(max(avg_power_w, 1e-9) / setpoint)  # type: ignore[arg-type]
         temp_error = None
         if _finite(temp_c):
             setpoint = lim.max_temp_c - lim.hysteresis_c
             temp_error = (temp_c - setpoint) / g.temp_scale_c  # type: ignore[operator]
         return power_error, temp_error
 
-    def update(self, avg_power_w: float | None, temp_c: float | None, dt_s: float
-               ) -> GovernorReading:
+    def update(self, avg_power_w: float | None, temp_c: float | None, dt_s: float,
+               run_avg_power_w: float | None = None) -> GovernorReading:
+        """One decision. `avg_power_w` should cover the time since the last update (one
+        fresh measurement); `run_avg_power_w`, the run's average so far, paces the debt."""
         lim, g = self.limits, self.gains
-        power_error, temp_error = self.errors(avg_power_w, temp_c)
-        if _finite(temp_c) and temp_c >= lim.emergency_temp_c:  # type: ignore[operator]
-            self.emergency = True
+        power_error, temp_error = self.errors(avg_power_w, temp_c, run_avg_power_w)
+        self.check_emergency(temp_c)
         candidates = [(e, name) for e, name in ((power_error, "power"),
                                                  (temp_error, "temperature")) if e is not None]
         if not candidates:  # nothing measured: hold the last decision, learn nothing
             return self._reading(power_error, temp_error, None, "none", 0.0, False)
         error, binding = max(candidates)
-        p_term = g.kp * error
-        unclipped = 1.0 - (p_term + self.integral)
-        at_floor = unclipped <= lim.c_min and error > 0
-        at_ceiling = unclipped >= 1.0 and error < 0
+        u_max = math.log(1.0 / lim.c_min)
+        p_term = (g.kp_power if binding == "power" else g.kp) * error
+        unclipped = p_term + self.integral
+        at_floor = unclipped >= u_max and error > 0
+        at_ceiling = unclipped <= 0.0 and error < 0
         saturated = at_floor or at_ceiling
         if dt_s > 0 and not saturated:
-            self.integral += g.ki * error * min(dt_s, g.max_dt_s)
-            self.integral = min(max(self.integral, 0.0), 1.0 - lim.c_min)
-        c = 1.0 - (p_term + self.integral)
+            step = g.ki_power if binding == "power" else g.ki * min(dt_s, g.max_dt_s)
+            self.integral = min(max(self.integral + step * error, 0.0), u_max)
+        c = math.exp(-(p_term + self.integral))
         self.control_factor = lim.c_min if self.emergency else min(max(c, lim.c_min), 1.0)
         return self._reading(power_error, temp_error, error, binding, p_term, saturated)
+
+    def check_emergency(self, temp_c: float | None) -> bool:
+        """Latch the emergency (c at its floor) once `temp_c` reaches the emergency limit;
+        cheap, so the caller checks every step, between measurements too."""
+        if _finite(temp_c) and temp_c >= self.limits.emergency_temp_c:  # type: ignore[operator]
+            self.emergency = True
+            self.control_factor = self.limits.c_min
+        return self.emergency
 
     def idle_seconds(self, t_compute_s: float) -> float:
         return duty_idle_seconds(t_compute_s, self.control_factor)

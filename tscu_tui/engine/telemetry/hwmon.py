@@ -69,7 +69,7 @@ class HwmonSource(Source):
         temp = read_temperature_c()
         if temp is None:
             return False, "no readable temperature sensor (psutil.sensors_temperatures)"
-        return True, f"hwmon temperature readable ({temp:.0f} C)"
+        return True, f"hwmon temperature readable ({temp:.0f} °C)"
 
     def read(self) -> Sample:
         return Sample(t_s=self._clock(), power_w=None, temp_c=read_temperature_c(),

@@ -36,9 +36,9 @@ def _line(event: Event, logging_steps: int) -> str | None:
                     f"S {event.s:.4f} (target {event.s_target:.4f}) lambda "
                     f"{event.lambda_reg:.4g} lr {event.lr:.3g} tok/s {event.tokens_per_s:.0f}")
             if event.power_w is not None:
-                text += f" W {event.power_w:.1f}"
+                text += f" {event.power_w:.1f} W"
             if event.temp_c is not None:
-                text += f" C {event.temp_c:.1f}"
+                text += f" {event.temp_c:.1f} °C"
             if event.control_factor is not None:
                 text += f" c {event.control_factor:.2f} idle {event.idle_s or 0.0:.2f}s"
             return text + (" [update skipped: non-finite loss]" if event.skipped else "")

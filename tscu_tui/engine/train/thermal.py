@@ -29,16 +29,20 @@ from tscu_tui.engine.telemetry import (
     Sampler,
 )
 from tscu_tui.engine.telemetry.auto import pick_source
-from tscu_tui.engine.telemetry.base import Source, SourceUnavailable
+from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
 from tscu_tui.engine.train.device import mlx_compute_device
+
+#: cycles (step + idle) one governor measurement covers at least: one cycle's power is
+#: exact on an energy counter, but the cycles' lengths jitter with the machine's load
+MIN_CYCLES = 3
 
 
 class DutyMeter:
     """The engine's real compute share, for the simulated plant: busy time / elapsed time."""
 
-    def __init__(self) -> None:
-        self._clock = time.monotonic
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._busy_since: float | None = None
         self._busy_s = 0.0
@@ -99,10 +103,13 @@ class NodeReading:
 class ThermalControl:
     def __init__(self, config: Config, on_warning: Callable[[str], None],
                  on_info: Callable[[str], None] | None = None,
-                 source: Source | None = None) -> None:
-        """`source` replaces the configured one (benches, hardware stand-ins in tests)."""
+                 source: Source | None = None, duty: DutyMeter | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        """`source` replaces the configured one (benches, hardware stand-ins in tests);
+        `duty` and `clock` let a test run the whole loop in simulated time."""
         self.config = config
-        self.duty = DutyMeter()
+        self._clock = clock
+        self.duty = duty or DutyMeter(clock)
         self._warn = on_warning
         self._info = on_info or (lambda message: None)
         if source is not None:
@@ -115,7 +122,7 @@ class ThermalControl:
                 raise SourceUnavailable(f"telemetry.source = {config.telemetry.source!r}: "
                                         f"{exc}") from None
         self.sampler = Sampler(source, period_s=config.telemetry.interval_seconds,
-                               on_warning=on_warning)
+                               on_warning=on_warning, clock=clock)
         self.power_limit: NvidiaPowerLimit | None = None
         if config.tscu.nvidia_power_limit:
             self.power_limit = NvidiaPowerLimit.for_source(source)
@@ -127,10 +134,13 @@ class ThermalControl:
         self.efficiency: EfficiencyTracker | None = None
         self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
         self._wall_offset = 0.0  # and their seconds
-        self._t_start = time.monotonic()
-        self._last_control = time.monotonic()
+        self._t_start = self._clock()
+        self._last_control = self._clock()
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
+        self._control_step = 0  # self._steps at the governor's last update
+        self._control_energy: float | None = None  # sampler joules then
+        self._governed_s = 0.0  # seconds the governor's updates have covered
         self._started: list[tuple[Callable[[str], None], str]] = []
         self._node_energy: list[float | None] | None = None  # per node, this session
         self.distributed = False  # set by the trainer: energy is then all nodes' or None
@@ -145,10 +155,11 @@ class ThermalControl:
         # The null source measures nothing: call it that, not "estimated".
         return "none" if self.source_name == "none" else self.sampler.source.kind
 
-    def start(self) -> None:
+    def start(self, background: bool = True) -> None:
         """Sensors on (and the GPU limit set) before the run's first measurement; what
-        was done is said by `announce()`, once the run has been announced itself."""
-        self._t_start = time.monotonic()
+        was done is said by `announce()`, once the run has been announced itself.
+        `background=False` polls only after steps (a test in simulated time)."""
+        self._t_start = self._last_control = self._clock()
         detail = self.sampler.source.describe()
         self._started = [(self._info, f"telemetry: {self.reason}"
                           + (f"; measuring {detail}" if detail != self.source_name else ""))]
@@ -157,7 +168,9 @@ class ThermalControl:
             self._started.append((self._info if change.applied else self._warn,
                                   change.message))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
-        self.sampler.start()
+        self._control_energy = self.sampler.energy_j
+        if background:
+            self.sampler.start()
 
     def announce(self) -> None:
         for say, message in self._started:
@@ -199,28 +212,27 @@ class ThermalControl:
                                                              strict=True)]
 
     def after_step(self, compute_s: float) -> ThermalStep:
-        """Read the sensors, run the governor every `control_frequency` steps, plan idle."""
+        """Read the sensors, run the governor on each fresh measurement, plan idle."""
         return self.decide(self.read(), compute_s)
 
     def read(self) -> NodeReading:
         """This node's sensors after a step (fresh numbers for the decision)."""
-        now = time.monotonic()
-        self.sampler.poll_once()
+        now = self._clock()
+        latest = self.sampler.poll_once() or self.sampler.latest()
         power = self.sampler.window_average(self._window(now))
-        latest = self.sampler.latest()
         return NodeReading(power_w=power, temp_c=latest.temp_c if latest is not None else None,
                            energy_j=self.sampler.energy_j, dt_s=now - self._last_control)
 
     def decide(self, reading: NodeReading, compute_s: float,
                nodes: list[NodeReading] | None = None) -> ThermalStep:
-        """The governor on `reading` (this node's, or all nodes' combined: total watts,
-        hottest node) and the idle that follows. Given the same inputs every rank
-        decides the same control factor, so the duty cycle stays in step."""
+        """The governor on `reading` (this node's, or all nodes' combined: total watts and
+        joules, hottest node, longest interval) and the idle that follows. Given the same
+        inputs every rank decides the same control factor, so duty cycles stay in step."""
         self._steps += 1
         power, temp = reading.power_w, reading.temp_c
-        if self.enabled and self._steps % self.config.tscu.control_frequency == 0:
-            self.governor.update(power, temp, reading.dt_s)
-            self._last_control = time.monotonic()
+        if self.enabled:
+            self.governor.check_emergency(temp)  # every step, not only per measurement
+            self._govern(reading)
         if nodes is not None:
             self._node_energy = [n.energy_j for n in nodes]
         c = self.governor.control_factor if self.enabled else None
@@ -235,11 +247,40 @@ class ThermalControl:
             node_temp_c=[n.temp_c for n in nodes] if nodes is not None else None,
             node_energy_j=self.node_energy_j() if nodes is not None else None)
 
+    def _govern(self, reading: NodeReading) -> None:
+        """Update the governor once the cycles since its last update span a measuring
+        window and MIN_CYCLES (or `control_frequency`) steps: power over exactly those
+        cycles, all run at the current c, so each update sees the effect of the last one.
+        Only the reading's (agreed, when distributed) interval and energy are used."""
+        steps = self._steps - self._control_step
+        if (steps < max(self.config.tscu.control_frequency, MIN_CYCLES)
+                or reading.dt_s < self._span()):
+            return
+        energy, start = reading.energy_j, self._control_energy
+        power = None
+        if energy is not None and start is not None and reading.dt_s > 0:
+            power = (energy - start) / reading.dt_s
+        self._governed_s += reading.dt_s
+        run_avg = (energy / self._governed_s if energy is not None and self._governed_s > 0
+                   else None)
+        self.governor.update(power, reading.temp_c, reading.dt_s, run_avg_power_w=run_avg)
+        self._last_control, self._control_energy = self._clock(), energy
+        self._control_step = self._steps
+
+    def _span(self) -> float:
+        """Seconds one power measurement covers: several sampling periods, so a source
+        that reports power (not an energy counter) is averaged over enough readings."""
+        return 4 * self.sampler.period_s
+
+    def idle_after(self, compute_s: float) -> float:
+        """Idle for extra compute in a cycle (an evaluation), so it keeps the duty cycle."""
+        return self.governor.idle_seconds(compute_s) if self.enabled else 0.0
+
     def _window(self, now: float) -> float:
         """Seconds to average power over: whole compute+idle cycles back to a step end at
         least ~2 s ago. Whole cycles keep the average unbiased (a window ending in a
         compute burst but cutting an idle short reads high); 2 s keeps it smooth."""
-        span = max(2.0, 4 * self.sampler.period_s)
+        span = max(2.0, self._span())
         ends = self._step_ends
         start = next((t for t in reversed(ends) if now - t >= span), ends[0] if ends else None)
         ends.append(now)
@@ -277,7 +318,7 @@ class ThermalControl:
             self._energy_offset -= sum(self._node_offsets)
 
     def wall_s(self) -> float:
-        return self._wall_offset + time.monotonic() - self._t_start
+        return self._wall_offset + self._clock() - self._t_start
 
     def summary(self) -> dict[str, object]:
         """Run-level figures; average power is energy over wall time (evals included)."""

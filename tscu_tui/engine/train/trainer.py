@@ -41,6 +41,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.fileio import atomic_write_json
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
 from tscu_tui.engine.models.checkpointing import plan_memory
@@ -50,6 +51,7 @@ from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.peak import peak_memory_bytes, peak_rss_bytes, reset_peaks
 from tscu_tui.engine.models.runtime import BLAS, mx
 from tscu_tui.engine.models.threads import BlasThreadPolicy, fixed_blas_threads
+from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
@@ -199,6 +201,8 @@ class Trainer:
 
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
+        # The settings first, so `tscu watch` shows this run's, not its own folder's.
+        atomic_write_json(out / CONFIG_FILE, to_dict(self.config))
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -474,17 +478,19 @@ class Trainer:
             node_power_w=thermal.node_power_w, node_temp_c=thermal.node_temp_c,
             node_energy_j=thermal.node_energy_j))
         if thermal.emergency:
-            self.log(f"temperature {thermal.temp_c:.1f} C reached tscu.emergency_shutdown_temp "
-                     f"({cfg.tscu.emergency_shutdown_temp:g} C): saving and stopping", "error")
+            self.log(f"temperature {thermal.temp_c:.1f} °C reached tscu.emergency_shutdown_temp "
+                     f"({cfg.tscu.emergency_shutdown_temp:g} °C): saving and stopping", "error")
             self._checkpoint("emergency")
             raise _Stop("emergency_stop")
         done = p.step >= cfg.train.max_steps
+        idle_s = thermal.idle_s
         if p.step % cfg.train.eval_steps == 0 or done:
-            self._evaluate()
+            # An evaluation computes too: it is part of this cycle, idled for like a step.
+            idle_s += self.thermal.idle_after(self._evaluate())
         if p.step % cfg.train.save_steps == 0 and not done:
             self._checkpoint("periodic")
-        if thermal.idle_s > 0 and not done:
-            self._drain_commands(until=time.monotonic() + thermal.idle_s)  # duty cycling
+        if idle_s > 0 and not done:
+            self._drain_commands(until=time.monotonic() + idle_s)  # duty cycling
 
     def _thermal_step(self, compute_s: float) -> ThermalStep:
         """This node's telemetry, combined with the other nodes' when distributed, and the
@@ -506,8 +512,11 @@ class Trainer:
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
 
-    def _evaluate(self) -> None:
-        self._record_eval(*self._measure())
+    def _evaluate(self) -> float:
+        """Evaluate and record; returns the seconds it computed."""
+        result, eval_s = self._measure()
+        self._record_eval(result, eval_s)
+        return eval_s
 
     def _record_eval(self, result: HeldOut, eval_s: float) -> None:
         cfg, p = self.config, self.progress
@@ -646,6 +655,7 @@ class Trainer:
                 "scu": to_dict(cfg)["scu"], "penalty_scale": self.scale,
                 "resumed": self.resume}
         write_outputs(self.run_dir, cfg, self._recorder.history, summary, args)
+        self._write_curves()
         self._write_card()
         event = RunFinished(step=p.step, reason=reason,
                             best_bpt=summary["best_heldout_bpt"], final_bpt=p.last_bpt,
@@ -653,6 +663,15 @@ class Trainer:
         self.emit(event)
         return event
 
+    def _write_curves(self) -> None:
+        """training_curves.png; a picture that fails must not fail a finished run."""
+        from tscu_tui.engine.train.plots import write_curves
+
+        assert self._recorder is not None
+        try:
+            write_curves(self.run_dir, self._recorder.history, self.config)
+        except Exception as exc:
+            self.log(f"training curves not drawn: {type(exc).__name__}: {exc}", "warning")
 
     def _write_card(self) -> None:
         """README.md for the run; a card that fails must not fail a finished run."""
