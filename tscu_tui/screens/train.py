@@ -32,7 +32,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.formatting import duration, energy, fmt
+from tscu_tui.formatting import duration, energy, fmt, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
@@ -293,7 +293,7 @@ class TrainScreen(TscuScreen):
         self.panel("control").record(e.control_factor, fmt(e.control_factor, ".2f"))
         self.panel("tokens-per-s").record(e.tokens_per_s, f"{e.tokens_per_s:,.0f}")
         self.panel("loss").record(e.loss, f"{e.loss:.4f}")
-        self.panel("s").record(e.s, f"{e.s:.4f} / S* {e.s_target:g}")
+        self.panel("s").record(e.s, f"{e.s:.4f} / S* {s_target(e.s_target)}")
         self.panel("lambda").record(e.lambda_reg, f"{e.lambda_reg:.4g}")
         c = e.control_factor
         if c is not None and (self.last_control is None
@@ -360,7 +360,7 @@ class TrainScreen(TscuScreen):
         if self.state == "idle":
             self.query_one("#log", Log).clear()
             self._write_log(f"model {c.model.name}, data {c.data.path}, run dir {c.output.dir}")
-            self._write_log(f"SCU {c.scu.mode} S*={c.scu.target_s:g}; T-SCU "
+            self._write_log(f"SCU {c.scu.mode} S*={s_target(c.scu.target_s)}; T-SCU "
                             f"{'on' if c.tscu.enabled else 'off'}, budget "
                             f"{c.tscu.power_budget_watts:g} W, max "
                             f"{c.tscu.max_temperature_celsius:g} C")
