@@ -14,3 +14,8 @@ CONFIG_FILE = "mlx_config.json"
 ARGS_FILE = "training_args.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = Path("logs") / "mlx_training.log"
+
+# An ablation folder (`tscu ablate`): its report, and the runs under runs/.
+ABLATION_JSON = "ablation.json"
+ABLATION_MD = "ablation.md"
+ABLATION_PNG = "ablation.png"

@@ -31,7 +31,6 @@ from tscu_tui.engine.train.scu_run import auto_resolve_step
 
 ARM_SYNTAX = "off, default, fixed:LAMBDA, pi:TARGET or pi:auto, each optionally @init or @zero"
 SPEC_FILE = "ablation_run.json"
-REPORT_JSON, REPORT_MD, REPORT_PNG = "ablation.json", "ablation.md", "ablation.png"
 _ARM = re.compile(r"^(off|default|fixed:(?P<lam>[^@]+)|pi:(?P<target>[^@]+))"
                   r"(@(?P<center>init|zero))?$")
 
