@@ -107,16 +107,18 @@ class TrainConfig:
 class ScuConfig:
     """Shannon Control Unit: a PI controller on lambda so S tracks its target."""
 
-    mode: str = setting("pi", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
-                              "penalty.", choices=("pi", "fixed", "off"))
+    mode: str = setting("off", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
+                               "penalty (S is still measured). 'off' is the default: in the "
+                               "ablation (README, The SCU) no penalised arm beat it.",
+                        choices=("pi", "fixed", "off"))
     target_s: float | str = setting(
-        0.01, "Target S = ParamBPT / (DataBPT + ParamBPT); 'auto' = the smoothed S the run "
+        "auto", "Target S = ParamBPT / (DataBPT + ParamBPT); 'auto' = the smoothed S the run "
               "reaches at the end of warm-up (at least 10 steps, lambda held at lambda_init "
               "until then), see README, The SCU.",
         min=0.0, max=1.0, min_exclusive=True, choices=("auto",))
     prior_sigma: float = setting(0.01, "Std of the Gaussian prior on LoRA weights.",
                                  min=0.0, min_exclusive=True)
-    prior_center: str = setting("zero", "Where the Gaussian prior is centred: 'zero' counts "
+    prior_center: str = setting("init", "Where the Gaussian prior is centred: 'zero' counts "
                                         "all of sum(w^2); 'init' counts sum((w - w0)^2) from "
                                         "the adapter's initial weights, so ParamBPT is 0 at "
                                         "step 0 and grows with what is learned.",
