@@ -143,3 +143,19 @@ def test_run_states_follow_what_is_on_disk(ablation: Path, tiny_toml: Path):
     assert run_state(longer) == "new"  # other settings: trained again, not reused
     other = plan(tiny_toml, arms, 1, ablation, ["train.learning_rate=1e-3"])[0]
     assert run_state(other) == "new"
+
+
+def test_an_interrupted_run_is_resumed_from_its_checkpoint(tiny_toml: Path, tmp_path, capsys):
+    out = tmp_path / "abl"
+    args = ["ablate", str(tiny_toml), "--arms", "fixed:0.5", "--seeds", "1", "--output-dir",
+            str(out)]
+    assert main(args) == 0
+    run = out / "runs" / "fixed-0.5-seed42"
+    (run / "mlx_training_summary.json").unlink()  # as if it died after its last checkpoint
+    capsys.readouterr()
+    assert main(args) == 0
+    assert f"[1/1] fixed:0.5 seed 42: resuming ({run})" in capsys.readouterr().out
+    starts = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()
+              if '"RunStarted"' in line]
+    assert [s["start_step"] for s in starts] == [0, 12]
+    assert json.loads((run / "mlx_training_summary.json").read_text())["status"] == "completed"
