@@ -87,14 +87,19 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         assert shape is not None
         from dataclasses import replace
         shape = replace(shape, num_layers=spec["layers"])
-        estimate = estimate_for_shape(shape, config, cpu=True, available=1 << 50,
-                                      source="Qwen3-4B's shapes", block_size=block)
+
+        def estimate_with(checkpointing: bool) -> Any:
+            return estimate_for_shape(shape, config, cpu=True, available=1 << 50,
+                                      source="Qwen3-4B's shapes", block_size=block,
+                                      grad_checkpoint=checkpointing)
         vocab = QWEN3_4B["vocab_size"]
     else:
         config = load_config(None, [f'model.name="{spec["model"]}"', *overrides])
         model, _, _ = load_model(spec["model"], None)
-        estimate = estimate_memory(config, cpu=True, available=1 << 50)
-        assert estimate is not None
+
+        def estimate_with(checkpointing: bool) -> Any:
+            return estimate_memory(config, cpu=True, available=1 << 50,
+                                   grad_checkpoint=checkpointing)
         vocab = model.args.vocab_size
     reset_peaks()
     lora.apply_lora(model, config.lora)
@@ -102,6 +107,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     tokens = batch * (block - 1)
     if spec["trainer"] == "tscu":
         plan = plan_memory(model, config, tokens)
+        checkpointing = plan.grad_checkpoint
         loss_fn = make_objective(1e-6)
 
         def objective(model: nn.Module, tokens: mx.array) -> mx.array:
@@ -116,6 +122,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             lengths = mx.array([[0, tokens.shape[1]]] * tokens.shape[0])
             return default_loss(model, tokens, lengths)[0]
         detail = f"mlx-lm, grad_checkpoint {spec['checkpoint']}"
+        checkpointing = spec["checkpoint"] == "true"
+    estimate = estimate_with(checkpointing)
+    assert estimate is not None
     optimizer = optim.AdamW(learning_rate=1e-5)
     optimizer.init(model.trainable_parameters())
     value_and_grad = nn.value_and_grad(model, objective)

@@ -19,7 +19,10 @@ def tiny_config(data: Path, out: Path, *overrides: str) -> Config:
             "train.save_steps=6", "train.logging_steps=1", "train.eval_batches=2",
             # Engine behaviour must not depend on this machine's sensors; T-SCU runs
             # are in tests/test_tscu_training.py.
-            'telemetry.source="none"']
+            'telemetry.source="none"',
+            # The SCU these engine tests exercise: the PI controller on a zero-centred
+            # prior (the shipped defaults, penalty off, are tested in test_scu_defaults.py).
+            'scu.mode="pi"', "scu.target_s=0.01", 'scu.prior_center="zero"']
     return load_config(None, [*base, *overrides])
 
 

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "tokenize and pack a dataset into training blocks"),
     "check-config": ("check_config", "validate a config file and print the resolved config"),
     "train": ("train", "train LoRA adapters headless, with a progress display"),
+    "ablate": ("ablate", "train one config under several SCU arms and seeds, then compare "
+               "them (ablation.json, .md, .png)"),
     "demo": ("demo", "prepare the demo data and fine-tune the embedded model (offline)"),
     "telemetry": ("telemetry", "list power/temperature sources here and stream a few readings"),
     "watch": ("watch", "open the train screen following a run started elsewhere (read-only)"),

@@ -23,7 +23,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.formatting import fmt
+from tscu_tui.formatting import fmt, s_target
 
 
 class ConsoleDisplay:
@@ -59,7 +59,7 @@ class ConsoleDisplay:
         for _ in range(4):
             table.add_column()
         table.add_row("loss", fmt(s and s.loss, ".4f"), "held-out BPT", fmt(self.heldout, ".4f"))
-        table.add_row("S", (f"{s.s:.4f} (target {s.s_target:g})" if s else "n/a"),
+        table.add_row("S", (f"{s.s:.4f} (target {s_target(s.s_target)})" if s else "n/a"),
                       "lambda", fmt(s and s.lambda_reg, ".4g"))
         table.add_row("tokens/s", fmt(s and s.tokens_per_s, ".0f"), "lr", fmt(s and s.lr, ".3g"))
         table.add_row("power", fmt(s and s.power_w, ".1f", " W"),

@@ -13,6 +13,11 @@ def fmt(value: float | None, spec: str, unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def s_target(value: float | str | None) -> str:
+    """S* as shown: a number, or "auto" while (or as configured) it is not resolved."""
+    return "auto" if value is None or isinstance(value, str) else f"{value:g}"
+
+
 def duration(seconds: float | None) -> str:
     """`1h05m` or `4m07s`; n/a when unknown."""
     if seconds is None or not math.isfinite(seconds):

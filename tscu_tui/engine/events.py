@@ -35,7 +35,7 @@ class RunStarted:
     train_tokens: int
     validation_tokens: int
     scu_mode: str
-    s_target: float
+    s_target: float | None  # None: "auto", not resolved yet
     s_initial: float | None
     blas: str
     device: str
@@ -53,7 +53,7 @@ class StepEvent:
     param_bpt: float
     s: float
     s_smoothed: float  # the EMA the controller acts on
-    s_target: float
+    s_target: float | None  # None: "auto", not resolved yet
     lambda_reg: float
     scu_p: float
     scu_i: float

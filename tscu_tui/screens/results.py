@@ -1,7 +1,9 @@
 """The results screen: every run on disk, one opened, two compared, samples, upload.
 
 Runs are found under the config's output directory, its parent and
-`demo_output` (a shallow search). Enter opens the run under the cursor
+`demo_output` (a shallow search); ablations (`tscu ablate`) there and in
+`ablation_output` are listed under the runs, and enter on one shows its table
+and curves. Enter opens the run under the cursor
 (charts, analysis, config, log, samples), escape goes back, `m` marks runs and
 two marks compare them side by side. `g` generates greedily from the base
 model and from base + the run's adapter in the app's one MLX worker; `u`
@@ -21,6 +23,7 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Input, S
 from textual.worker import Worker, WorkerState
 
 from tscu_tui.engine.errors import ModelError
+from tscu_tui.engine.runs.ablations import Ablation, find_ablations
 from tscu_tui.engine.runs.reader import RunSummary, find_runs, load_run, run_roots, shown_roots
 from tscu_tui.engine.runs.sample import DEFAULT_TOKENS, Samples, check_adapter
 from tscu_tui.keys import bind
@@ -28,6 +31,7 @@ from tscu_tui.messages import ConfigChanged
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.error import one_line
 from tscu_tui.screens.upload import UploadDialog
+from tscu_tui.widgets.ablation_view import ABLATION_COLUMNS, AblationView, fill_ablations
 from tscu_tui.widgets.run_columns import (
     COLUMNS,
     next_sort,
@@ -64,6 +68,7 @@ class ResultsScreen(TscuScreen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[RunSummary] = []
+        self.ablations: list[Ablation] = []
         self.skipped: list[str] = []
         self.marked: list[Path] = []  # at most two, oldest first
         self.opened: RunSummary | None = None  # the run in the detail view
@@ -82,8 +87,10 @@ class ResultsScreen(TscuScreen):
                 yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="run-headline", markup=False)
                 yield Static("", id="runs-note", markup=False)
+                yield DataTable(id="ablations", cursor_type="row", zebra_stripes=True)
             yield RunDetailView(id="detail-view")
             yield RunCompareView(id="compare-view")
+            yield AblationView(id="ablation-view")
         yield Static("", id="activity", markup=False)
         yield Footer()
 
@@ -94,6 +101,7 @@ class ResultsScreen(TscuScreen):
         table.add_column("run", key="run")
         for column in COLUMNS:
             table.add_column(column.label, key=column.key)
+        self.query_one("#ablations", DataTable).add_columns(*ABLATION_COLUMNS)
         self.refresh_runs()
         self.set_interval(LIVE_POLL_S, self._follow_live_runs)
 
@@ -118,7 +126,7 @@ class ResultsScreen(TscuScreen):
             case "compare_runs" | "sort_runs" | "reverse_sort":
                 return view == "runs-view"
             case "generate_sample" | "upload_run":
-                return view != "compare-view"
+                return view in ("runs-view", "detail-view")
         return True
 
     # -- the list --------------------------------------------------------------------------
@@ -141,6 +149,8 @@ class ResultsScreen(TscuScreen):
                     f"skipped: {self.skipped[0]}")
         self.query_one("#runs-note", Static).update(note)
         self.query_one("#runs-note").display = bool(note)
+        self.ablations = find_ablations([*roots, Path("ablation_output")])
+        fill_ablations(self.query_one("#ablations", DataTable), self.ablations)
 
     def _fill_table(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -176,6 +186,17 @@ class ResultsScreen(TscuScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "runs":
             self.action_open_run()
+        elif event.data_table.id == "ablations" and event.row_key.value is not None:
+            self.open_ablation(Path(event.row_key.value))
+
+    def open_ablation(self, path: Path) -> None:
+        ablation = next((a for a in self.ablations if a.path == path), None)
+        if ablation is None:
+            return
+        self.query_one("#ablation-view", AblationView).show(ablation)
+        self.query_one("#views", ContentSwitcher).current = "ablation-view"
+        self.query_one("#ablation-table", DataTable).focus()
+        self.refresh_bindings()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "runs":

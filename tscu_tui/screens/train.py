@@ -32,7 +32,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.formatting import duration, energy, fmt
+from tscu_tui.formatting import duration, energy, fmt, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
@@ -383,7 +383,7 @@ class TrainScreen(TscuScreen):
         if self.state == "idle":
             self.query_one("#log", Log).clear()
             self._write_log(f"model {c.model.name}, data {c.data.path}, run dir {c.output.dir}")
-            self._write_log(f"SCU {c.scu.mode} S*={c.scu.target_s:g}; T-SCU "
+            self._write_log(f"SCU {c.scu.mode} S*={s_target(c.scu.target_s)}; T-SCU "
                             f"{'on' if c.tscu.enabled else 'off'}, budget "
                             f"{c.tscu.power_budget_watts:g} W, max "
                             f"{c.tscu.max_temperature_celsius:g} °C")

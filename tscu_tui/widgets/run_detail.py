@@ -20,7 +20,7 @@ from textual_image.widget import Image
 from tscu_tui.engine.runs.files import CURVES_FILE
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
 from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
-from tscu_tui.formatting import fmt
+from tscu_tui.formatting import fmt, s_target
 from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.run_columns import bits_per_j, duration, run_name, steps, telemetry
@@ -208,7 +208,7 @@ class RunDetailView(Vertical):
                 return (f"{fmt(latest, '.3f')} (best {fmt(min(values), '.3f')})"
                         if values else "n/a")
             case "s":
-                return f"{fmt(latest, '.4f')} / S* {fmt(last.get('s_target'), 'g')}"
+                return f"{fmt(latest, '.4f')} / S* {s_target(last.get('s_target'))}"
             case "power":
                 return fmt(latest, ".1f", " W")
             case "temp":

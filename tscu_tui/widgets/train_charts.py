@@ -9,7 +9,7 @@ from textual.containers import Grid
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.events import EvalEvent, StepEvent
-from tscu_tui.formatting import fmt
+from tscu_tui.formatting import fmt, s_target
 from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 
@@ -36,7 +36,9 @@ def references(config: Config) -> dict[str, list[Reference]]:
     """The lines each chart is read against: the power budget, the temperature limits,
     the lower bound of c, the SCU's target."""
     t = config.tscu
-    refs: dict[str, list[Reference]] = {"s": [Reference("S*", config.scu.target_s)]}
+    target = config.scu.target_s  # "auto": no line until the run resolves it
+    refs: dict[str, list[Reference]] = {
+        "s": [Reference("S*", target)] if not isinstance(target, str) else []}
     if t.enabled:
         refs["power"] = [Reference("budget", t.power_budget_watts)]
         refs["temp"] = [Reference("max", t.max_temperature_celsius),
@@ -60,9 +62,11 @@ class TrainCharts(Grid):
         for panel_id in PANELS:
             self.panel(panel_id).set_references(refs.get(panel_id, []))
 
-    def set_target(self, s_target: float) -> None:
-        """S* as the run reports it (a watched run's own, whatever the local config says)."""
-        self.panel("s").set_references([Reference("S*", s_target)])
+    def set_target(self, target: float | None) -> None:
+        """S* as the run reports it (a watched run's own, whatever the local config says;
+        None while "auto" has not resolved)."""
+        self._s_target = target
+        self.panel("s").set_references([Reference("S*", target)] if target is not None else [])
 
     def record_step(self, e: StepEvent) -> None:
         self.panel("power").record(e.power_w, fmt(e.power_w, ".1f", " W"), e.step)
@@ -70,7 +74,9 @@ class TrainCharts(Grid):
         self.panel("control").record(e.control_factor, fmt(e.control_factor, ".2f"), e.step)
         self.panel("tokens-per-s").record(e.tokens_per_s, f"{e.tokens_per_s:,.0f}", e.step)
         self.panel("loss").record(e.loss, f"{e.loss:.4f}", e.step)
-        self.panel("s").record(e.s, f"{e.s:.4f} / S* {e.s_target:g}", e.step)
+        if e.s_target is not None and e.s_target != getattr(self, "_s_target", None):
+            self.set_target(e.s_target)  # "auto" resolved during the run
+        self.panel("s").record(e.s, f"{e.s:.4f} / S* {s_target(e.s_target)}", e.step)
         self.panel("lambda").record(e.lambda_reg, f"{e.lambda_reg:.4g}", e.step)
 
     def record_eval(self, e: EvalEvent) -> None:

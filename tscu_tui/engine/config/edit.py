@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
-from tscu_tui.engine.config.load import field_type
+from tscu_tui.engine.config.load import NUMBER_OR_WORD, field_type
 
 
 def parse_text(section: object, key: str, text: str) -> Any:
@@ -18,7 +18,7 @@ def parse_text(section: object, key: str, text: str) -> Any:
     kind = field_type(section, key)
     if kind is str:
         return text
-    if kind not in (bool, int, float):  # list[str]
+    if kind not in (bool, int, float, NUMBER_OR_WORD):  # list[str]
         return [part.strip() for part in text.split(",") if part.strip()]
     try:
         return tomllib.loads(f"v = {text.strip()}")["v"]

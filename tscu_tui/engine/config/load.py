@@ -28,6 +28,9 @@ def field_type(section: object, key: str) -> Any:
     return get_type_hints(type(section))[key]
 
 
+NUMBER_OR_WORD = float | str  # a number within min/max, or one of the field's choices
+
+
 def all_keys() -> list[str]:
     return [f"{name}.{key}" for name, sec in sections(Config()).items()
             for key in section_fields(sec)]
@@ -38,9 +41,11 @@ def describe_allowed(section: object, key: str) -> str:
     f = section_fields(section)[key]
     kind = field_type(section, key)
     meta = f.metadata
-    if meta.get("choices"):
-        return "one of " + ", ".join(repr(c) for c in meta["choices"])
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    choices = ", ".join(repr(c) for c in meta.get("choices") or ())
+    if choices and kind != NUMBER_OR_WORD:
+        return "one of " + choices
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             NUMBER_OR_WORD: "a number"}
     text = words.get(kind, "a list of strings")
     low, high = meta.get("min"), meta.get("max")
     if low is not None and high is not None:
@@ -50,13 +55,17 @@ def describe_allowed(section: object, key: str) -> str:
         text += f" {'>' if meta.get('min_exclusive') else '>='} {low:g}"
     elif high is not None:
         text += f" <= {high:g}"
-    return text
+    return text + (f" or {choices}" if choices else "")
 
 
 def check_value(section: object, key: str, value: Any) -> tuple[Any, bool]:
     """Return (value coerced to the field's type, ok)."""
     kind = field_type(section, key)
     meta = section_fields(section)[key].metadata
+    if kind == NUMBER_OR_WORD:
+        if isinstance(value, str):
+            return value, value in (meta.get("choices") or ())
+        kind = float
     if kind is bool:
         return value, isinstance(value, bool)
     if kind is int:

@@ -18,7 +18,10 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
             min_exclusive: bool = False, choices: tuple[str, ...] | None = None) -> Any:
-    """Declare a config field with its help text and allowed values."""
+    """Declare a config field with its help text and allowed values.
+
+    A `float | str` field takes a number within min/max or one of `choices`
+    (e.g. `scu.target_s`: a number or "auto")."""
     meta = {"help": help, "min": min, "max": max, "min_exclusive": min_exclusive,
             "choices": choices}
     if isinstance(default, list):
@@ -110,12 +113,22 @@ class TrainConfig:
 class ScuConfig:
     """Shannon Control Unit: a PI controller on lambda so S tracks its target."""
 
-    mode: str = setting("pi", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
-                              "penalty.", choices=("pi", "fixed", "off"))
-    target_s: float = setting(0.01, "Target S = ParamBPT / (DataBPT + ParamBPT).",
-                              min=0.0, max=1.0, min_exclusive=True)
+    mode: str = setting("off", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
+                               "penalty (S is still measured). 'off' is the default: in the "
+                               "ablation (README, The SCU) no penalised arm beat it.",
+                        choices=("pi", "fixed", "off"))
+    target_s: float | str = setting(
+        "auto", "Target S = ParamBPT / (DataBPT + ParamBPT); 'auto' = the smoothed S the run "
+              "reaches at the end of warm-up (at least 10 steps, lambda held at lambda_init "
+              "until then), see README, The SCU.",
+        min=0.0, max=1.0, min_exclusive=True, choices=("auto",))
     prior_sigma: float = setting(0.01, "Std of the Gaussian prior on LoRA weights.",
                                  min=0.0, min_exclusive=True)
+    prior_center: str = setting("init", "Where the Gaussian prior is centred: 'zero' counts "
+                                        "all of sum(w^2); 'init' counts sum((w - w0)^2) from "
+                                        "the adapter's initial weights, so ParamBPT is 0 at "
+                                        "step 0 and grows with what is learned.",
+                                choices=("init", "zero"))
     tokens_n: int = setting(0, "N in ParamBPT; 0 = tokens in the training set.", min=0)
     lambda_init: float = setting(1.0, "Starting (or fixed) regularisation strength.",
                                  min=0.0)

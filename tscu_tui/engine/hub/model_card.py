@@ -196,6 +196,9 @@ def _gguf_line(source: dict[str, Any]) -> str:
             "by tscu with its quantized tensors kept as stored")
 
 
+_CENTRES = {"zero": "zero", "init": "the adapter's initial weights"}
+
+
 def _section_training(run: RunFolder, peft_base: str) -> str:
     cfg, summary = run.config, run.summary
     lora_params = run.adapter_config.get("lora_parameters", {})
@@ -232,8 +235,8 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
         f"- **SCU controller**: mode `{scu.get('mode')}`, target S {scu.get('target_s')}, "
         f"Kp {scu.get('kp')}, Ki {scu.get('ki')}, deadband {scu.get('deadband')}, "
         f"lambda in [{scu.get('lambda_min')}, {scu.get('lambda_max')}] from "
-        f"{scu.get('lambda_init')}, prior sigma {scu.get('prior_sigma')}, "
-        f"EMA alpha {scu.get('ema_alpha')}",
+        f"{scu.get('lambda_init')}, prior sigma {scu.get('prior_sigma')} centred on "
+        f"{_CENTRES.get(scu.get('prior_center', 'zero'), '?')}, EMA alpha {scu.get('ema_alpha')}",
         f"- **T-SCU governor**: {'enabled' if tscu.get('enabled') else 'disabled'}, power budget "
         f"{tscu.get('power_budget_watts')} W, max temperature "
         f"{tscu.get('max_temperature_celsius')} °C, emergency stop "

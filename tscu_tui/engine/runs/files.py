@@ -15,3 +15,8 @@ ARGS_FILE = "training_args.json"
 EVENTS_FILE = "events.jsonl"
 CURVES_FILE = "training_curves.png"  # the end-of-run picture (engine/train/plots.py)
 LOG_FILE = Path("logs") / "mlx_training.log"
+
+# An ablation folder (`tscu ablate`): its report, and the runs under runs/.
+ABLATION_JSON = "ablation.json"
+ABLATION_MD = "ablation.md"
+ABLATION_PNG = "ablation.png"

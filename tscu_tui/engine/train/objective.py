@@ -1,8 +1,10 @@
 """The SCU objective (TSCU.md section 1), differentiable end to end.
 
-loss = CE + lambda * sum(w^2) / (2 sigma^2 N), computed inside
+loss = CE + lambda * sum((w - w0)^2) / (2 sigma^2 N), computed inside
 `nn.value_and_grad`, so lambda reaches the gradients. lambda is passed in as
 an array each step (a constant of the step, never a trainable parameter).
+w0, the prior's centre, is 0 (`scu.prior_center = "zero"`) or the adapter's
+initial weights (`"init"`: the anchor, a frozen copy taken before step 0).
 """
 
 from __future__ import annotations
@@ -28,9 +30,26 @@ def penalty_scale(prior_sigma: float, tokens_n: int) -> float:
     return 1.0 / (2.0 * prior_sigma**2 * tokens_n)
 
 
-def sum_of_squares(model: nn.Module) -> mx.array:
-    leaves = [v for _, v in tree_flatten(model.trainable_parameters())]
-    return sum((mx.sum(mx.square(v.astype(mx.float32))) for v in leaves), mx.array(0.0))
+Anchor = dict[str, mx.array]  # trainable parameter name -> its value at the prior's centre
+
+
+def anchor_of(model: nn.Module) -> Anchor:
+    """A frozen float32 copy of the trainable weights: the prior's centre for "init"."""
+    anchor = {name: mx.array(v.astype(mx.float32))
+              for name, v in tree_flatten(model.trainable_parameters())}
+    mx.eval(anchor)
+    return anchor
+
+
+def sum_of_squares(model: nn.Module, anchor: Anchor | None = None) -> mx.array:
+    """sum((w - w0)^2) over the trainable weights; w0 = 0 without an anchor."""
+    total = mx.array(0.0)
+    for name, value in tree_flatten(model.trainable_parameters()):
+        delta = value.astype(mx.float32)
+        if anchor is not None:
+            delta = delta - anchor[name]
+        total = total + mx.sum(mx.square(delta))
+    return total
 
 
 def _per_token(model: nn.Module, logits: mx.array, targets: mx.array) -> mx.array:
@@ -76,13 +95,14 @@ def cross_entropy(model: nn.Module, batch: mx.array, reduction: str = "mean") ->
         else per_token
 
 
-def make_objective(scale: float) -> Callable[..., tuple[mx.array, mx.array, mx.array]]:
+def make_objective(scale: float, anchor: Anchor | None = None
+                   ) -> Callable[..., tuple[mx.array, mx.array, mx.array]]:
     """f(model, batch, lambda_reg) -> (loss, ce, sum_sq); loss is what gets differentiated."""
 
     def objective(model: nn.Module, batch: mx.array, lambda_reg: mx.array
                   ) -> tuple[mx.array, mx.array, mx.array]:
         ce = cross_entropy(model, batch)
-        sq = sum_of_squares(model)
+        sq = sum_of_squares(model, anchor)
         return ce + lambda_reg * scale * sq, ce, sq
 
     return objective

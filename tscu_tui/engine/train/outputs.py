@@ -62,6 +62,15 @@ def _nodes(steps: list[dict[str, Any]], durations: list[float]) -> list[dict[str
     return nodes
 
 
+def resolved_target(steps: list[dict[str, Any]], config: Config) -> float | None:
+    """S* as the run used it: the config's number, or what "auto" resolved to (None while
+    it has not)."""
+    if not isinstance(config.scu.target_s, str):
+        return config.scu.target_s
+    return next((s["s_target"] for s in reversed(steps) if s.get("s_target") is not None),
+                None)
+
+
 def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
                    avg_power_watts: float | None = None) -> dict[str, Any]:
     """Everything is derived from the step/eval history (which survives resumes), except
@@ -69,7 +78,8 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
     the live telemetry knows."""
     steps, evals = history["steps"], history["evals"]
     bpts = [e["heldout_bpt"] for e in evals]
-    target, band = config.scu.target_s, max(config.scu.deadband * 2, config.scu.target_s * 0.25)
+    target = resolved_target(steps, config)
+    band = max(config.scu.deadband * 2, (target or 0.0) * 0.25)
     settled = steps[len(steps) // 4:]  # after warm-up
     durations = [s["step_s"] + (s.get("idle_s") or 0.0) for s in steps]
     measured = [(d, s) for d, s in zip(durations, steps, strict=True)
@@ -91,9 +101,11 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
             "mode": config.scu.mode,
             "target_s": target,
             "s": _stats([s["s"] for s in steps]),
+            "target_s_setting": config.scu.target_s,
+            "prior_center": config.scu.prior_center,
             "s_within_band_fraction_after_warmup": (
                 sum(abs(s["s_smoothed"] - target) <= band for s in settled) / len(settled)
-                if settled else None),
+                if settled and target is not None else None),
             "band": band,
             "lambda": _stats([s["lambda_reg"] for s in steps]),
             "data_bpt": _stats([s["data_bpt"] for s in steps]),

@@ -28,12 +28,16 @@ from tscu_tui.engine.events import (
 from tscu_tui.engine.runs.files import EVENTS_FILE, LOG_FILE
 
 
+def _target(value: float | None) -> str:
+    return "auto" if value is None else f"{value:.4f}"
+
+
 def _line(event: Event, logging_steps: int) -> str | None:
     match event:
         case StepEvent() if event.step % logging_steps == 0 or event.step == event.max_steps:
             text = (f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
                     f"data_bpt {event.data_bpt:.4f} param_bpt {event.param_bpt:.5f} "
-                    f"S {event.s:.4f} (target {event.s_target:.4f}) lambda "
+                    f"S {event.s:.4f} (target {_target(event.s_target)}) lambda "
                     f"{event.lambda_reg:.4g} lr {event.lr:.3g} tok/s {event.tokens_per_s:.0f}")
             if event.power_w is not None:
                 text += f" {event.power_w:.1f} W"

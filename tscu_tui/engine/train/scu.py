@@ -57,15 +57,22 @@ class LambdaController:
     def _clip(self, value: float) -> float:
         return min(max(value, self.gains.lambda_min), self.gains.lambda_max)
 
+    def observe(self, s_measured: float, dt: float = 1.0) -> float | None:
+        """Smooth a measured S without acting on lambda; return the smoothed S."""
+        if math.isfinite(s_measured):
+            if self.s_smoothed is None:
+                self.s_smoothed = s_measured
+            else:
+                alpha = 1.0 - (1.0 - self.gains.ema_alpha) ** dt
+                self.s_smoothed += alpha * (s_measured - self.s_smoothed)
+        return self.s_smoothed
+
     def update(self, s_measured: float, dt: float = 1.0) -> ScuReading:
         g = self.gains
         if not math.isfinite(s_measured):  # a bad step must not poison the state
             return self._reading(s_measured, 0.0, 0.0, in_deadband=True, saturated=False)
-        if self.s_smoothed is None:
-            self.s_smoothed = s_measured
-        else:
-            alpha = 1.0 - (1.0 - g.ema_alpha) ** dt
-            self.s_smoothed += alpha * (s_measured - self.s_smoothed)
+        self.observe(s_measured, dt)
+        assert self.s_smoothed is not None
         error = self.s_smoothed - self.target_s
         if abs(error) <= g.deadband:
             self.integral *= g.leak ** dt

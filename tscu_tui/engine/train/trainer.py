@@ -24,7 +24,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_map
 
-from tscu_tui.engine.config import Config, ScuConfig, to_dict
+from tscu_tui.engine.config import Config, to_dict
 from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.errors import TscuError
@@ -58,22 +58,15 @@ from tscu_tui.engine.train.batches import BlockSampler, SamplerState
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
-from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale, sum_of_squares
+from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale
 from tscu_tui.engine.train.outputs import write_outputs
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.schedule import lr_at
-from tscu_tui.engine.train.scu import LambdaController, ScuGains
+from tscu_tui.engine.train.scu_run import RunScu
 from tscu_tui.engine.train.thermal import ThermalControl, ThermalStep
 
 KEEP_CHECKPOINTS = 2
-
-
-def scu_controller(scu: ScuConfig) -> LambdaController:
-    gains = ScuGains(kp=scu.kp, ki=scu.ki, deadband=scu.deadband,
-                     integral_max=scu.integral_max, ema_alpha=scu.ema_alpha, leak=scu.leak,
-                     lambda_min=scu.lambda_min, lambda_max=scu.lambda_max)
-    return LambdaController(target_s=scu.target_s, lambda_init=scu.lambda_init, gains=gains)
 
 
 @dataclass
@@ -238,8 +231,8 @@ class Trainer:
 
         n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
         self.scale = penalty_scale(cfg.scu.prior_sigma, n_tokens)
-        self.controller = scu_controller(cfg.scu)
-        self.lambda_reg = 0.0 if cfg.scu.mode == "off" else cfg.scu.lambda_init
+        self.scu = RunScu(cfg.scu, cfg.train, self.scale)
+        self.scu.set_anchor(model)  # the adapter as initialised: before any restore
 
         self.optimizer = optim.AdamW(learning_rate=lr_at(0, cfg.train),
                                      weight_decay=cfg.train.weight_decay)
@@ -257,8 +250,7 @@ class Trainer:
                                       evals_without_best=s["evals_without_best"],
                                       last_bpt=s["last_bpt"],
                                       sampler=SamplerState(**s["sampler"]))
-            self.controller.load_state_dict(s["scu"])
-            self.lambda_reg = s["lambda_reg"]
+            self.scu.load_state_dict(s["scu"], s["lambda_reg"])
             self._resume_state = s
         elif self.resume:
             self.resume = False  # nothing saved yet: a fresh start is the honest resume
@@ -341,7 +333,7 @@ class Trainer:
         """Compile the micro-step (loss + grads, accumulated) and the update."""
         model, optimizer = self.model, self.optimizer
         max_norm = self.config.train.max_grad_norm
-        value_and_grad = nn.value_and_grad(model, make_objective(self.scale))
+        value_and_grad = nn.value_and_grad(model, make_objective(self.scale, self.scu.anchor))
         state = [model.state, mx.random.state]
 
         @partial(mx.compile, inputs=state, outputs=state)
@@ -387,7 +379,7 @@ class Trainer:
             if cfg.tscu.lr_coupling and self.thermal.governor.control_factor < 1.0:
                 lr *= self.thermal.governor.control_factor  # documented opt-in, off by default
             self.optimizer.learning_rate = mx.array(lr, dtype=mx.float32)
-            lam = mx.array(self.lambda_reg, dtype=mx.float32)
+            lam = mx.array(self.scu.lambda_reg, dtype=mx.float32)
             # Dropout randomness is a function of (seed, step, rank): a resumed run draws
             # exactly what the uninterrupted one would have, with no RNG state saved.
             mx.random.seed(cfg.train.seed * 1_000_003 + p.step
@@ -402,7 +394,7 @@ class Trainer:
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
             grads = self.parallel.average_gradients(grads)
             agreed = self.parallel.agree_step(loss_sum / accum, ce_sum / accum, sq,
-                                              self.lambda_reg, Command.STOP in self._requests,
+                                              self.scu.lambda_reg, Command.STOP in self._requests,
                                               Command.SAVE in self._requests)
             self._requests.clear()
             loss_mean, ce_mean, sq = agreed.loss, agreed.ce, agreed.sq
@@ -449,12 +441,10 @@ class Trainer:
             set_blas_threads(change.threads)
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
-        p_term = i_term = 0.0
-        smoothed = info.s
-        if cfg.scu.mode == "pi" and not skipped:
-            reading = self.controller.update(info.s)
-            self.lambda_reg, p_term, i_term = reading.lambda_reg, reading.p_term, reading.i_term
-            smoothed = reading.s_smoothed
+        scu = self.scu.after_step(info.s, p.step, skipped)
+        if scu.resolved_now:
+            self.log(f"scu.target_s = auto resolved to {scu.target_s:.5f} (the smoothed S at "
+                     f"step {p.step}); the controller holds it from here")
         # Recent speed, not the run average: the first step includes compilation.
         self._step_s_ema = step_s if self._step_s_ema is None else (
             0.8 * self._step_s_ema + 0.2 * step_s)
@@ -466,8 +456,9 @@ class Trainer:
         remaining = (cfg.train.max_steps - p.step) * self._wall_s_ema
         self.emit(StepEvent(
             step=p.step, max_steps=cfg.train.max_steps, loss=loss, data_bpt=info.data_bpt,
-            param_bpt=info.param_bpt, s=info.s, s_smoothed=smoothed, s_target=cfg.scu.target_s,
-            lambda_reg=self.lambda_reg, scu_p=p_term, scu_i=i_term, lr=lr,
+            param_bpt=info.param_bpt, s=info.s, s_smoothed=scu.s_smoothed,
+            s_target=scu.target_s, lambda_reg=scu.lambda_reg, scu_p=scu.p_term,
+            scu_i=scu.i_term, lr=lr,
             grad_norm=grad_norm, tokens=p.tokens, tokens_per_s=rate, step_s=step_s,
             elapsed_s=p.elapsed_s, eta_s=remaining, skipped=skipped,
             power_w=thermal.power_w, temp_c=thermal.temp_c,
@@ -527,7 +518,7 @@ class Trainer:
                 lora.save_adapters(self.run_dir / "best", self.model, self.adapter_config)
         elif p.step > 0:
             p.evals_without_best += 1
-        param_bpt = budget(0.0, sum_of_squares(self.model).item(), self.scale).param_bpt
+        param_bpt = budget(0.0, self.scu.sum_sq(self.model).item(), self.scale).param_bpt
         assert self.thermal is not None
         eff = self.thermal.on_eval(result.bpt + param_bpt, p.tokens,
                                    self.data.meta.split("train").tokens)
@@ -592,7 +583,7 @@ class Trainer:
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
                  "sampler": {"epoch": self.sampler.state.epoch,
                              "position": self.sampler.state.position},
-                 "scu": self.controller.state_dict(), "lambda_reg": self.lambda_reg,
+                 "scu": self.scu.state_dict(), "lambda_reg": self.scu.lambda_reg,
                  "fingerprint": self._fingerprint(), "history": self._recorder.history,
                  "thermal": self.thermal.state_dict() if self.thermal else {}}
         path = save_checkpoint(self.run_dir, p.step, self.model, self.optimizer, state,
@@ -610,19 +601,23 @@ class Trainer:
             trainable_params=self.trainable, total_params=self.total,
             train_tokens=meta.split("train").tokens,
             validation_tokens=meta.split("validation").tokens, scu_mode=cfg.scu.mode,
-            s_target=cfg.scu.target_s, s_initial=s0, blas=BLAS.detail,
+            s_target=self.scu.target, s_initial=s0, blas=BLAS.detail,
             device=str(mx.default_device()),
             telemetry=self.thermal.reason if self.thermal else "",
             world_size=self.parallel.world.size, backend=self.parallel.world.backend))
-        target = cfg.scu.target_s
-        if cfg.scu.mode == "pi" and self.progress.step == 0 and max(s0 / target,
-                                                                    target / s0) > 10:
+        target = self.scu.target
+        if cfg.scu.mode != "pi" or self.progress.step > 0:
+            return
+        if target is None:
+            self.log(f"scu.target_s = auto: lambda stays at {cfg.scu.lambda_init:g} until step "
+                     f"{self.scu.resolve_at}, then S* = the smoothed S reached there")
+        elif s0 > 0 and max(s0 / target, target / s0) > 10:
             self.log(f"S starts at {s0:.4f}, {'far above' if s0 > target else 'far below'} "
                      f"the target {target:g}: lambda may sit at a bound for long", "warning")
 
     def _current_s(self) -> float:
         """S at the current weights, with DataBPT from the last eval (else log2 vocab)."""
-        sq = sum_of_squares(self.model).item()
+        sq = self.scu.sum_sq(self.model).item()
         data_bpt = self.progress.last_bpt or math.log2(self.data.meta.vocab_size)
         return budget(data_bpt * math.log(2), sq, self.scale).s
 
@@ -640,7 +635,8 @@ class Trainer:
             "tokens": p.tokens, "train_seconds": p.elapsed_s, "wall_seconds": wall_s,
             "trainable_parameters": self.trainable, "total_parameters": self.total,
             "best_heldout_bpt": p.best_bpt if math.isfinite(p.best_bpt) else None,
-            "final_heldout_bpt": p.last_bpt, "final_lambda": self.lambda_reg,
+            "final_heldout_bpt": p.last_bpt, "final_lambda": self.scu.lambda_reg,
+            "target_s": self.scu.target, "prior_center": cfg.scu.prior_center,
             "base_model": cfg.model.name, "base_model_source": model_source(cfg.model.name),
             "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
