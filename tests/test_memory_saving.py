@@ -11,7 +11,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 from runs import tiny_config, train
 
-import tscu_tui.engine.models.checkpointing as checkpointing
+import tscu_tui.engine.models.fused_loss as fused_loss
 import tscu_tui.engine.models.memory as memory
 from tscu_tui.engine.config import load_config
 from tscu_tui.engine.models.checkpointing import (
@@ -114,8 +114,6 @@ def test_recomputed_dequantized_weights_match_stored_ones(batch, monkeypatch):
 def test_chunked_loss_matches_the_whole_batch(batch, monkeypatch, head_slices):
     """Chunks of tokens, and (head_slices > 1) the output projection's float32 copy made
     a slice of the vocabulary at a time, as for Qwen3's 151,936-token head."""
-    import tscu_tui.engine.models.fused_loss as fused_loss
-
     model = tiny_model()
     loss, grads = loss_and_grads(model, batch)
     head_bytes = 4096 * 256 * 4  # the tiny model's vocab x hidden in float32
@@ -128,7 +126,7 @@ def test_chunked_loss_matches_the_whole_batch(batch, monkeypatch, head_slices):
         loss_s, grads_s = loss_and_grads(model, batch)
         assert loss_s == pytest.approx(loss, rel=1e-5)
         assert max_diff(grads, grads_s) <= 1e-5 * scale_of(grads)
-    monkeypatch.setattr(checkpointing, "CHUNK_LOGITS_BYTES", 4096 * 4 * 48)
+    monkeypatch.setattr(fused_loss, "CHUNK_LOGITS_BYTES", 4096 * 4 * 48)
     assert set_loss_chunking(model, 4 * 64) == 48  # 256 tokens in 6 chunks, the last short
     loss_c, grads_c = loss_and_grads(model, batch)
     assert loss_c == pytest.approx(loss, rel=1e-5)

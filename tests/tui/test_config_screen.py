@@ -189,8 +189,8 @@ async def test_choice_fields_are_picked_from_a_list(app: TscuApp) -> None:
         await pilot.press("enter")
         picker = app.screen
         assert isinstance(picker, ChoicePicker) and picker.choices == ["pi", "fixed", "off"]
-        assert picker.query_one("#choice-list").highlighted == 0  # the current value, pi
-        await pilot.press("down", "enter")
+        assert picker.query_one("#choice-list").highlighted == 2  # the current value, off
+        await pilot.press("up", "enter")
         assert not isinstance(app.screen, ChoicePicker)
         assert app.config.scu.mode == "fixed" and row(app, "mode")[0] == "*"
         await pilot.press("enter", "escape")  # escape keeps the value

@@ -23,12 +23,11 @@ from typing import Any
 import mlx.nn as nn
 
 from tscu_tui.engine.config import Config
+from tscu_tui.engine.models import fused_loss
 from tscu_tui.engine.models.runtime import mx
 
 #: architectures whose Model.__call__ is `head(self.model(inputs))` and nothing else
 SPLIT_HEAD_MODULES = ("mlx_lm.models.llama", "mlx_lm.models.qwen2", "mlx_lm.models.qwen3")
-#: a micro-batch's logits above this many bytes are computed a chunk of tokens at a time
-CHUNK_LOGITS_BYTES = 256 * 1024**2
 _MARK = "_tscu_checkpointed"
 _CHUNK = "_tscu_loss_chunk_tokens"
 _TWINS: dict[type, type] = {}
@@ -116,21 +115,20 @@ def project(layer: nn.Module, hidden: mx.array) -> mx.array:
 
 def set_loss_chunking(model: nn.Module, tokens_per_micro_batch: int) -> int:
     """Compute the loss a chunk of tokens at a time (objective.cross_entropy) when a
-    micro-batch's logits would exceed CHUNK_LOGITS_BYTES, or when the output projection's
-    float32 copy would exceed fused_loss.HEAD_SLICE_BYTES (the fused loss makes it a
-    slice at a time); returns the chunk size in tokens (0 = the plain loss)."""
-    from tscu_tui.engine.models import fused_loss
-
+    micro-batch's logits would exceed fused_loss.CHUNK_LOGITS_BYTES, or when the output
+    projection's float32 copy would exceed fused_loss.HEAD_SLICE_BYTES (the fused loss
+    makes it a slice at a time); returns the chunk size in tokens (0 = the plain loss)."""
     vocab = int(getattr(getattr(model, "args", None), "vocab_size", 0) or 0)
     split = split_head(model) if vocab else None
     chunk = 0
     if split is not None:
-        big_logits = tokens_per_micro_batch * vocab * 4 > CHUNK_LOGITS_BYTES
+        big_logits = tokens_per_micro_batch * vocab * 4 > fused_loss.CHUNK_LOGITS_BYTES
         layer = split[1]
-        big_head = fused_loss.supports(layer) and \
-            layer["scales"].shape[1] * layer.group_size * vocab * 4 > fused_loss.HEAD_SLICE_BYTES
-        if big_logits or big_head:
-            chunk = max(1, min(tokens_per_micro_batch, CHUNK_LOGITS_BYTES // (vocab * 4)))
+        head_bytes = layer["scales"].shape[1] * layer.group_size * vocab * 4 \
+            if fused_loss.supports(layer) else 0
+        if big_logits or head_bytes > fused_loss.HEAD_SLICE_BYTES:
+            per_chunk = fused_loss.CHUNK_LOGITS_BYTES // (vocab * 4)
+            chunk = max(1, min(tokens_per_micro_batch, per_chunk))
     setattr(model, _CHUNK, chunk)
     return chunk
 

@@ -26,6 +26,9 @@ from tscu_tui.engine.models.runtime import mx
 
 #: the head's float32 copy is made in slices of at most this many bytes
 HEAD_SLICE_BYTES = 256 * 1024**2
+#: a micro-batch's logits above this many bytes are computed a chunk of tokens at a time
+#: (checkpointing.set_loss_chunking)
+CHUNK_LOGITS_BYTES = 256 * 1024**2
 
 
 def _spans(total: int, step: int) -> list[tuple[int, int]]:

@@ -234,8 +234,7 @@ def prepared_block_size(data_path: str) -> int | None:
 
 def loss_chunk_tokens(shape: ModelShape, tokens: int, cpu: bool = True) -> int:
     """Tokens per loss chunk (checkpointing.set_loss_chunking's rule), 0 = no chunking."""
-    from tscu_tui.engine.models.checkpointing import CHUNK_LOGITS_BYTES
-    from tscu_tui.engine.models.fused_loss import HEAD_SLICE_BYTES
+    from tscu_tui.engine.models.fused_loss import CHUNK_LOGITS_BYTES, HEAD_SLICE_BYTES
 
     v = shape.vocab_size
     big_head = cpu and shape.bits < 16 and shape.hidden_size * v * 4 > HEAD_SLICE_BYTES
