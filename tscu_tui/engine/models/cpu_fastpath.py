@@ -10,7 +10,7 @@ module keeps weights *stored* 4-bit but multiplies dequantized, in float32:
   fusing and saving treat them exactly as before, parameter names included.
   MLX's own classes are never modified.
 - The float32 copy lives only as long as the forward matmul: the backward pass
-  dequantizes again (`_dequantized_matmul`, a custom VJP whose recomputation
+  dequantizes again (`dequantized_matmul`, a custom VJP whose recomputation
   depends on the incoming gradient, so `mx.compile` cannot merge it with the
   forward's). Keeping the copies instead would hold every adapted layer's weights
   in float32 from forward to backward: 14.6 GB for Qwen3-4B, 8x its 4-bit size.
