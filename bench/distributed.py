@@ -15,7 +15,7 @@ included) and the 2-rank / 1-rank ratio, plus each run's wall time from start
 to exit (start-up, evaluation and writing included). Run it on an otherwise
 idle machine: with other work on the cores the ratio means nothing.
 
-    python bench/distributed.py [--steps 40]
+    python bench/distributed.py [--steps 40] [--preset demo|real]
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def run(label: str, config: Path, out: Path, threads: int, launch: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--preset", choices=("demo", "real"), default="demo",
+                        help="demo: the embedded model; real: SmolLM2-135M on pydoc")
     args = parser.parse_args()
     from tscu_tui.commands.demo import demo_config, ensure_demo_data
     from tscu_tui.engine.config import save_config
@@ -61,14 +63,16 @@ def main() -> None:
         root = Path(tmp)
         config = demo_config(str(root), [
             f"train.max_steps={args.steps}", "train.eval_steps=100000",
-            "train.save_steps=100000", "tscu.enabled=false", 'telemetry.source="none"'])
+            "train.save_steps=100000", "tscu.enabled=false", 'telemetry.source="none"'],
+            args.preset)
         ensure_demo_data(config)
         save_config(root / "bench.toml", config)
         one = run("1 rank x 2 threads", root / "bench.toml", root / "one", 2, 1)
         two = run("2 ranks x 1 thread", root / "bench.toml", root / "two", 1, 2)
     batch = config.train.batch_size * config.train.gradient_accumulation_steps
-    print(f"\ndemo preset (embedded model, global batch {batch} x {config.data.block_size} "
-          f"tokens), {args.steps} steps, {os.cpu_count()} cores; tokens/s (steady state)")
+    print(f"\n{args.preset} preset ({config.model.name}, global batch {batch} x "
+          f"{config.data.block_size} tokens), {args.steps} steps, {os.cpu_count()} cores; "
+          "tokens/s (steady state)")
     print(f"  1 rank  x 2 BLAS threads   {one['tokens_per_s']:8.0f}   wall {one['wall_s']:.1f} s")
     print(f"  2 ranks x 1 BLAS thread    {two['tokens_per_s']:8.0f}   wall {two['wall_s']:.1f} s")
     print(f"  2 ranks / 1 rank           {two['tokens_per_s'] / one['tokens_per_s']:8.2f}x")
