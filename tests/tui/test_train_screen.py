@@ -247,7 +247,10 @@ async def test_a_run_that_will_not_fit_asks_before_starting(demo_data, tmp_path,
     # Free memory is this machine's reading; pretend only 1 MiB is free.
     monkeypatch.setattr(memory, "available_memory", lambda: 1 << 20)
     out = tmp_path / "run"
-    app = TscuApp(tiny_config(demo_data, out, "train.max_steps=4"), tmp_path / "tscu.toml")
+    # grad_checkpoint=false: the dialog is the point here; with "auto" the pretended 1 MiB
+    # would also turn checkpointing on (tests/test_memory_saving.py covers that).
+    app = TscuApp(tiny_config(demo_data, out, "train.max_steps=4", "train.grad_checkpoint=false"),
+                  tmp_path / "tscu.toml")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await pilot.press("s")
