@@ -6,8 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-from tscu_tui.engine.errors import TscuError
-
 DEFAULT_ARMS = "off,fixed:0.1,fixed:1,pi:0.01,pi:auto,default"
 
 
@@ -30,15 +28,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _steps(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        steps = int(text)
-    except ValueError:
-        raise TscuError(f"--steps {text}: must be a whole number >= 1") from None
-    if steps < 1:
-        raise TscuError(f"--steps {text}: must be at least 1")
-    return steps
+    from tscu_tui.engine.train.ablation import parse_count
+
+    return None if text is None else parse_count("--steps", text)
 
 
 def run(args: argparse.Namespace) -> int:

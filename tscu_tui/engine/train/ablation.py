@@ -96,14 +96,19 @@ def parse_arms(text: str) -> list[Arm]:
     return arms
 
 
-def parse_seeds(text: str) -> int:
+def parse_count(flag: str, text: str) -> int:
+    """A whole number >= 1 given to `flag`, or a one-line error naming the flag."""
     try:
-        seeds = int(text)
+        count = int(text)
     except ValueError:
-        raise TscuError(f"--seeds {text}: must be a whole number >= 1") from None
-    if seeds < 1:
-        raise TscuError(f"--seeds {text}: must be at least 1")
-    return seeds
+        raise TscuError(f"{flag} {text}: must be a whole number >= 1") from None
+    if count < 1:
+        raise TscuError(f"{flag} {text}: must be at least 1")
+    return count
+
+
+def parse_seeds(text: str) -> int:
+    return parse_count("--seeds", text)
 
 
 @dataclass(frozen=True)
