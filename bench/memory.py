@@ -63,7 +63,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import mlx.optimizers as optim
 
     from tscu_tui.engine.config import load_config
-    from tscu_tui.engine.models.checkpointing import plan_memory, use_grad_checkpoint
+    from tscu_tui.engine.models.checkpointing import plan_memory
     from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
     from tscu_tui.engine.models.load import load_model
     from tscu_tui.engine.models.memory import (
@@ -141,7 +141,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     loss = step(data)
     mx.eval(loss, state)
     seconds = time.perf_counter() - started
-    del use_grad_checkpoint  # imported to fail early if the module moved
     return {"peak_mlx": peak_memory_bytes(), "peak_rss": peak_rss_bytes(),
             "estimate_arrays": estimate.arrays, "estimate_total": estimate.total,
             "breakdown": estimate.breakdown(), "seconds": seconds, "loss": loss.item(),
