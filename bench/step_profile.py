@@ -12,13 +12,16 @@ r=8 on all seven projections, it measures in one process per side:
 - the remainder (step minus the parts): graph building, copies, reshapes,
   Python and synchronisation.
 
-"before" runs with TSCU_CPU_KERNELS=0 TSCU_MALLOC=default (mlx-lm's and MLX's own
-ops, glibc's default allocator settings), "after" with tscu's CPU path. Each side
-is a fresh process, run one after the other, never in parallel. The bound is
+"before" runs with TSCU_CPU_KERNELS=0 TSCU_MALLOC=default TSCU_NATIVE=0 (mlx-lm's
+and MLX's own ops, glibc's default allocator settings), "mlx kernels" with tscu's
+CPU path in pure MLX ops (TSCU_NATIVE=0), "after" with tscu's native kernels too
+(csrc/, built by scripts/build_native.py). Each side is a fresh process, run one
+after the other, never in parallel. The bound is
 4 x (matmul parameters) FLOPs per token at the GFLOP/s these very matmuls reach
 in the same process.
 
     python bench/step_profile.py [--model smollm2-135m] [--batch 4] [--block 256]
+                                 [--sides before,mlx-kernels,after]
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from collections.abc import Callable
 
 import tscu_tui.engine  # noqa: F401  (loads OpenBLAS; must come before anything imports mlx)
 
-SIDES = {"before": {"TSCU_CPU_KERNELS": "0", "TSCU_MALLOC": "default"},
-         "after": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": ""}}
+SIDES = {"before": {"TSCU_CPU_KERNELS": "0", "TSCU_MALLOC": "default", "TSCU_NATIVE": "0"},
+         "mlx-kernels": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "0"},
+         "after": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "1"}}
 PARTS = ["matmuls", "dequantize", "lora", "attention", "mlp activation",
          "norms, rope, residuals", "cross-entropy", "optimizer"]
 
@@ -118,8 +122,12 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
 
     quantized = [m for _, m in model.named_modules()
                  if isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding)]
-    out["dequantize"] = best_of(lambda: mx.eval([mx.dequantize(
-        m["weight"], m["scales"], m.get("biases"), group_size=m.group_size, bits=m.bits)
+    from tscu_tui.engine.models import native
+
+    # every quantized weight once, as this side's step dequantizes it (the step does it
+    # twice: forward, and again for the backward pass)
+    out["dequantize"] = best_of(lambda: mx.eval([native.dequantize(
+        m["weight"], m["scales"], m.get("biases"), m.group_size, m.bits, m.mode)
         for m in quantized]))
 
     # LoRA: a layer's adapted projections, minus the same projections without adapters
@@ -186,6 +194,7 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
 
     out["step"] = best_of(step, repeats=steps)
     out["tokens"] = n
+    out["native"] = float(native.available())
     return out
 
 
@@ -208,25 +217,32 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    sides = list(results)
     print(f"\n{args.model}, {args.batch} x {args.block} tokens, LoRA r=8 on all seven "
           "projections, CPU (seconds per step)")
-    print(f"  {'part':26s} {'before':>9s} {'after':>9s}")
+    print(f"  {'part':26s} " + " ".join(f"{side:>12s}" for side in sides))
     for part in [*PARTS, "remainder", "step"]:
         row = []
-        for side in ("before", "after"):
+        for side in sides:
             r = results[side]
             value = r["step"] - sum(r[p] for p in PARTS) if part == "remainder" else r[part]
             row.append(value)
-        print(f"  {part:26s} {row[0]:9.2f} {row[1]:9.2f}")
-    for side in ("before", "after"):
+        print(f"  {part:26s} " + " ".join(f"{value:12.2f}" for value in row))
+    for side in sides:
         r = results[side]
         rate = r["tokens"] / r["step"]
         bound = r["gemm_gflops"] * 1e9 / r["flops_per_token"]
         print(f"  {side}: {rate:6.0f} tokens/s; these matmuls at {r['gemm_gflops']:.0f} GFLOP/s "
               f"bound the step at {bound:.0f} tokens/s "
               f"({r['flops_per_token'] / 1e9:.2f} GFLOP/token): {rate / bound:.0%} of it")
-    speedup = results["before"]["step"] / results["after"]["step"]
-    print(f"  after / before: {speedup:.2f}x")
+    for side in sides:
+        if SIDES[side]["TSCU_NATIVE"] == "1" and not results[side].get("native"):
+            from tscu_tui.engine.models import native
+
+            print(f"  note: {side} ran without native kernels: {native.status().reason}")
+    last = sides[-1]
+    for side in sides[:-1]:
+        print(f"  {last} / {side}: {results[side]['step'] / results[last]['step']:.2f}x")
 
 
 def main() -> None:
@@ -235,12 +251,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per side (best of)")
+    parser.add_argument("--sides", default="before,mlx-kernels,after",
+                        help=f"which of {', '.join(SIDES)}, in order")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args)
         return
-    results = {side: run_side(side, args) for side in ("before", "after")}
+    sides = [side.strip() for side in args.sides.split(",") if side.strip()]
+    unknown = [side for side in sides if side not in SIDES]
+    if unknown or not sides:
+        parser.error(f"--sides: unknown {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(SIDES)}")
+    results = {side: run_side(side, args) for side in sides}
     report(results, args)
 
 

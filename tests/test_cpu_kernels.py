@@ -1,8 +1,9 @@
 """The CPU path's kernels compute what MLX's own ops compute, values and gradients.
 
 Each kernel is checked against the formula written with MLX's `exp`-based ops
-(and mlx-lm's attention), in float32: `2 ** (x log2 e)` differs from `exp(x)` by
-a few ulp, so agreement is to ~1e-5 relative, far below any effect of a bug
+(and mlx-lm's attention), in float32, on both paths: the native kernels (csrc/)
+and the pure-MLX ones. `2 ** (x log2 e)` and the native polynomial differ from
+`exp(x)` by a few ulp, so agreement is to ~1e-5 relative, far below any effect of a bug
 (a wrong mask, a missing term or a transposed head is off by O(1)).
 """
 
@@ -13,9 +14,22 @@ import numpy as np
 import pytest
 
 from tscu_tui.engine.models import cpu_kernels as kernels
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.runtime import mx
 
 TOLERANCE = 2e-5
+
+
+@pytest.fixture(autouse=True, params=["native", "mlx-ops"])
+def kernel_path(request, monkeypatch) -> str:
+    """Every test here runs twice: on the native kernels (csrc/) and on the pure-MLX ones."""
+    if request.param == "native":
+        if not native.available():
+            pytest.skip(f"native kernels: {native.status().reason} (test_native_kernels fails)")
+    else:
+        monkeypatch.setattr(native, "status",
+                            lambda: native.NativeStatus(None, "off for this test"))
+    return request.param
 
 
 def close(a: mx.array, b: mx.array, tol: float = TOLERANCE) -> bool:

@@ -165,6 +165,9 @@ def test_a_run_records_its_peaks_and_its_plan(demo_data, tmp_path: Path):
     events, _ = train(config)
     summary = json.loads((tmp_path / "run" / "mlx_training_summary.json").read_text())
     assert summary["grad_checkpoint"] is True
+    assert summary["cpu_kernels"].startswith("native CPU kernels (")  # built by make setup
+    started = [e for e in events if type(e).__name__ == "RunStarted"]
+    assert started and "native CPU kernels" in started[0].blas
     analysis = json.loads((tmp_path / "run" / "mlx_tscu_analysis.json").read_text())
     assert analysis["memory"]["peak_memory_bytes"] == summary["peak_memory_bytes"]
     assert 0 < summary["peak_memory_bytes"] < summary["peak_rss_bytes"]

@@ -29,13 +29,14 @@ from typing import Any
 
 import mlx.nn as nn
 
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.cpu_kernels import kernels_enabled, use_cpu_kernels
 from tscu_tui.engine.models.runtime import mx
 
 
 def _dequantized(layer: nn.QuantizedLinear | nn.QuantizedEmbedding) -> mx.array:
-    return mx.dequantize(layer["weight"], scales=layer["scales"], biases=layer.get("biases"),
-                         group_size=layer.group_size, bits=layer.bits, mode=layer.mode)
+    return native.dequantize(layer["weight"], layer["scales"], layer.get("biases"),
+                             layer.group_size, layer.bits, layer.mode)
 
 
 def recompute_enabled() -> bool:
@@ -48,8 +49,8 @@ def _matmul_fn(group_size: int, bits: int, mode: str, with_biases: bool) -> Any:
     """x @ dequantize(w).T whose VJP dequantizes again instead of keeping the copy."""
 
     def weight(w: mx.array, scales: mx.array, biases: mx.array) -> mx.array:
-        return mx.dequantize(w, scales=scales, biases=biases if with_biases else None,
-                             group_size=group_size, bits=bits, mode=mode)
+        return native.dequantize(w, scales, biases if with_biases else None, group_size,
+                                 bits, mode)
 
     @mx.custom_function
     def matmul(x: mx.array, w: mx.array, scales: mx.array, biases: mx.array) -> mx.array:

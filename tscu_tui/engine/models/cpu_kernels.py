@@ -32,6 +32,7 @@ from typing import Any
 
 import mlx.nn as nn
 
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.runtime import mx
 
 LOG2E = 1.0 / math.log(2.0)
@@ -56,13 +57,20 @@ def _sigmoid(x: mx.array) -> mx.array:
     return 1.0 / (1.0 + exp(-x))  # exp(-x) = inf for x < -88 gives exactly 0
 
 
-@mx.custom_function
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
-    """silu(gate) * up."""
+    """silu(gate) * up (native when built; see native.py)."""
+    if native.available() and gate.dtype == up.dtype == mx.float32 and gate.shape == up.shape:
+        return native.swiglu(gate, up)
+    return mlx_swiglu(gate, up)
+
+
+@mx.custom_function
+def mlx_swiglu(gate: mx.array, up: mx.array) -> mx.array:
+    """silu(gate) * up in MLX ops."""
     return gate * _sigmoid(gate) * up
 
 
-@swiglu.vjp
+@mlx_swiglu.vjp
 def _swiglu_vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
                 ) -> tuple[mx.array, mx.array]:
     gate, up = primals
@@ -112,23 +120,35 @@ def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.a
     group = heads // kv_heads  # query heads per key/value head (GQA)
     q = (queries * scale).reshape(b, kv_heads, group * length, dim)
     scores = (q @ keys.swapaxes(-1, -2)).reshape(b, kv_heads, group, length, span)
-    if causal and length > 1:
-        scores = scores + causal_mask(length, span)
-    probs = softmax(scores).reshape(b, kv_heads, group * length, span)
+    queries = length if causal and length > 1 else 0
+    if native.available():
+        probs = native.causal_softmax(scores, queries)
+    else:
+        if queries:
+            scores = scores + causal_mask(length, span)
+        probs = softmax(scores)
+    probs = probs.reshape(b, kv_heads, group * length, span)
     return (probs @ values).reshape(b, heads, length, dim)
 
 
 # ---------------------------------------------------------------------------- cross-entropy
 
-@mx.custom_function
 def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Per-position cross-entropy in nats (native when built; see native.py)."""
+    if native.available() and logits.dtype == mx.float32:
+        return native.cross_entropy(logits, targets)
+    return mlx_cross_entropy(logits, targets)
+
+
+@mx.custom_function
+def mlx_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
     """Per-position cross-entropy in nats: logsumexp(logits) - logits[target]."""
     top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
     lse = mx.log(exp(logits - top).sum(axis=-1)) + top[..., 0]
     return lse - mx.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
 
 
-@cross_entropy.vjp
+@mlx_cross_entropy.vjp
 def _cross_entropy_vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
                        ) -> tuple[mx.array, mx.array]:
     logits, targets = primals

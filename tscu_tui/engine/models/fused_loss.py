@@ -21,6 +21,7 @@ from typing import Any
 
 import mlx.nn as nn
 
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.cpu_kernels import exp
 from tscu_tui.engine.models.runtime import mx
 
@@ -35,12 +36,24 @@ def _spans(total: int, step: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, total)) for start in range(0, total, step)]
 
 
+def _loss_gradient(z: mx.array, targets: mx.array, loss: mx.array, cotangent: mx.array
+                   ) -> mx.array:
+    """d loss / d logits: (softmax(z) - onehot(targets)) * cotangent, from the saved loss."""
+    if native.available():
+        return native.cross_entropy_backward(z, targets, loss, cotangent)
+    index = targets[:, None]
+    picked = mx.take_along_axis(z, index, axis=-1)
+    probs = exp(z - (loss[:, None] + picked))
+    probs = mx.put_along_axis(probs, index, mx.take_along_axis(probs, index, -1) - 1.0, -1)
+    return probs * cotangent[:, None]
+
+
 @lru_cache(maxsize=16)
 def _loss_fn(group_size: int, bits: int, mode: str, with_biases: bool, chunk: int,
              slice_rows: int) -> Callable[..., mx.array]:
     def weight(w: mx.array, scales: mx.array, biases: mx.array) -> mx.array:
-        return mx.dequantize(w, scales=scales, biases=biases if with_biases else None,
-                             group_size=group_size, bits=bits, mode=mode)
+        return native.dequantize(w, scales, biases if with_biases else None, group_size,
+                                 bits, mode)
 
     def sliced(w: mx.array, scales: mx.array, biases: mx.array, after: mx.array
                ) -> list[tuple[int, int, mx.array]]:
@@ -64,6 +77,9 @@ def _loss_fn(group_size: int, bits: int, mode: str, with_biases: bool, chunk: in
         for t0, t1 in _spans(h.shape[0], chunk):
             hc = h[t0:t1] if not parts else mx.depends(h[t0:t1], [parts[-1]])
             z = logits(hc, w, scales, biases)
+            if native.available():
+                parts.append(native.cross_entropy_forward(z, targets[t0:t1]))
+                continue
             top = mx.stop_gradient(z.max(axis=-1, keepdims=True))
             lse = mx.log(exp(z - top).sum(axis=-1)) + top[..., 0]
             parts.append(lse - mx.take_along_axis(z, targets[t0:t1, None], axis=-1)[..., 0])
@@ -78,12 +94,7 @@ def _loss_fn(group_size: int, bits: int, mode: str, with_biases: bool, chunk: in
         for t0, t1 in _spans(h.shape[0], chunk):
             hc = mx.depends(h[t0:t1], [after])
             z = logits(hc, w, scales, biases)
-            index = targets[t0:t1, None]
-            picked = mx.take_along_axis(z, index, axis=-1)
-            probs = exp(z - (output[t0:t1, None] + picked))  # softmax, from the saved loss
-            probs = mx.put_along_axis(probs, index,
-                                      mx.take_along_axis(probs, index, -1) - 1.0, -1)
-            d = probs * cotangent[t0:t1, None]
+            d = _loss_gradient(z, targets[t0:t1], output[t0:t1], cotangent[t0:t1])
             dh: mx.array | None = None
             for r0, r1, ws, ss, bs in sliced(w, scales, biases, d):
                 if dh is not None:

@@ -43,9 +43,10 @@ from tscu_tui.engine.events import (
 )
 from tscu_tui.engine.fileio import atomic_write_json
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
 from tscu_tui.engine.models.checkpointing import plan_memory
-from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
+from tscu_tui.engine.models.cpu_fastpath import on_cpu, prepare_for_cpu
 from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.peak import peak_memory_bytes, peak_rss_bytes, reset_peaks
@@ -295,6 +296,11 @@ class Trainer:
             shared["history"] = history
         return shared
 
+    @staticmethod
+    def _compute_detail() -> str:
+        """BLAS, and on the CPU which kernels do the rest of the step."""
+        return f"{BLAS.detail}; {native.describe()}" if on_cpu() else BLAS.detail
+
     def _blas_thread_policy(self) -> BlasThreadPolicy | None:
         """OpenBLAS's threads: fixed by TSCU_BLAS_THREADS, else adapted to the load."""
         fixed, current = fixed_blas_threads(), blas_threads()
@@ -302,7 +308,9 @@ class Trainer:
             return None
         if fixed is not None:
             set_blas_threads(fixed)
+            native.set_threads(fixed)
             return None
+        native.set_threads(current)
         return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -439,6 +447,7 @@ class Trainer:
         change = self.blas_policy.after_step() if self.blas_policy is not None else None
         if change is not None:
             set_blas_threads(change.threads)
+            native.set_threads(change.threads)
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         scu = self.scu.after_step(info.s, p.step, skipped)
@@ -601,7 +610,7 @@ class Trainer:
             trainable_params=self.trainable, total_params=self.total,
             train_tokens=meta.split("train").tokens,
             validation_tokens=meta.split("validation").tokens, scu_mode=cfg.scu.mode,
-            s_target=self.scu.target, s_initial=s0, blas=BLAS.detail,
+            s_target=self.scu.target, s_initial=s0, blas=self._compute_detail(),
             device=str(mx.default_device()),
             telemetry=self.thermal.reason if self.thermal else "",
             world_size=self.parallel.world.size, backend=self.parallel.world.backend))
@@ -640,6 +649,7 @@ class Trainer:
             "base_model": cfg.model.name, "base_model_source": model_source(cfg.model.name),
             "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
+            "cpu_kernels": native.describe() if on_cpu() else None,
             "device": str(mx.default_device()), "hardware": hardware_facts(),
             "peak_memory_bytes": peak_memory_bytes(), "peak_rss_bytes": peak_rss_bytes(),
             "grad_checkpoint": self.memory_plan.grad_checkpoint,

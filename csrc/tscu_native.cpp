@@ -1,0 +1,426 @@
+// tscu's native CPU kernels for MLX: the exp-heavy parts of a LoRA step as MLX
+// primitives, each one pass over its rows, split across threads.
+//
+// MLX's CPU backend runs elementwise work on one thread, and its exp costs
+// 14-19 ns an element here. A step on SmolLM2-135M spends about half its time
+// outside the matmuls, mostly in three places; this file does each of them as
+// one fused, vectorised, multi-threaded pass:
+//   - causal softmax over attention scores (masked columns never touched) and
+//     its backward pass;
+//   - the cross-entropy of logits against targets and its gradient
+//     (softmax - onehot), one row at a time;
+//   - SwiGLU (silu(gate) * up) and its two gradients.
+// Python wraps each forward/backward pair in an mx.custom_function
+// (tscu_tui/engine/models/native.py), so the primitives need no autodiff rules
+// of their own. Float32, row-contiguous inputs only; the Python side checks.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace nb = nanobind;
+namespace mx = mlx::core;
+
+namespace tscu {
+
+// ------------------------------------------------------------------ threads
+
+std::atomic<int> g_threads{
+    static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
+
+// Run f(first, end) over [0, rows) in at most g_threads contiguous chunks; the
+// calling thread takes the first. Small jobs stay on one thread.
+template <class F>
+void parallel_rows(int64_t rows, int64_t work, F f) {
+  int threads = std::min<int64_t>(g_threads.load(), rows);
+  if (threads <= 1 || work < (1 << 16)) {
+    f(int64_t{0}, rows);
+    return;
+  }
+  int64_t per = (rows + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) {
+    int64_t a = t * per, b = std::min(rows, a + per);
+    if (a < b) pool.emplace_back(f, a, b);
+  }
+  f(int64_t{0}, std::min(rows, per));
+  for (auto& t : pool) t.join();
+}
+
+// ------------------------------------------------------------------ exp
+
+// e**x for x in [-87, 88] (clamped outside): Cody-Waite reduction and Cephes'
+// degree-6 polynomial, relative error about 2e-7. Branch-free, so loops over
+// it vectorise.
+inline float fast_exp(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline float row_max(const float* x, int64_t n) {
+  float m = x[0];
+  for (int64_t j = 1; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// ------------------------------------------------------------------ row kernels
+
+// Causal rows: row r of a block of `queries` rows over `cols` keys sees the
+// first cols - queries + (r % queries) + 1 keys; queries == 0 means no mask.
+inline int64_t visible(int64_t r, int64_t queries, int64_t cols) {
+  return queries == 0 ? cols : cols - queries + (r % queries) + 1;
+}
+
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols,
+                  int64_t queries) {
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      int64_t n = visible(r, queries, cols);
+      float m = row_max(xr, n), s = 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        float e = fast_exp(xr[j] - m);
+        yr[j] = e;
+        s += e;
+      }
+      float inv = 1.0f / s;
+      for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+      std::fill(yr + n, yr + cols, 0.0f);
+    }
+  });
+}
+
+void softmax_grad_rows(const float* y, const float* dy, float* dx, int64_t rows,
+                       int64_t cols, int64_t queries) {
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* yr = y + r * cols;
+      const float* dyr = dy + r * cols;
+      float* dxr = dx + r * cols;
+      int64_t n = visible(r, queries, cols);
+      float dot = 0.0f;
+      for (int64_t j = 0; j < n; ++j) dot += yr[j] * dyr[j];
+      for (int64_t j = 0; j < n; ++j) dxr[j] = yr[j] * (dyr[j] - dot);
+      std::fill(dxr + n, dxr + cols, 0.0f);
+    }
+  });
+}
+
+void cross_entropy_rows(const float* z, const int32_t* t, float* loss,
+                        int64_t rows, int64_t cols) {
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* zr = z + r * cols;
+      float m = row_max(zr, cols), s = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) s += fast_exp(zr[j] - m);
+      loss[r] = m + std::log(s) - zr[t[r]];
+    }
+  });
+}
+
+void cross_entropy_grad_rows(const float* z, const int32_t* t, const float* loss,
+                             const float* cot, float* d, int64_t rows,
+                             int64_t cols) {
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* zr = z + r * cols;
+      float* dr = d + r * cols;
+      float lse = loss[r] + zr[t[r]], g = cot[r];
+      for (int64_t j = 0; j < cols; ++j) dr[j] = fast_exp(zr[j] - lse) * g;
+      dr[t[r]] -= g;
+    }
+  });
+}
+
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + fast_exp(-x));
+}
+
+void swiglu_rows(const float* g, const float* u, float* out, int64_t size) {
+  constexpr int64_t block = 4096;
+  int64_t blocks = (size + block - 1) / block;
+  parallel_rows(blocks, size, [=](int64_t a, int64_t b) {
+    int64_t end = std::min(size, b * block);
+    for (int64_t i = a * block; i < end; ++i) out[i] = g[i] * sigmoid(g[i]) * u[i];
+  });
+}
+
+void swiglu_grad_rows(const float* g, const float* u, const float* c, float* dg,
+                      float* du, int64_t size) {
+  constexpr int64_t block = 4096;
+  int64_t blocks = (size + block - 1) / block;
+  parallel_rows(blocks, 2 * size, [=](int64_t a, int64_t b) {
+    int64_t end = std::min(size, b * block);
+    for (int64_t i = a * block; i < end; ++i) {
+      float s = sigmoid(g[i]);
+      dg[i] = s * (1.0f + g[i] * (1.0f - s)) * u[i] * c[i];
+      du[i] = g[i] * s * c[i];
+    }
+  });
+}
+
+// Affine dequantization as MLX packs it: `bits`-bit values (4 or 8) packed
+// little-end first into uint32 words, one float32 scale and bias per
+// `group` consecutive values of a row: w = scale * q + bias.
+void dequantize_rows(const uint32_t* w, const float* scales, const float* biases,
+                     float* out, int64_t rows, int64_t cols, int64_t group, int bits) {
+  const int per_word = 32 / bits;
+  const uint32_t mask = (1u << bits) - 1u;
+  const int64_t groups = cols / group, words = cols / per_word;
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const uint32_t* wr = w + r * words;
+      float* o = out + r * cols;
+      for (int64_t g = 0; g < groups; ++g) {
+        const float s = scales[r * groups + g], c = biases[r * groups + g];
+        const int64_t first = g * group / per_word, last = (g + 1) * group / per_word;
+        for (int64_t k = first; k < last; ++k) {
+          const uint32_t v = wr[k];
+          float* ok = o + k * per_word;
+          for (int e = 0; e < per_word; ++e) {
+            ok[e] = s * static_cast<float>((v >> (bits * e)) & mask) + c;
+          }
+        }
+      }
+    }
+  });
+}
+
+// ------------------------------------------------------------------ primitives
+
+// Allocate the outputs, then run `work` on the stream's thread with the arrays
+// kept alive for it.
+template <class F>
+void dispatch(mx::Stream stream, const std::vector<mx::array>& inputs,
+              std::vector<mx::array>& outputs, F work) {
+  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream);
+  for (auto& in : inputs) encoder.set_input_array(in);
+  for (auto& out : outputs) encoder.set_output_array(out);
+  std::vector<mx::array> ins, outs;
+  for (auto& in : inputs) ins.push_back(mx::array::unsafe_weak_copy(in));
+  for (auto& out : outputs) outs.push_back(mx::array::unsafe_weak_copy(out));
+  encoder.dispatch([ins = std::move(ins), outs = std::move(outs), work]() mutable {
+    work(ins, outs);
+  });
+}
+
+class NativeKernel : public mx::Primitive {
+ public:
+  NativeKernel(mx::Stream stream, int kind, int64_t param)
+      : mx::Primitive(stream), kind_(kind), param_(param) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs,
+                std::vector<mx::array>& outputs) override {
+    int kind = kind_;
+    int64_t param = param_;
+    dispatch(stream(), inputs, outputs,
+             [kind, param](std::vector<mx::array>& in, std::vector<mx::array>& out) {
+               run(kind, param, in, out);
+             });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("tscu native kernels run on the CPU only");
+  }
+
+  const char* name() const override {
+    static const char* names[] = {"TscuSoftmax", "TscuSoftmaxGrad",
+                                  "TscuCrossEntropy", "TscuCrossEntropyGrad",
+                                  "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize"};
+    return names[kind_];
+  }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const NativeKernel&>(other);
+    return kind_ == o.kind_ && param_ == o.param_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    switch (kind_) {
+      case 2: return {{inputs[0].shape().begin(), inputs[0].shape().end() - 1}};
+      case 5: return {inputs[0].shape(), inputs[0].shape()};
+      case 6: {
+        auto shape = inputs[0].shape();
+        shape.back() = shape.back() * 32 / static_cast<int>(param_ % 256);
+        return {shape};
+      }
+      default: return {inputs[0].shape()};
+    }
+  }
+
+  enum { Softmax, SoftmaxGrad, CrossEntropy, CrossEntropyGrad, Swiglu, SwigluGrad,
+         Dequantize };
+
+ private:
+  static void run(int kind, int64_t param, std::vector<mx::array>& in,
+                  std::vector<mx::array>& out) {
+    const auto& x = in[0];
+    int64_t cols = x.ndim() ? x.shape(-1) : 1;
+    int64_t rows = cols ? static_cast<int64_t>(x.size()) / cols : 0;
+    auto f = [](const mx::array& a) { return a.data<float>(); };
+    switch (kind) {
+      case Softmax:
+        softmax_rows(f(x), out[0].data<float>(), rows, cols, param);
+        break;
+      case SoftmaxGrad:
+        softmax_grad_rows(f(x), f(in[1]), out[0].data<float>(), rows, cols, param);
+        break;
+      case CrossEntropy:
+        cross_entropy_rows(f(x), in[1].data<int32_t>(), out[0].data<float>(), rows,
+                           cols);
+        break;
+      case CrossEntropyGrad:
+        cross_entropy_grad_rows(f(x), in[1].data<int32_t>(), f(in[2]), f(in[3]),
+                                out[0].data<float>(), rows, cols);
+        break;
+      case Swiglu:
+        swiglu_rows(f(x), f(in[1]), out[0].data<float>(), x.size());
+        break;
+      case SwigluGrad:
+        swiglu_grad_rows(f(x), f(in[1]), f(in[2]), out[0].data<float>(),
+                         out[1].data<float>(), x.size());
+        break;
+      case Dequantize: {  // param = group size * 256 + bits
+        int64_t out_cols = out[0].shape(-1);
+        dequantize_rows(x.data<uint32_t>(), f(in[1]), f(in[2]), out[0].data<float>(),
+                        rows, out_cols, param / 256, static_cast<int>(param % 256));
+        break;
+      }
+    }
+  }
+
+  int kind_;
+  int64_t param_;
+};
+
+// ------------------------------------------------------------------ ops
+
+mx::Stream cpu_stream() {
+  return mx::default_stream(mx::Device::cpu);
+}
+
+mx::array dense(const mx::array& a, const char* what) {
+  if (a.dtype() != mx::float32) {
+    throw std::invalid_argument(std::string("tscu native: ") + what + " must be float32");
+  }
+  return mx::contiguous(a, false, cpu_stream());
+}
+
+std::vector<mx::array> make(int kind, int64_t param, std::vector<mx::Shape> shapes,
+                            std::vector<mx::array> inputs) {
+  auto s = cpu_stream();
+  std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
+  return mx::array::make_arrays(std::move(shapes), dtypes,
+                                std::make_shared<NativeKernel>(s, kind, param),
+                                std::move(inputs));
+}
+
+mx::array softmax(const mx::array& x, int64_t queries) {
+  auto d = dense(x, "scores");
+  return make(NativeKernel::Softmax, queries, {d.shape()}, {d})[0];
+}
+
+mx::array softmax_grad(const mx::array& y, const mx::array& dy, int64_t queries) {
+  auto a = dense(y, "probabilities"), b = dense(dy, "cotangent");
+  return make(NativeKernel::SoftmaxGrad, queries, {a.shape()}, {a, b})[0];
+}
+
+mx::array targets_of(const mx::array& t) {
+  return mx::contiguous(mx::astype(t, mx::int32, cpu_stream()), false, cpu_stream());
+}
+
+mx::array cross_entropy(const mx::array& logits, const mx::array& targets) {
+  auto z = dense(logits, "logits");
+  mx::Shape shape(z.shape().begin(), z.shape().end() - 1);
+  return make(NativeKernel::CrossEntropy, 0, {shape}, {z, targets_of(targets)})[0];
+}
+
+mx::array cross_entropy_grad(const mx::array& logits, const mx::array& targets,
+                             const mx::array& loss, const mx::array& cotangent) {
+  auto z = dense(logits, "logits");
+  return make(NativeKernel::CrossEntropyGrad, 0, {z.shape()},
+              {z, targets_of(targets), dense(loss, "loss"),
+               dense(cotangent, "cotangent")})[0];
+}
+
+mx::array swiglu(const mx::array& gate, const mx::array& up) {
+  auto g = dense(gate, "gate"), u = dense(up, "up");
+  return make(NativeKernel::Swiglu, 0, {g.shape()}, {g, u})[0];
+}
+
+std::tuple<mx::array, mx::array> swiglu_grad(const mx::array& gate, const mx::array& up,
+                                             const mx::array& cotangent) {
+  auto g = dense(gate, "gate");
+  auto outs = make(NativeKernel::SwigluGrad, 0, {g.shape(), g.shape()},
+                   {g, dense(up, "up"), dense(cotangent, "cotangent")});
+  return {outs[0], outs[1]};
+}
+
+mx::array dequantize(const mx::array& w, const mx::array& scales,
+                     const mx::array& biases, int group_size, int bits) {
+  if (bits != 4 && bits != 8) throw std::invalid_argument("tscu native: bits must be 4 or 8");
+  if (w.dtype() != mx::uint32 || w.ndim() != 2) {
+    throw std::invalid_argument("tscu native: packed weights must be 2-D uint32");
+  }
+  int cols = w.shape(1) * (32 / bits);
+  if (group_size <= 0 || cols % group_size || group_size % (32 / bits) ||
+      scales.ndim() != 2 || scales.shape(0) != w.shape(0) ||
+      scales.shape(1) != cols / group_size || biases.shape() != scales.shape()) {
+    throw std::invalid_argument("tscu native: scales/biases do not match the weights");
+  }
+  auto s = cpu_stream();
+  auto packed = mx::contiguous(w, false, s);
+  return make(NativeKernel::Dequantize, int64_t{group_size} * 256 + bits,
+              {{w.shape(0), cols}}, {packed, dense(scales, "scales"), dense(biases, "biases")})[0];
+}
+
+}  // namespace tscu
+
+NB_MODULE(_native, m) {
+  m.doc() = "tscu's multi-threaded CPU kernels as MLX primitives (float32)";
+  m.def("softmax", &tscu::softmax, nb::arg("scores"), nb::arg("queries") = 0,
+        "Softmax over the last axis; with queries > 0, causal over blocks of that "
+        "many rows (masked entries are 0).");
+  m.def("softmax_grad", &tscu::softmax_grad, nb::arg("probs"), nb::arg("cotangent"),
+        nb::arg("queries") = 0);
+  m.def("cross_entropy", &tscu::cross_entropy, nb::arg("logits"), nb::arg("targets"),
+        "Per-row cross-entropy in nats.");
+  m.def("cross_entropy_grad", &tscu::cross_entropy_grad, nb::arg("logits"),
+        nb::arg("targets"), nb::arg("loss"), nb::arg("cotangent"));
+  m.def("swiglu", &tscu::swiglu, nb::arg("gate"), nb::arg("up"));
+  m.def("swiglu_grad", &tscu::swiglu_grad, nb::arg("gate"), nb::arg("up"),
+        nb::arg("cotangent"));
+  m.def("dequantize", &tscu::dequantize, nb::arg("weight"), nb::arg("scales"),
+        nb::arg("biases"), nb::arg("group_size"), nb::arg("bits"),
+        "Affine dequantization of MLX-packed 4- or 8-bit weights to float32.");
+  m.def("set_threads", [](int n) { tscu::g_threads.store(std::max(1, n)); },
+        nb::arg("threads"));
+  m.def("threads", []() { return tscu::g_threads.load(); });
+}

@@ -1,0 +1,184 @@
+"""tscu's native CPU kernels (csrc/tscu_native.cpp): built here, right, and optional.
+
+`make setup` builds them (scripts/build_native.py); these tests fail if that
+build is missing or broken. Values are checked against float64 NumPy or MLX's
+own ops; gradients against MLX's autodiff of the plain formula. A wrong mask,
+a dropped term or a mispacked nibble is off by O(1e-2) or more, the kernels'
+own error (a polynomial exp, float32 sums) by ~1e-6.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tscu_tui.engine.models import native
+from tscu_tui.engine.models.runtime import mx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rel_err(a: mx.array, b: np.ndarray | mx.array) -> float:
+    a64, b64 = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
+    return float(np.abs(a64 - b64).max() / max(1.0, np.abs(b64).max()))
+
+
+def causal_ref(scores: np.ndarray, queries: int) -> np.ndarray:
+    cols = scores.shape[-1]
+    rows = np.arange(queries)[:, None] + cols - queries
+    masked = np.where(np.arange(cols)[None, :] > rows, -np.inf, scores.astype(np.float64))
+    e = np.exp(masked - masked.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    status = native.status()
+    assert status.available, f"native kernels not loaded: {status.reason}"
+    return status.module
+
+
+def test_native_kernels_are_built_for_this_mlx_and_loaded(kernels):
+    stamp = json.loads(native.STAMP.read_text())
+    assert stamp["mlx"] == mx.__version__
+    assert native.describe().startswith("native CPU kernels (")
+
+
+@pytest.mark.parametrize("queries,cols", [(7, 7), (5, 9), (1, 4), (0, 33)])
+def test_causal_softmax_and_its_gradient(kernels, queries, cols):
+    rows = max(queries, 1)
+    scores = mx.random.normal((2, 3, rows, cols), key=mx.random.key(0)) * 5
+    got = native.causal_softmax(scores, queries)
+    want = causal_ref(np.array(scores), queries) if queries else \
+        np.array(mx.softmax(scores, axis=-1))
+    assert rel_err(got, want) < 1e-6
+    cot = mx.random.normal(scores.shape, key=mx.random.key(1))
+    mask = mx.array(np.where(causal_ref(np.zeros(scores.shape), queries) > 0, 0.0,
+                             -np.inf).astype(np.float32)) if queries else 0.0
+    _, (want_grad,) = mx.vjp(lambda s: mx.softmax(s + mask, axis=-1), [scores], [cot])
+    _, (got_grad,) = mx.vjp(lambda s: native.causal_softmax(s, queries), [scores], [cot])
+    assert rel_err(got_grad, want_grad) < 1e-5
+
+
+def test_cross_entropy_values_and_gradient_against_float64(kernels):
+    logits = mx.random.normal((3, 5, 1000), key=mx.random.key(2)) * 6
+    targets = mx.random.randint(0, 1000, (3, 5), key=mx.random.key(3)).astype(mx.uint32)
+    loss = native.cross_entropy(logits, targets)
+    z, t = np.array(logits, dtype=np.float64), np.array(targets).astype(np.int64)
+    lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+    want = lse - np.take_along_axis(z, t[..., None], -1)[..., 0]
+    assert loss.shape == (3, 5) and rel_err(loss, want) < 1e-6
+    cot = mx.random.normal((3, 5), key=mx.random.key(4))
+    _, (grad, _) = mx.vjp(native.cross_entropy, [logits, targets], [cot])
+    probs = np.exp(z - lse[..., None])
+    np.put_along_axis(probs, t[..., None], np.take_along_axis(probs, t[..., None], -1) - 1, -1)
+    assert rel_err(grad, probs * np.array(cot)[..., None]) < 1e-6
+
+
+def test_swiglu_values_and_gradients_match_autodiff(kernels):
+    gate = mx.random.normal((4, 9, 300), key=mx.random.key(5)) * 8
+    up = mx.random.normal((4, 9, 300), key=mx.random.key(6))
+    plain = lambda g, u: nn_silu(g) * u  # noqa: E731
+    assert rel_err(native.swiglu(gate, up), plain(gate, up)) < 1e-6
+    cot = mx.random.normal(gate.shape, key=mx.random.key(7))
+    _, want = mx.vjp(plain, [gate, up], [cot])
+    _, got = mx.vjp(native.swiglu, [gate, up], [cot])
+    assert all(rel_err(g, w) < 1e-5 for g, w in zip(got, want, strict=True))
+
+
+def nn_silu(x: mx.array) -> mx.array:
+    return x * mx.sigmoid(x)
+
+
+@pytest.mark.parametrize("bits,group", [(4, 32), (4, 64), (4, 128), (8, 32), (8, 64)])
+def test_dequantize_matches_mlx_including_row_slices(kernels, bits, group):
+    w = mx.random.normal((96, 256), key=mx.random.key(8))
+    packed, scales, biases = mx.quantize(w, group_size=group, bits=bits)
+    want = mx.dequantize(packed, scales, biases, group_size=group, bits=bits)
+    got = native.dequantize(packed, scales, biases, group, bits)
+    assert got.dtype == mx.float32 and rel_err(got, want) < 1e-6
+    part = native.dequantize(packed[17:60], scales[17:60], biases[17:60], group, bits)
+    assert rel_err(part, want[17:60]) < 1e-6
+
+
+def test_dequantize_falls_back_to_mlx_where_it_does_not_apply(kernels):
+    w = mx.random.normal((8, 64), key=mx.random.key(9))
+    packed, scales, biases = mx.quantize(w, group_size=32, bits=2)  # 2-bit: MLX's own
+    want = mx.dequantize(packed, scales, biases, group_size=32, bits=2)
+    assert rel_err(native.dequantize(packed, scales, biases, 32, 2), want) == 0.0
+
+
+def test_bad_shapes_are_a_plain_error_not_a_crash(kernels):
+    w = mx.random.normal((8, 64), key=mx.random.key(9))
+    packed, scales, biases = mx.quantize(w, group_size=32, bits=4)
+    with pytest.raises(ValueError, match="scales/biases do not match"):
+        kernels.dequantize(packed, scales[:4], biases[:4], 32, 4)
+    with pytest.raises(ValueError, match="must be float32"):
+        kernels.swiglu(w.astype(mx.float16), w.astype(mx.float16))
+
+
+def test_results_do_not_depend_on_the_thread_count(kernels):
+    logits = mx.random.normal((64, 4096), key=mx.random.key(10))
+    targets = mx.random.randint(0, 4096, (64,), key=mx.random.key(11))
+    scores = mx.random.normal((4, 64, 64), key=mx.random.key(12))
+    before = kernels.threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            native.set_threads(threads)
+            assert kernels.threads() == threads
+            outs.append(mx.concatenate([native.cross_entropy(logits, targets),
+                                        native.causal_softmax(scores, 64).reshape(-1)]))
+            mx.eval(outs[-1])
+    finally:
+        native.set_threads(before)
+    assert all(mx.array_equal(outs[0], other).item() for other in outs[1:])
+
+
+def test_compiled_and_differentiated_like_any_mlx_op(kernels):
+    def loss(gate: mx.array, up: mx.array, targets: mx.array) -> mx.array:
+        h = native.swiglu(gate, up)
+        probs = native.causal_softmax(h[:, :16].reshape(4, 4, 4), 4).reshape(4, 16)
+        return native.cross_entropy(h + probs.sum(), targets).mean()
+
+    gate = mx.random.normal((4, 64), key=mx.random.key(13))
+    up = mx.random.normal((4, 64), key=mx.random.key(14))
+    targets = mx.array([1, 5, 9, 63])
+    plain = mx.value_and_grad(loss, argnums=(0, 1))(gate, up, targets)
+    compiled = mx.compile(mx.value_and_grad(loss, argnums=(0, 1)))(gate, up, targets)
+    assert rel_err(compiled[0], plain[0]) < 1e-6
+    assert all(rel_err(c, p) < 1e-6 for c, p in zip(compiled[1], plain[1], strict=True))
+
+
+def test_stamp_from_another_mlx_is_not_loaded(tmp_path, monkeypatch):
+    stamp = tmp_path / "_native_build.json"
+    stamp.write_text(json.dumps({"mlx": "0.0.1"}))
+    monkeypatch.setattr(native, "STAMP", stamp)
+    native.status.cache_clear()
+    try:
+        status = native.status()
+        assert not status.available
+        assert "built for MLX 0.0.1" in status.reason and mx.__version__ in status.reason
+    finally:
+        monkeypatch.undo()
+        native.status.cache_clear()
+        native.status()
+
+
+def test_switched_off_a_run_uses_the_mlx_kernels_and_says_so():
+    code = ("import tscu_tui.engine; from tscu_tui.engine.models import native; "
+            "print(native.available(), native.describe())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={**_env(), "TSCU_NATIVE": "0"}, check=True).stdout
+    assert out.strip() == "False MLX-op CPU kernels (native: TSCU_NATIVE=0)"
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

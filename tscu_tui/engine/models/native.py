@@ -1,0 +1,215 @@
+"""tscu's native CPU kernels (csrc/tscu_native.cpp), when they are built and fit.
+
+MLX's CPU backend runs elementwise work on one thread with a slow exp; a LoRA
+step on a real model spends about half its time there (bench/step_profile.py).
+The native module does the three exp-heavy parts as MLX primitives, each one
+vectorised pass over its rows split across threads: the causal softmax (masked
+columns skipped), the cross-entropy and its gradient, SwiGLU and its gradients;
+and the 4-bit weights' dequantization, which MLX also does on one thread.
+Here each forward/backward pair becomes an `mx.custom_function`, so the graph
+stays lazy and `mx.compile`d like the rest of the step.
+
+The module is optional: `make setup` builds it (scripts/build_native.py) and
+everything falls back to the pure-MLX kernels of cpu_kernels.py when it is
+missing, was built against another MLX version, fails its self-check, or
+`TSCU_NATIVE=0`. `status()` says which and why. The kernels use as many
+threads as BLAS (`set_threads`, called by the trainer with the BLAS thread
+policy's count).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from tscu_tui.engine.models.runtime import mx
+
+STAMP = Path(__file__).with_name("_native_build.json")
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    module: ModuleType | None
+    reason: str
+
+    @property
+    def available(self) -> bool:
+        return self.module is not None
+
+
+def _disabled() -> bool:
+    return os.environ.get("TSCU_NATIVE", "1").strip().lower() in ("0", "false", "off")
+
+
+def _self_check(module: Any) -> str | None:
+    """None when the module computes what it should on a tiny case, else why not."""
+    try:
+        x = mx.array([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]])
+        want = mx.softmax(x, axis=-1)
+        got = module.softmax(x, 0)
+        loss = module.cross_entropy(x, mx.array([2, 0]))
+        ok = (mx.allclose(got, want, atol=1e-6).item()
+              and mx.allclose(loss, mx.logsumexp(x, axis=-1) - mx.array([2.0, 3.0]),
+                              atol=1e-5).item())
+    except Exception as exc:  # an ABI mismatch shows as a TypeError here
+        return f"self-check raised {type(exc).__name__}: {exc}"
+    return None if ok else "self-check gave wrong values"
+
+
+@lru_cache(maxsize=1)
+def status() -> NativeStatus:
+    if _disabled():
+        return NativeStatus(None, "TSCU_NATIVE=0")
+    if mx.default_device().type != mx.cpu:
+        return NativeStatus(None, "MLX runs on the GPU (the native kernels are CPU-only)")
+    try:
+        built_for = json.loads(STAMP.read_text()).get("mlx")
+    except (OSError, ValueError):
+        return NativeStatus(None, "not built (python scripts/build_native.py)")
+    if built_for != mx.__version__:
+        return NativeStatus(None, f"built for MLX {built_for}, this is {mx.__version__} "
+                                  "(rebuild: python scripts/build_native.py)")
+    try:
+        module = importlib.import_module("tscu_tui.engine.models._native")
+    except ImportError as exc:
+        return NativeStatus(None, f"cannot import: {exc}")
+    problem = _self_check(module)
+    if problem is not None:
+        return NativeStatus(None, problem)
+    module.set_threads(_initial_threads())
+    return NativeStatus(module, f"native CPU kernels ({module.threads()} threads)")
+
+
+def _initial_threads() -> int:
+    """As many as BLAS starts with (TSCU_BLAS_THREADS, OPENBLAS_NUM_THREADS, the cores);
+    the trainer's thread policy changes both together."""
+    for name in ("TSCU_BLAS_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def available() -> bool:
+    return status().available
+
+
+def describe() -> str:
+    """One line for logs and summaries: which kernels a CPU step uses, and why."""
+    module = status().module
+    if module is not None:
+        return f"native CPU kernels ({module.threads()} threads)"
+    return f"MLX-op CPU kernels (native: {status().reason})"
+
+
+def set_threads(count: int) -> None:
+    """Let the native kernels use `count` threads (no-op without them)."""
+    module = status().module
+    if module is not None:
+        module.set_threads(max(1, int(count)))
+
+
+def _module() -> Any:
+    module = status().module
+    assert module is not None, "native kernels used without checking available()"
+    return module
+
+
+# ---------------------------------------------------------------------------- functions
+
+@lru_cache(maxsize=64)
+def _softmax(queries: int) -> Callable[[mx.array], mx.array]:
+    native = _module()
+
+    @mx.custom_function
+    def softmax(scores: mx.array) -> mx.array:
+        return native.softmax(scores, queries)
+
+    @softmax.vjp
+    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+             ) -> tuple[mx.array]:
+        return (native.softmax_grad(output, cotangent, queries),)
+
+    return softmax
+
+
+def causal_softmax(scores: mx.array, queries: int) -> mx.array:
+    """Softmax over the last axis of float32 `scores`; with `queries` > 0 each block of
+    that many rows is causal (row i of a block sees the first keys - queries + i + 1
+    columns, the rest are 0), as if -inf were added above the diagonal."""
+    return _softmax(int(queries))(scores)
+
+
+@lru_cache(maxsize=1)
+def _swiglu() -> Callable[[mx.array, mx.array], mx.array]:
+    native = _module()
+
+    @mx.custom_function
+    def swiglu(gate: mx.array, up: mx.array) -> mx.array:
+        return native.swiglu(gate, up)
+
+    @swiglu.vjp
+    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+             ) -> tuple[mx.array, mx.array]:
+        gate, up = primals
+        d_gate, d_up = native.swiglu_grad(gate, up, cotangent)
+        return d_gate, d_up
+
+    return swiglu
+
+
+def swiglu(gate: mx.array, up: mx.array) -> mx.array:
+    """silu(gate) * up for float32 arrays of one shape."""
+    return _swiglu()(gate, up)
+
+
+@lru_cache(maxsize=1)
+def _cross_entropy() -> Callable[[mx.array, mx.array], mx.array]:
+    native = _module()
+
+    @mx.custom_function
+    def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+        return native.cross_entropy(logits, targets)
+
+    @cross_entropy.vjp
+    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+             ) -> tuple[mx.array, mx.array]:
+        logits, targets = primals
+        return (native.cross_entropy_grad(logits, targets, output, cotangent),
+                mx.zeros_like(targets))
+
+    return cross_entropy
+
+
+def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Per-position cross-entropy in nats of float32 `logits` (..., vocabulary)."""
+    return _cross_entropy()(logits, targets)
+
+
+def cross_entropy_forward(logits: mx.array, targets: mx.array) -> mx.array:
+    """The loss alone, for callers that write their own VJP (fused_loss.py)."""
+    return _module().cross_entropy(logits, targets)
+
+
+def cross_entropy_backward(logits: mx.array, targets: mx.array, loss: mx.array,
+                           cotangent: mx.array) -> mx.array:
+    """(softmax(logits) - onehot(targets)) * cotangent, from the saved loss."""
+    return _module().cross_entropy_grad(logits, targets, loss, cotangent)
+
+
+def dequantize(w: mx.array, scales: mx.array, biases: mx.array | None, group_size: int,
+               bits: int, mode: str = "affine") -> mx.array:
+    """mx.dequantize to float32, on the native kernel where it applies (affine 4- or
+    8-bit, float32 scales and biases, a 2-D weight) and MLX's own elsewhere."""
+    if (available() and mode == "affine" and bits in (4, 8) and biases is not None
+            and w.ndim == 2 and scales.dtype == biases.dtype == mx.float32):
+        return _module().dequantize(w, scales, biases, group_size, bits)
+    return mx.dequantize(w, scales=scales, biases=biases, group_size=group_size, bits=bits,
+                         mode=mode)
