@@ -1,10 +1,11 @@
 """Benchmark: training throughput alone and beside a competing CPU-bound process.
 
 Runs the demo preset (embedded model, demo corpus, T-SCU off so no idle is
-added) four times, one after the other, each in a fresh process: with tscu's
+added) six times, one after the other, each in a fresh process: with tscu's
 BLAS thread policy (`TSCU_BLAS_THREADS=auto`, the default) and with OpenBLAS's
 own fixed two threads (`TSCU_BLAS_THREADS=2`, what tscu did before), each alone
-and with one busy-looping process started beside it. Prints steady-state
+and with one busy-looping process started beside it (the runs alone twice, in
+ABBA order around the loaded ones, averaged). Prints steady-state
 tokens/s (median over the steps after the first few) and the ratios the policy
 is judged by: loaded / alone (target >= 0.8) and auto / fixed alone (target:
 no more than 5% slower).
@@ -91,15 +92,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = os.path.join(tmp, "data")
         ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"]))
-        policies = os.environ.get("UNDER_LOAD_POLICIES", "auto,2").split(",")
-        results = {(policy, n): run(policy, n, args, data_dir)
-                   for policy in policies for n in (0, args.competitors)}
+        # ABBA: alone runs before and after the loaded ones, in mirrored order, so a
+        # drift of the machine's speed over the bench (measured: up to 10% between
+        # consecutive runs) falls on both policies alike; each alone figure is the mean.
+        order = [("auto", 0), ("2", 0), ("auto", args.competitors),
+                 ("2", args.competitors), ("2", 0), ("auto", 0)]
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for policy, n in order:
+            runs.setdefault((policy, n), []).append(run(policy, n, args, data_dir))
+        results = {key: {"tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rs),
+                         "each": [r["tokens_per_s"] for r in rs],
+                         "changes": [c for r in rs for c in r["changes"]]}
+                   for key, rs in runs.items()}
     print(f"\ndemo preset (embedded model, 8 x 128 tokens), {os.cpu_count()} cores, "
           f"{args.competitors} competing busy loop(s); tokens/s")
     for (policy, n), r in results.items():
         label = f"{'auto policy' if policy == 'auto' else 'fixed 2 threads'}, " + (
             f"{n} competing" if n else "alone")
-        print(f"  {label:28s} {r['tokens_per_s']:8.0f}   {'; '.join(r['changes'][:3])}")
+        each = " (" + ", ".join(f"{x:.0f}" for x in r["each"]) + ")" if len(r["each"]) > 1 \
+            else ""
+        print(f"  {label:28s} {r['tokens_per_s']:8.0f}{each}   "
+              f"{'; '.join(dict.fromkeys(r['changes'][:3]))}")
     for policy in ("auto", "2"):
         ratio = results[(policy, args.competitors)]["tokens_per_s"] / results[(policy, 0)][
             "tokens_per_s"]
