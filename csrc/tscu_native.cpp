@@ -9,7 +9,9 @@
 //     its backward pass;
 //   - the cross-entropy of logits against targets and its gradient
 //     (softmax - onehot), one row at a time;
-//   - SwiGLU (silu(gate) * up) and its two gradients.
+//   - SwiGLU (silu(gate) * up) and its two gradients;
+//   - RMS norm and its input gradient;
+//   - affine 4/8-bit dequantization (MLX's runs on one thread too).
 // Python wraps each forward/backward pair in an mx.custom_function
 // (tscu_tui/engine/models/native.py), so the primitives need no autodiff rules
 // of their own. Float32, row-contiguous inputs only; the Python side checks.
@@ -185,26 +187,64 @@ void swiglu_grad_rows(const float* g, const float* u, const float* c, float* dg,
   });
 }
 
-// Affine dequantization as MLX packs it: `bits`-bit values (4 or 8) packed
+// RMS norm of each row times a weight, and the gradient of the input (the
+// weight's gradient, needed only when it trains, is left to MLX ops).
+void rms_norm_rows(const float* x, const float* w, float* y, int64_t rows,
+                   int64_t cols, float eps) {
+  parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      float ss = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) ss += xr[j] * xr[j];
+      const float inv = 1.0f / std::sqrt(ss / cols + eps);
+      for (int64_t j = 0; j < cols; ++j) yr[j] = xr[j] * inv * w[j];
+    }
+  });
+}
+
+void rms_norm_grad_rows(const float* x, const float* w, const float* dy, float* dx,
+                        int64_t rows, int64_t cols, float eps) {
+  parallel_rows(rows, 2 * rows * cols, [=](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const float* xr = x + r * cols;
+      const float* dyr = dy + r * cols;
+      float* dxr = dx + r * cols;
+      float ss = 0.0f, dot = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) {
+        ss += xr[j] * xr[j];
+        dot += dyr[j] * w[j] * xr[j];
+      }
+      const float inv = 1.0f / std::sqrt(ss / cols + eps);
+      const float k = inv * inv * inv * dot / cols;
+      for (int64_t j = 0; j < cols; ++j) dxr[j] = inv * w[j] * dyr[j] - xr[j] * k;
+    }
+  });
+}
+
+// Affine dequantization as MLX packs it: BITS-bit values (4 or 8) packed
 // little-end first into uint32 words, one float32 scale and bias per
-// `group` consecutive values of a row: w = scale * q + bias.
+// `group` consecutive values of a row: w = scale * q + bias. BITS is a
+// template argument so the unpacking loop has constant shifts and vectorises.
+template <int BITS>
 void dequantize_rows(const uint32_t* w, const float* scales, const float* biases,
-                     float* out, int64_t rows, int64_t cols, int64_t group, int bits) {
-  const int per_word = 32 / bits;
-  const uint32_t mask = (1u << bits) - 1u;
+                     float* out, int64_t rows, int64_t cols, int64_t group) {
+  constexpr int per_word = 32 / BITS;
+  constexpr uint32_t mask = (1u << BITS) - 1u;
   const int64_t groups = cols / group, words = cols / per_word;
+  const int64_t words_per_group = group / per_word;
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
       const uint32_t* wr = w + r * words;
       float* o = out + r * cols;
       for (int64_t g = 0; g < groups; ++g) {
         const float s = scales[r * groups + g], c = biases[r * groups + g];
-        const int64_t first = g * group / per_word, last = (g + 1) * group / per_word;
-        for (int64_t k = first; k < last; ++k) {
-          const uint32_t v = wr[k];
-          float* ok = o + k * per_word;
+        const uint32_t* wg = wr + g * words_per_group;
+        float* og = o + g * group;
+        for (int64_t k = 0; k < words_per_group; ++k) {
+          const uint32_t v = wg[k];
           for (int e = 0; e < per_word; ++e) {
-            ok[e] = s * static_cast<float>((v >> (bits * e)) & mask) + c;
+            og[k * per_word + e] = s * static_cast<float>((v >> (BITS * e)) & mask) + c;
           }
         }
       }
@@ -233,16 +273,17 @@ void dispatch(mx::Stream stream, const std::vector<mx::array>& inputs,
 
 class NativeKernel : public mx::Primitive {
  public:
-  NativeKernel(mx::Stream stream, int kind, int64_t param)
-      : mx::Primitive(stream), kind_(kind), param_(param) {}
+  NativeKernel(mx::Stream stream, int kind, int64_t param, float fparam = 0.0f)
+      : mx::Primitive(stream), kind_(kind), param_(param), fparam_(fparam) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs,
                 std::vector<mx::array>& outputs) override {
     int kind = kind_;
     int64_t param = param_;
+    float fparam = fparam_;
     dispatch(stream(), inputs, outputs,
-             [kind, param](std::vector<mx::array>& in, std::vector<mx::array>& out) {
-               run(kind, param, in, out);
+             [kind, param, fparam](std::vector<mx::array>& in, std::vector<mx::array>& out) {
+               run(kind, param, fparam, in, out);
              });
   }
 
@@ -253,13 +294,14 @@ class NativeKernel : public mx::Primitive {
   const char* name() const override {
     static const char* names[] = {"TscuSoftmax", "TscuSoftmaxGrad",
                                   "TscuCrossEntropy", "TscuCrossEntropyGrad",
-                                  "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize"};
+                                  "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize",
+                                  "TscuRmsNorm", "TscuRmsNormGrad"};
     return names[kind_];
   }
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const NativeKernel&>(other);
-    return kind_ == o.kind_ && param_ == o.param_;
+    return kind_ == o.kind_ && param_ == o.param_ && fparam_ == o.fparam_;
   }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
@@ -276,10 +318,10 @@ class NativeKernel : public mx::Primitive {
   }
 
   enum { Softmax, SoftmaxGrad, CrossEntropy, CrossEntropyGrad, Swiglu, SwigluGrad,
-         Dequantize };
+         Dequantize, RmsNorm, RmsNormGrad };
 
  private:
-  static void run(int kind, int64_t param, std::vector<mx::array>& in,
+  static void run(int kind, int64_t param, float fparam, std::vector<mx::array>& in,
                   std::vector<mx::array>& out) {
     const auto& x = in[0];
     int64_t cols = x.ndim() ? x.shape(-1) : 1;
@@ -307,10 +349,22 @@ class NativeKernel : public mx::Primitive {
         swiglu_grad_rows(f(x), f(in[1]), f(in[2]), out[0].data<float>(),
                          out[1].data<float>(), x.size());
         break;
+      case RmsNorm:
+        rms_norm_rows(f(x), f(in[1]), out[0].data<float>(), rows, cols, fparam);
+        break;
+      case RmsNormGrad:
+        rms_norm_grad_rows(f(x), f(in[1]), f(in[2]), out[0].data<float>(), rows, cols,
+                           fparam);
+        break;
       case Dequantize: {  // param = group size * 256 + bits
         int64_t out_cols = out[0].shape(-1);
-        dequantize_rows(x.data<uint32_t>(), f(in[1]), f(in[2]), out[0].data<float>(),
-                        rows, out_cols, param / 256, static_cast<int>(param % 256));
+        if (param % 256 == 4) {
+          dequantize_rows<4>(x.data<uint32_t>(), f(in[1]), f(in[2]), out[0].data<float>(),
+                             rows, out_cols, param / 256);
+        } else {
+          dequantize_rows<8>(x.data<uint32_t>(), f(in[1]), f(in[2]), out[0].data<float>(),
+                             rows, out_cols, param / 256);
+        }
         break;
       }
     }
@@ -318,6 +372,7 @@ class NativeKernel : public mx::Primitive {
 
   int kind_;
   int64_t param_;
+  float fparam_;
 };
 
 // ------------------------------------------------------------------ ops
@@ -334,11 +389,11 @@ mx::array dense(const mx::array& a, const char* what) {
 }
 
 std::vector<mx::array> make(int kind, int64_t param, std::vector<mx::Shape> shapes,
-                            std::vector<mx::array> inputs) {
+                            std::vector<mx::array> inputs, float fparam = 0.0f) {
   auto s = cpu_stream();
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
   return mx::array::make_arrays(std::move(shapes), dtypes,
-                                std::make_shared<NativeKernel>(s, kind, param),
+                                std::make_shared<NativeKernel>(s, kind, param, fparam),
                                 std::move(inputs));
 }
 
@@ -383,6 +438,26 @@ std::tuple<mx::array, mx::array> swiglu_grad(const mx::array& gate, const mx::ar
   return {outs[0], outs[1]};
 }
 
+void check_norm(const mx::array& x, const mx::array& w) {
+  if (x.ndim() < 1 || w.ndim() != 1 || w.shape(0) != x.shape(-1)) {
+    throw std::invalid_argument("tscu native: the norm's weight must match the last axis");
+  }
+}
+
+mx::array rms_norm(const mx::array& x, const mx::array& weight, float eps) {
+  check_norm(x, weight);
+  auto d = dense(x, "input");
+  return make(NativeKernel::RmsNorm, 0, {d.shape()}, {d, dense(weight, "weight")}, eps)[0];
+}
+
+mx::array rms_norm_grad(const mx::array& x, const mx::array& weight,
+                        const mx::array& cotangent, float eps) {
+  check_norm(x, weight);
+  auto d = dense(x, "input");
+  return make(NativeKernel::RmsNormGrad, 0, {d.shape()},
+              {d, dense(weight, "weight"), dense(cotangent, "cotangent")}, eps)[0];
+}
+
 mx::array dequantize(const mx::array& w, const mx::array& scales,
                      const mx::array& biases, int group_size, int bits) {
   if (bits != 4 && bits != 8) throw std::invalid_argument("tscu native: bits must be 4 or 8");
@@ -417,6 +492,10 @@ NB_MODULE(_native, m) {
   m.def("swiglu", &tscu::swiglu, nb::arg("gate"), nb::arg("up"));
   m.def("swiglu_grad", &tscu::swiglu_grad, nb::arg("gate"), nb::arg("up"),
         nb::arg("cotangent"));
+  m.def("rms_norm", &tscu::rms_norm, nb::arg("x"), nb::arg("weight"), nb::arg("eps"),
+        "x / sqrt(mean(x**2, -1) + eps) * weight.");
+  m.def("rms_norm_grad", &tscu::rms_norm_grad, nb::arg("x"), nb::arg("weight"),
+        nb::arg("cotangent"), nb::arg("eps"));
   m.def("dequantize", &tscu::dequantize, nb::arg("weight"), nb::arg("scales"),
         nb::arg("biases"), nb::arg("group_size"), nb::arg("bits"),
         "Affine dequantization of MLX-packed 4- or 8-bit weights to float32.");

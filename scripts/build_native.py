@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if sys.platform == "darwin":
+        if not args.quiet:
+            print("native kernels skipped: they are for MLX's CPU backend on Linux "
+                  "(on a Mac MLX trains on the GPU)")
+        return 0
     sys.path.insert(0, str(ROOT))
     import tscu_tui.engine  # noqa: F401  (loads OpenBLAS before MLX, as tscu does)
 

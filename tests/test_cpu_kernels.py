@@ -122,7 +122,28 @@ def test_models_use_the_kernels_without_copying_mlx_lm_code():
     assert scope["scaled_dot_product_attention"] is kernels.scaled_dot_product_attention
     assert base.scaled_dot_product_attention is not kernels.scaled_dot_product_attention
     assert type(attention).__call__.__code__ is type(attention).__mro__[1].__call__.__code__
+    norms = [m for _, m in model.named_modules() if isinstance(m, nn.RMSNorm)]
+    assert norms and all(type(m) is kernels.KernelRMSNorm for m in norms)
     assert close(model(ids), before, 1e-4)
+
+
+def test_rms_norm_values_and_gradients():
+    norm = nn.RMSNorm(48, eps=1e-5)
+    norm.weight = mx.random.normal((48,), key=mx.random.key(3))
+    x = mx.random.normal((2, 5, 48), key=mx.random.key(4)) * 3
+    want = norm(x)
+    norm.__class__ = kernels.KernelRMSNorm
+
+    def plain(x, w):
+        return x * mx.rsqrt(mx.mean(mx.square(x), axis=-1, keepdims=True) + 1e-5) * w
+
+    def kernel(x, w):
+        norm.weight = w
+        return norm(x)
+
+    assert close(kernel(x, norm.weight), want)
+    assert all(close(g, w) for g, w in zip(grads(kernel, x, norm.weight),
+                                           grads(plain, x, norm.weight), strict=True))
 
 
 def test_the_switch_turns_them_off(monkeypatch):

@@ -13,6 +13,9 @@ formula, and free of the inf/inf a quotient's autodiff gives at overflow):
   added as a constant (GQA without repeating keys or values);
 - `cross_entropy(logits, targets)`: per-token loss; its VJP is `softmax - onehot`.
 
+Where tscu's native kernels are built (native.py) these three, and the RMS norms
+(`KernelRMSNorm`), run on them instead; the MLX-op versions here are the fallback.
+
 Everything stays lazy MLX: the step is still one graph and still `mx.compile`d,
 which fuses the arithmetic around `power` into single kernels. mlx-lm's model
 code is not copied or changed: `use_cpu_kernels` gives a model's module classes
@@ -173,20 +176,34 @@ def _rebound(call: Callable[..., Any], names: dict[str, Any]) -> Callable[..., A
     return new
 
 
+class KernelRMSNorm(nn.RMSNorm):
+    """nn.RMSNorm on the native kernel where it applies (float32), MLX's elsewhere."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if native.available() and x.dtype == self.weight.dtype == mx.float32:
+            return native.rms_norm(x, self.weight, self.eps)
+        return super().__call__(x)
+
+
 _KERNELS: dict[str, Any] = {"swiglu": swiglu,
                             "scaled_dot_product_attention": scaled_dot_product_attention}
 _CLASSES: dict[type, type] = {}
 
 
 def use_cpu_kernels(model: nn.Module) -> int:
-    """Route `model`'s MLP activation and attention through the kernels above; return
-    how many modules now use them (0 for an architecture that calls neither name, or
-    with TSCU_CPU_KERNELS=0)."""
+    """Route `model`'s MLP activation and attention through the kernels above (and its
+    RMS norms through `KernelRMSNorm`); return how many attention and MLP modules now
+    use them (0 for an architecture that calls neither name, or with
+    TSCU_CPU_KERNELS=0)."""
     if not kernels_enabled():
         return 0
-    count = 0
+    count = norms = 0
     for _, module in model.named_modules():
         cls = type(module)
+        if cls is nn.RMSNorm:
+            module.__class__ = KernelRMSNorm
+            norms += 1
+            continue
         code = getattr(cls.__call__, "__code__", None)
         used = [n for n in KERNEL_NAMES if n in getattr(code, "co_names", ())]
         if not used or getattr(cls, _MARK, False):
@@ -197,7 +214,7 @@ def use_cpu_kernels(model: nn.Module) -> int:
                 "__module__": cls.__module__, _MARK: True})
         module.__class__ = _CLASSES[cls]
         count += 1
-    if count:
+    if count or norms:
         setattr(model, _MARK, True)
     return count
 

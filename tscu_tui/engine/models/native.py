@@ -4,8 +4,9 @@ MLX's CPU backend runs elementwise work on one thread with a slow exp; a LoRA
 step on a real model spends about half its time there (bench/step_profile.py).
 The native module does the three exp-heavy parts as MLX primitives, each one
 vectorised pass over its rows split across threads: the causal softmax (masked
-columns skipped), the cross-entropy and its gradient, SwiGLU and its gradients;
-and the 4-bit weights' dequantization, which MLX also does on one thread.
+columns skipped), the cross-entropy and its gradient, SwiGLU and its gradients,
+RMS norm and its gradient; and the 4-bit weights' dequantization, which MLX also
+does on one thread.
 Here each forward/backward pair becomes an `mx.custom_function`, so the graph
 stays lazy and `mx.compile`d like the rest of the step.
 
@@ -48,8 +49,18 @@ def _disabled() -> bool:
     return os.environ.get("TSCU_NATIVE", "1").strip().lower() in ("0", "false", "off")
 
 
+#: what this code calls; a module built from older sources may lack some
+FUNCTIONS = ("softmax", "softmax_grad", "cross_entropy", "cross_entropy_grad", "swiglu",
+             "swiglu_grad", "rms_norm", "rms_norm_grad", "dequantize", "set_threads",
+             "threads")
+
+
 def _self_check(module: Any) -> str | None:
     """None when the module computes what it should on a tiny case, else why not."""
+    missing = [name for name in FUNCTIONS if not hasattr(module, name)]
+    if missing:
+        return (f"built from older sources (no {', '.join(missing)}; rebuild: python "
+                "scripts/build_native.py)")
     try:
         x = mx.array([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]])
         want = mx.softmax(x, axis=-1)
@@ -191,6 +202,31 @@ def _cross_entropy() -> Callable[[mx.array, mx.array], mx.array]:
 def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
     """Per-position cross-entropy in nats of float32 `logits` (..., vocabulary)."""
     return _cross_entropy()(logits, targets)
+
+
+@lru_cache(maxsize=8)
+def _rms_norm(eps: float) -> Callable[[mx.array, mx.array], mx.array]:
+    native = _module()
+
+    @mx.custom_function
+    def rms_norm(x: mx.array, weight: mx.array) -> mx.array:
+        return native.rms_norm(x, weight, eps)
+
+    @rms_norm.vjp
+    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+             ) -> tuple[mx.array, mx.array]:
+        x, weight = primals
+        # the weight's gradient in MLX ops: lazy, so computed only where the norm trains
+        normed = x * mx.rsqrt(mx.mean(mx.square(x), axis=-1, keepdims=True) + eps)
+        d_weight = (cotangent * normed).reshape(-1, weight.shape[0]).sum(axis=0)
+        return native.rms_norm_grad(x, weight, cotangent, eps), d_weight
+
+    return rms_norm
+
+
+def rms_norm(x: mx.array, weight: mx.array, eps: float) -> mx.array:
+    """mx.fast.rms_norm for float32 `x` (..., dim) and `weight` (dim,)."""
+    return _rms_norm(float(eps))(x, weight)
 
 
 def cross_entropy_forward(logits: mx.array, targets: mx.array) -> mx.array:
