@@ -14,6 +14,7 @@ from runs import tiny_config, train
 import tscu_tui.engine.models.fused_loss as fused_loss
 import tscu_tui.engine.models.memory as memory
 from tscu_tui.engine.config import load_config
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.checkpointing import (
     plan_memory,
     set_loss_chunking,
@@ -110,10 +111,16 @@ def test_recomputed_dequantized_weights_match_stored_ones(batch, monkeypatch):
     assert loss_r == loss and max_diff(grads, grads_r) == 0.0
 
 
+@pytest.mark.parametrize("kernels", ["native", "mlx-ops"])
 @pytest.mark.parametrize("head_slices", [1, 3])
-def test_chunked_loss_matches_the_whole_batch(batch, monkeypatch, head_slices):
+def test_chunked_loss_matches_the_whole_batch(batch, monkeypatch, head_slices, kernels):
     """Chunks of tokens, and (head_slices > 1) the output projection's float32 copy made
-    a slice of the vocabulary at a time, as for Qwen3's 151,936-token head."""
+    a slice of the vocabulary at a time, as for Qwen3's 151,936-token head; on tscu's
+    native kernels and on the pure-MLX ones."""
+    if kernels == "mlx-ops":
+        monkeypatch.setattr(native, "status", lambda: native.NativeStatus(None, "off"))
+    else:
+        assert native.available(), native.status().reason
     model = tiny_model()
     loss, grads = loss_and_grads(model, batch)
     head_bytes = 4096 * 256 * 4  # the tiny model's vocab x hidden in float32

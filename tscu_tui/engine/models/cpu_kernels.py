@@ -123,11 +123,11 @@ def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.a
     group = heads // kv_heads  # query heads per key/value head (GQA)
     q = (queries * scale).reshape(b, kv_heads, group * length, dim)
     scores = (q @ keys.swapaxes(-1, -2)).reshape(b, kv_heads, group, length, span)
-    queries = length if causal and length > 1 else 0
+    causal_rows = length if causal and length > 1 else 0
     if native.available():
-        probs = native.causal_softmax(scores, queries)
+        probs = native.causal_softmax(scores, causal_rows)
     else:
-        if queries:
+        if causal_rows:
             scores = scores + causal_mask(length, span)
         probs = softmax(scores)
     probs = probs.reshape(b, kv_heads, group * length, span)

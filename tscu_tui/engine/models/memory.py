@@ -43,8 +43,10 @@ MIB = 1024**2
 MARGIN_SHARE = 0.10  # allocator slack and fragmentation, as a share of the arrays
 RUNTIME_BYTES = 512 * MIB
 #: the activations autodiff keeps beyond the count in estimate_for_shape (norm inputs,
-#: RoPE's rotated copies, reshapes): measured by bench/memory.py on four models
-ACTIVATION_SLACK = 1.1  # Python, MLX, tokenizer, data and the UI around the arrays
+#: RoPE's rotated copies, reshapes): measured by bench/memory.py on four models, with
+#: the MLX-op kernels and (fewer transient copies) with tscu's native ones
+ACTIVATION_SLACK = 1.1
+NATIVE_ACTIVATION_SLACK = 1.0
 #: Hugging Face cache to look in; None = huggingface_hub's own (tests point it elsewhere)
 HF_CACHE_DIR: str | None = None
 
@@ -164,6 +166,16 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def native_kernels() -> bool:
+    """Whether tscu's native CPU kernels are loaded (native.py): they keep less."""
+    try:
+        from tscu_tui.engine.models import native
+
+        return native.available()
+    except Exception:
+        return False
+
+
 def runs_on_cpu() -> bool:
     """Whether MLX computes on the CPU here (so cpu_fastpath's float32 copies exist)."""
     try:
@@ -245,8 +257,12 @@ def loss_chunk_tokens(shape: ModelShape, tokens: int, cpu: bool = True) -> int:
 
 def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, available: int,
                        source: str, block_size: int | None = None,
-                       grad_checkpoint: bool | None = None) -> MemoryEstimate:
-    """The estimate with train.grad_checkpoint resolved (None) or forced on/off."""
+                       grad_checkpoint: bool | None = None,
+                       native: bool | None = None) -> MemoryEstimate:
+    """The estimate with train.grad_checkpoint resolved (None) or forced on/off; `native`:
+    whether the CPU step runs tscu's native kernels (None: whether they are loaded)."""
+    if native is None:
+        native = cpu and native_kernels()
     if grad_checkpoint is None:
         setting = config.train.grad_checkpoint
         if setting in ("true", "false"):
@@ -254,7 +270,7 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
         else:  # auto: on only when the run would not fit without it
             without = estimate_for_shape(shape, config, cpu=cpu, available=available,
                                          source=source, block_size=block_size,
-                                         grad_checkpoint=False)
+                                         grad_checkpoint=False, native=native)
             grad_checkpoint = not without.fits
     lora, train = config.lora, config.train
     layers = shape.num_layers
@@ -294,7 +310,7 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
     lora_saved = sum(lora.r + (n_in if lora.dropout > 0 else 0)
                      for n_in, _ in targets.values())
     per_token = (5 * h + 4 * q + 4 * kv + 4 * shape.intermediate_size + lora_saved) \
-        * ACTIVATION_SLACK
+        * (NATIVE_ACTIVATION_SLACK if native else ACTIVATION_SLACK)
     attention = train.batch_size * shape.num_heads * block ** 2
     per_layer = int((tokens * per_token + attention) * float_bytes)
     if grad_checkpoint:
@@ -302,8 +318,9 @@ def estimate_for_shape(shape: ModelShape, config: Config, *, cpu: bool, availabl
         activations = layers * tokens * h * float_bytes + 2 * per_layer
     else:
         activations = (adapted + 1) * per_layer  # saved ones plus the layer being computed
-    # logits, float32 softmax, their gradient: for the batch, or one chunk at a time
-    logits = (chunk or tokens) * v * (2 * float_bytes + 4)
+    # logits, float32 softmax, their gradient: for the batch, or one chunk at a time (the
+    # native cross-entropy never makes the softmax)
+    logits = (chunk or tokens) * v * (2 * float_bytes + (0 if native else 4))
 
     arrays = weights + dequantized + lora_bytes + activations + logits
     margin = int(arrays * MARGIN_SHARE) + RUNTIME_BYTES
