@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,15 @@ def test_demo_whose_output_is_not_a_terminal_prints_instead_of_opening_the_app(t
     assert "held-out bits per token:" in result.stdout and "after 2 steps" in result.stdout
     assert "\x1b[?1049h" not in result.stdout  # no alternate screen: the app never opened
     assert (tmp_path / "demo" / "run" / "training_curves.png").is_file()
+
+
+def test_telemetry_names_the_blas_and_kernels_a_cpu_step_uses(tmp_path):
+    result = tscu("telemetry", "--count", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("CPU step: ")]
+    assert len(lines) == 1 and "OpenBLAS loaded from" in lines[0]
+    assert lines[0].endswith(")") and "native CPU kernels (" in lines[0]  # make setup built them
+    off = subprocess.run([sys.executable, "-m", "tscu_tui", "telemetry", "--count", "0"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                         env={**os.environ, "TSCU_NATIVE": "0"})
+    assert "MLX-op CPU kernels (native: TSCU_NATIVE=0)" in off.stdout

@@ -1,4 +1,5 @@
-"""`tscu telemetry`: which power/temperature sources this machine has, and a few readings."""
+"""`tscu telemetry`: which power/temperature sources this machine has, and a few readings
+(and, on the CPU backend, which BLAS and kernels a training step uses)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
                          else None, [f'telemetry.source="{args.source}"'] if args.source else [])
     compute = mlx_compute_device()
     print(f"MLX computes on: {compute.describe()}")
+    from tscu_tui.engine.models import native
+    from tscu_tui.engine.models.cpu_fastpath import on_cpu
+    from tscu_tui.engine.models.runtime import BLAS
+
+    if on_cpu():
+        print(f"CPU step: {BLAS.detail}; {native.describe()}")
     problem = backend_problem()
     if problem is not None:
         print(f"warning: {problem}")
