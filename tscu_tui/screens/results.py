@@ -334,13 +334,13 @@ class ResultsScreen(TscuScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name=SAMPLE_WORKER)
     def _generate(self, model: str, run_dir: Path, prompt: str) -> tuple[Path, Samples]:
-        from tscu_tui.engine.models.runtime import mx
+        from tscu_tui.engine.models.runtime import release_streams
         from tscu_tui.engine.runs.sample import generate_samples
 
         try:
             return run_dir, generate_samples(model, run_dir, prompt)
         finally:
-            mx.clear_streams()  # MLX needs each thread to release its streams
+            release_streams()  # MLX needs each thread to release its streams
 
     def _sample_note(self, path: Path) -> str:
         if path in self.samples:

@@ -191,13 +191,13 @@ class TrainScreen(TscuScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name="Training")
     def _train(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.models.runtime import mx
+        from tscu_tui.engine.models.runtime import release_streams
         from tscu_tui.engine.train.trainer import Trainer
 
         try:
             Trainer(config, self.bridge, self.commands, resume=resume).run()
         finally:
-            mx.clear_streams()  # MLX needs each thread to release its streams
+            release_streams()  # MLX needs each thread to release its streams
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP,
           name="Distributed training")

@@ -35,7 +35,7 @@ def generate_samples(base_model: str, run_dir: Path, prompt: str,
                      max_tokens: int = DEFAULT_TOKENS) -> Samples:
     """Greedy continuations of `prompt`: the base model, then base + the run's adapter.
 
-    Runs MLX on the calling thread; a worker thread must call `mx.clear_streams()`
+    Runs MLX on the calling thread; a worker thread must call `runtime.release_streams()`
     when it is done with MLX.
     """
     from mlx_lm import generate
