@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -139,6 +140,10 @@ void cross_entropy_rows(const float* z, const int32_t* t, float* loss,
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
       const float* zr = z + r * cols;
+      if (t[r] < 0 || t[r] >= cols) {  // a token the vocabulary lacks: NaN, never a stray read
+        loss[r] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
       float m = row_max(zr, cols), s = 0.0f;
       for (int64_t j = 0; j < cols; ++j) s += fast_exp(zr[j] - m);
       loss[r] = m + std::log(s) - zr[t[r]];
@@ -153,6 +158,10 @@ void cross_entropy_grad_rows(const float* z, const int32_t* t, const float* loss
     for (int64_t r = a; r < b; ++r) {
       const float* zr = z + r * cols;
       float* dr = d + r * cols;
+      if (t[r] < 0 || t[r] >= cols) {
+        std::fill(dr, dr + cols, std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
       float lse = loss[r] + zr[t[r]], g = cot[r];
       for (int64_t j = 0; j < cols; ++j) dr[j] = fast_exp(zr[j] - lse) * g;
       dr[t[r]] -= g;
@@ -388,6 +397,20 @@ mx::array dense(const mx::array& a, const char* what) {
   return mx::contiguous(a, false, cpu_stream());
 }
 
+void same_shape(const mx::array& a, const mx::array& b, const char* what) {
+  if (a.shape() != b.shape()) {
+    throw std::invalid_argument(std::string("tscu native: ") + what + " shapes differ");
+  }
+}
+
+// One target (and one loss, one cotangent) per row of the logits.
+void per_row(const mx::array& logits, const mx::array& other, const char* what) {
+  if (logits.ndim() < 1 || other.size() * logits.shape(-1) != logits.size()) {
+    throw std::invalid_argument(std::string("tscu native: ") + what +
+                                " must have one entry per row of the logits");
+  }
+}
+
 std::vector<mx::array> make(int kind, int64_t param, std::vector<mx::Shape> shapes,
                             std::vector<mx::array> inputs, float fparam = 0.0f) {
   auto s = cpu_stream();
@@ -403,6 +426,7 @@ mx::array softmax(const mx::array& x, int64_t queries) {
 }
 
 mx::array softmax_grad(const mx::array& y, const mx::array& dy, int64_t queries) {
+  same_shape(y, dy, "probabilities and cotangent");
   auto a = dense(y, "probabilities"), b = dense(dy, "cotangent");
   return make(NativeKernel::SoftmaxGrad, queries, {a.shape()}, {a, b})[0];
 }
@@ -412,6 +436,7 @@ mx::array targets_of(const mx::array& t) {
 }
 
 mx::array cross_entropy(const mx::array& logits, const mx::array& targets) {
+  per_row(logits, targets, "targets");
   auto z = dense(logits, "logits");
   mx::Shape shape(z.shape().begin(), z.shape().end() - 1);
   return make(NativeKernel::CrossEntropy, 0, {shape}, {z, targets_of(targets)})[0];
@@ -419,6 +444,9 @@ mx::array cross_entropy(const mx::array& logits, const mx::array& targets) {
 
 mx::array cross_entropy_grad(const mx::array& logits, const mx::array& targets,
                              const mx::array& loss, const mx::array& cotangent) {
+  per_row(logits, targets, "targets");
+  per_row(logits, loss, "loss");
+  per_row(logits, cotangent, "cotangent");
   auto z = dense(logits, "logits");
   return make(NativeKernel::CrossEntropyGrad, 0, {z.shape()},
               {z, targets_of(targets), dense(loss, "loss"),
@@ -426,12 +454,15 @@ mx::array cross_entropy_grad(const mx::array& logits, const mx::array& targets,
 }
 
 mx::array swiglu(const mx::array& gate, const mx::array& up) {
+  same_shape(gate, up, "gate and up");
   auto g = dense(gate, "gate"), u = dense(up, "up");
   return make(NativeKernel::Swiglu, 0, {g.shape()}, {g, u})[0];
 }
 
 std::tuple<mx::array, mx::array> swiglu_grad(const mx::array& gate, const mx::array& up,
                                              const mx::array& cotangent) {
+  same_shape(gate, up, "gate and up");
+  same_shape(gate, cotangent, "gate and cotangent");
   auto g = dense(gate, "gate");
   auto outs = make(NativeKernel::SwigluGrad, 0, {g.shape(), g.shape()},
                    {g, dense(up, "up"), dense(cotangent, "cotangent")});
@@ -453,6 +484,7 @@ mx::array rms_norm(const mx::array& x, const mx::array& weight, float eps) {
 mx::array rms_norm_grad(const mx::array& x, const mx::array& weight,
                         const mx::array& cotangent, float eps) {
   check_norm(x, weight);
+  same_shape(x, cotangent, "input and cotangent");
   auto d = dense(x, "input");
   return make(NativeKernel::RmsNormGrad, 0, {d.shape()},
               {d, dense(weight, "weight"), dense(cotangent, "cotangent")}, eps)[0];

@@ -80,6 +80,15 @@ def test_cross_entropy_values_and_gradient_against_float64(kernels):
     assert rel_err(grad, probs * np.array(cot)[..., None]) < 1e-6
 
 
+def test_a_target_outside_the_vocabulary_gives_nan_not_a_stray_read(kernels):
+    logits = mx.random.normal((3, 50), key=mx.random.key(15))
+    targets = mx.array([4, 50, -1])
+    loss = native.cross_entropy(logits, targets)
+    assert not mx.isnan(loss[0]).item() and mx.isnan(loss[1:]).all().item()
+    _, (grad, _) = mx.vjp(native.cross_entropy, [logits, targets], [mx.ones((3,))])
+    assert not mx.isnan(grad[0]).any().item() and mx.isnan(grad[1:]).all().item()
+
+
 def test_swiglu_values_and_gradients_match_autodiff(kernels):
     gate = mx.random.normal((4, 9, 300), key=mx.random.key(5)) * 8
     up = mx.random.normal((4, 9, 300), key=mx.random.key(6))
@@ -120,6 +129,12 @@ def test_bad_shapes_are_a_plain_error_not_a_crash(kernels):
         kernels.dequantize(packed, scales[:4], biases[:4], 32, 4)
     with pytest.raises(ValueError, match="must be float32"):
         kernels.swiglu(w.astype(mx.float16), w.astype(mx.float16))
+    with pytest.raises(ValueError, match="gate and up shapes differ"):
+        kernels.swiglu(w, w[:4])
+    with pytest.raises(ValueError, match="one entry per row"):
+        kernels.cross_entropy(w, mx.array([1, 2]))
+    with pytest.raises(ValueError, match="shapes differ"):
+        kernels.softmax_grad(w, w[:, :8], 0)
 
 
 def test_results_do_not_depend_on_the_thread_count(kernels):
