@@ -2,7 +2,7 @@
 
     python scripts/build_native.py [--force] [--quiet]
 
-Needs a C++20 compiler, CMake >= 3.18 and the `nanobind` package at the version
+Needs a C++20 compiler, CMake >= 3.19 and the `nanobind` package at the version
 MLX was built with (`make setup` installs them; scripts/system_deps.sh the
 compiler and CMake). The module is built for this machine's CPU (-march=native;
 TSCU_NATIVE_ARCH overrides, e.g. "-march=x86-64-v3" for a build other machines
