@@ -143,23 +143,50 @@ def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
     return mlx_cross_entropy(logits, targets)
 
 
-@mx.custom_function
-def mlx_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
-    """Per-position cross-entropy in nats: logsumexp(logits) - logits[target]."""
+def cross_entropy_forward(logits: mx.array, targets: mx.array) -> mx.array:
+    """The loss alone (native when built), for callers that write their own VJP
+    (fused_loss.py) with `cross_entropy_backward`."""
+    if native.available() and logits.dtype == mx.float32:
+        return native.cross_entropy_forward(logits, targets)
+    return _mlx_loss(logits, targets)
+
+
+def cross_entropy_backward(logits: mx.array, targets: mx.array, loss: mx.array,
+                           cotangent: mx.array) -> mx.array:
+    """d loss / d logits = (softmax(logits) - onehot(targets)) * cotangent, the softmax
+    recomputed from the saved loss (native when built)."""
+    if native.available() and logits.dtype == mx.float32:
+        return native.cross_entropy_backward(logits, targets, loss, cotangent)
+    return _mlx_gradient(logits, targets, loss, cotangent)
+
+
+def _mlx_loss(logits: mx.array, targets: mx.array) -> mx.array:
+    """logsumexp(logits) - logits[target], in MLX ops."""
     top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
     lse = mx.log(exp(logits - top).sum(axis=-1)) + top[..., 0]
     return lse - mx.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+
+
+def _mlx_gradient(logits: mx.array, targets: mx.array, loss: mx.array,
+                  cotangent: mx.array) -> mx.array:
+    index = targets[..., None]
+    picked = mx.take_along_axis(logits, index, axis=-1)
+    probs = exp(logits - (loss[..., None] + picked))  # softmax, from the saved loss
+    probs = mx.put_along_axis(probs, index, mx.take_along_axis(probs, index, -1) - 1.0, -1)
+    return probs * cotangent[..., None]
+
+
+@mx.custom_function
+def mlx_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Per-position cross-entropy in nats: logsumexp(logits) - logits[target]."""
+    return _mlx_loss(logits, targets)
 
 
 @mlx_cross_entropy.vjp
 def _cross_entropy_vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
                        ) -> tuple[mx.array, mx.array]:
     logits, targets = primals
-    index = targets[..., None]
-    picked = mx.take_along_axis(logits, index, axis=-1)
-    probs = exp(logits - (output[..., None] + picked))  # softmax, from the saved loss
-    probs = mx.put_along_axis(probs, index, mx.take_along_axis(probs, index, -1) - 1.0, -1)
-    return probs * cotangent[..., None], mx.zeros_like(targets)
+    return _mlx_gradient(logits, targets, output, cotangent), mx.zeros_like(targets)
 
 
 # ---------------------------------------------------------------------------- patching

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.nn as nn
 
 from tscu_tui.engine.models import native
-from tscu_tui.engine.models.cpu_kernels import exp
+from tscu_tui.engine.models.cpu_kernels import cross_entropy_backward, cross_entropy_forward
 from tscu_tui.engine.models.runtime import mx
 
 #: the head's float32 copy is made in slices of at most this many bytes
@@ -34,18 +34,6 @@ CHUNK_LOGITS_BYTES = 256 * 1024**2
 
 def _spans(total: int, step: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, total)) for start in range(0, total, step)]
-
-
-def _loss_gradient(z: mx.array, targets: mx.array, loss: mx.array, cotangent: mx.array
-                   ) -> mx.array:
-    """d loss / d logits: (softmax(z) - onehot(targets)) * cotangent, from the saved loss."""
-    if native.available():
-        return native.cross_entropy_backward(z, targets, loss, cotangent)
-    index = targets[:, None]
-    picked = mx.take_along_axis(z, index, axis=-1)
-    probs = exp(z - (loss[:, None] + picked))
-    probs = mx.put_along_axis(probs, index, mx.take_along_axis(probs, index, -1) - 1.0, -1)
-    return probs * cotangent[:, None]
 
 
 @lru_cache(maxsize=16)
@@ -77,12 +65,7 @@ def _loss_fn(group_size: int, bits: int, mode: str, with_biases: bool, chunk: in
         for t0, t1 in _spans(h.shape[0], chunk):
             hc = h[t0:t1] if not parts else mx.depends(h[t0:t1], [parts[-1]])
             z = logits(hc, w, scales, biases)
-            if native.available():
-                parts.append(native.cross_entropy_forward(z, targets[t0:t1]))
-                continue
-            top = mx.stop_gradient(z.max(axis=-1, keepdims=True))
-            lse = mx.log(exp(z - top).sum(axis=-1)) + top[..., 0]
-            parts.append(lse - mx.take_along_axis(z, targets[t0:t1, None], axis=-1)[..., 0])
+            parts.append(cross_entropy_forward(z, targets[t0:t1]))
         return mx.concatenate(parts)
 
     @loss.vjp
@@ -94,7 +77,7 @@ def _loss_fn(group_size: int, bits: int, mode: str, with_biases: bool, chunk: in
         for t0, t1 in _spans(h.shape[0], chunk):
             hc = mx.depends(h[t0:t1], [after])
             z = logits(hc, w, scales, biases)
-            d = _loss_gradient(z, targets[t0:t1], output[t0:t1], cotangent[t0:t1])
+            d = cross_entropy_backward(z, targets[t0:t1], output[t0:t1], cotangent[t0:t1])
             dh: mx.array | None = None
             for r0, r1, ws, ss, bs in sliced(w, scales, biases, d):
                 if dh is not None:

@@ -135,20 +135,22 @@ def _module() -> Any:
 
 # ---------------------------------------------------------------------------- functions
 
+Vjp = Callable[[list[mx.array], mx.array, mx.array], tuple[mx.array, ...]]
+
+
+def _with_vjp(forward: Callable[..., mx.array], vjp: Vjp) -> Callable[..., mx.array]:
+    """`forward` as an `mx.custom_function` whose VJP is vjp(primals, cotangent, output)."""
+    fn = mx.custom_function(forward)
+    fn.vjp(vjp)
+    return fn
+
+
 @lru_cache(maxsize=64)
 def _softmax(queries: int) -> Callable[[mx.array], mx.array]:
     native = _module()
-
-    @mx.custom_function
-    def softmax(scores: mx.array) -> mx.array:
-        return native.softmax(scores, queries)
-
-    @softmax.vjp
-    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
-             ) -> tuple[mx.array]:
-        return (native.softmax_grad(output, cotangent, queries),)
-
-    return softmax
+    return _with_vjp(lambda scores: native.softmax(scores, queries),
+                     lambda primals, cotangent, output: (
+                         native.softmax_grad(output, cotangent, queries),))
 
 
 def causal_softmax(scores: mx.array, queries: int) -> mx.array:
@@ -161,19 +163,8 @@ def causal_softmax(scores: mx.array, queries: int) -> mx.array:
 @lru_cache(maxsize=1)
 def _swiglu() -> Callable[[mx.array, mx.array], mx.array]:
     native = _module()
-
-    @mx.custom_function
-    def swiglu(gate: mx.array, up: mx.array) -> mx.array:
-        return native.swiglu(gate, up)
-
-    @swiglu.vjp
-    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
-             ) -> tuple[mx.array, mx.array]:
-        gate, up = primals
-        d_gate, d_up = native.swiglu_grad(gate, up, cotangent)
-        return d_gate, d_up
-
-    return swiglu
+    return _with_vjp(native.swiglu, lambda primals, cotangent, output: tuple(
+        native.swiglu_grad(*primals, cotangent)))
 
 
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
@@ -184,19 +175,8 @@ def swiglu(gate: mx.array, up: mx.array) -> mx.array:
 @lru_cache(maxsize=1)
 def _cross_entropy() -> Callable[[mx.array, mx.array], mx.array]:
     native = _module()
-
-    @mx.custom_function
-    def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
-        return native.cross_entropy(logits, targets)
-
-    @cross_entropy.vjp
-    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
-             ) -> tuple[mx.array, mx.array]:
-        logits, targets = primals
-        return (native.cross_entropy_grad(logits, targets, output, cotangent),
-                mx.zeros_like(targets))
-
-    return cross_entropy
+    return _with_vjp(native.cross_entropy, lambda primals, cotangent, output: (
+        native.cross_entropy_grad(*primals, output, cotangent), mx.zeros_like(primals[1])))
 
 
 def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
@@ -208,20 +188,15 @@ def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
 def _rms_norm(eps: float) -> Callable[[mx.array, mx.array], mx.array]:
     native = _module()
 
-    @mx.custom_function
-    def rms_norm(x: mx.array, weight: mx.array) -> mx.array:
-        return native.rms_norm(x, weight, eps)
-
-    @rms_norm.vjp
-    def _vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
-             ) -> tuple[mx.array, mx.array]:
+    def vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+            ) -> tuple[mx.array, mx.array]:
         x, weight = primals
         # the weight's gradient in MLX ops: lazy, so computed only where the norm trains
         normed = x * mx.rsqrt(mx.mean(mx.square(x), axis=-1, keepdims=True) + eps)
         d_weight = (cotangent * normed).reshape(-1, weight.shape[0]).sum(axis=0)
         return native.rms_norm_grad(x, weight, cotangent, eps), d_weight
 
-    return rms_norm
+    return _with_vjp(lambda x, weight: native.rms_norm(x, weight, eps), vjp)
 
 
 def rms_norm(x: mx.array, weight: mx.array, eps: float) -> mx.array:
