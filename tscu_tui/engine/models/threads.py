@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tscu_tui.engine.errors import TscuError
+from tscu_tui.engine.models import native
+from tscu_tui.engine.models.blas import set_blas_threads
 
 #: (busy CPU seconds of the whole machine, CPU seconds of this process)
 CpuClock = Callable[[], tuple[float, float]]
@@ -102,3 +104,10 @@ def fixed_blas_threads() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise TscuError(f"TSCU_BLAS_THREADS={value!r}: must be 'auto' or a whole number >= 1")
     return int(value)
+
+
+def set_compute_threads(count: int) -> None:
+    """Give OpenBLAS and tscu's native kernels (native.py) `count` threads each: the
+    policy decides for both, as both split their work over the same cores."""
+    set_blas_threads(count)
+    native.set_threads(count)

@@ -44,14 +44,18 @@ from tscu_tui.engine.events import (
 from tscu_tui.engine.fileio import atomic_write_json
 from tscu_tui.engine.hub.model_card import hardware_facts, write_run_card
 from tscu_tui.engine.models import native
-from tscu_tui.engine.models.blas import blas_threads, set_blas_threads
+from tscu_tui.engine.models.blas import blas_threads
 from tscu_tui.engine.models.checkpointing import plan_memory
 from tscu_tui.engine.models.cpu_fastpath import on_cpu, prepare_for_cpu
 from tscu_tui.engine.models.gguf_cache import imported_model_dir, is_gguf_name
 from tscu_tui.engine.models.load import load_model, model_source
 from tscu_tui.engine.models.peak import peak_memory_bytes, peak_rss_bytes, reset_peaks
 from tscu_tui.engine.models.runtime import BLAS, mx
-from tscu_tui.engine.models.threads import BlasThreadPolicy, fixed_blas_threads
+from tscu_tui.engine.models.threads import (
+    BlasThreadPolicy,
+    fixed_blas_threads,
+    set_compute_threads,
+)
 from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
@@ -307,10 +311,9 @@ class Trainer:
         if current is None:
             return None
         if fixed is not None:
-            set_blas_threads(fixed)
-            native.set_threads(fixed)
+            set_compute_threads(fixed)
             return None
-        native.set_threads(current)
+        set_compute_threads(current)
         return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -446,8 +449,7 @@ class Trainer:
             self.liveness.set_step(p.step)
         change = self.blas_policy.after_step() if self.blas_policy is not None else None
         if change is not None:
-            set_blas_threads(change.threads)
-            native.set_threads(change.threads)
+            set_compute_threads(change.threads)
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         scu = self.scu.after_step(info.s, p.step, skipped)
