@@ -47,20 +47,24 @@ def ensure_demo_data(config: Config) -> None:
     """Prepare the demo corpus unless an identical preparation is already there."""
     from tscu_tui.commands.prepare import prepare_with_progress
     from tscu_tui.engine.data import PreparedDataset, PrepareOptions
+    from tscu_tui.engine.data.store import FORMAT_VERSION
 
     options = PrepareOptions(dataset=config.data.dataset, model=config.model.name,
                              output_dir=Path(config.data.path),
                              block_size=config.data.block_size,
                              validation_fraction=config.data.validation_fraction,
+                             test_fraction=config.data.test_fraction,
                              overwrite=True)
     try:
         meta = PreparedDataset.open(options.output_dir).meta
     except TscuError:
         meta = None
-    if meta is None or (meta.block_size, meta.model, meta.validation_source,
+    test_source = f"fraction {options.test_fraction:g}" if options.test_fraction else "none"
+    if meta is None or (meta.format_version, meta.block_size, meta.model,
+                        meta.validation_source, meta.test_source,
                         meta.source.get("dataset")) != (
-            options.block_size, options.model, f"fraction {options.validation_fraction:g}",
-            options.dataset):
+            FORMAT_VERSION, options.block_size, options.model,
+            f"fraction {options.validation_fraction:g}", test_source, options.dataset):
         prepare_with_progress(options)
 
 

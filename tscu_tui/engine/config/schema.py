@@ -59,9 +59,15 @@ class DataConfig:
     block_size: int = setting(1024, "Tokens per training block (sequence length).", min=2)
     max_tokens: int = setting(0, "Stop preparing after this many tokens; 0 = no limit "
                                  "(c4 needs a limit).", min=0)
-    validation_fraction: float = setting(0.01, "Share of blocks held out for evaluation when "
-                                               "the dataset has no validation split.",
-                                         min=0.0, max=0.5)
+    validation_fraction: float = setting(0.01, "Share of the tokens held out for evaluation "
+                                               "(whole documents) when the dataset has no "
+                                               "validation split; training selects and stops "
+                                               "on it.", min=0.0, max=0.5)
+    test_fraction: float = setting(0.0, "Share of the tokens kept apart as a test split (whole "
+                                        "documents, never trained or selected on) when the "
+                                        "dataset has no test split (test.jsonl beside "
+                                        "valid.jsonl); reports quote it. 0 = no test split.",
+                                   min=0.0, max=0.5)
 
 
 @dataclass
