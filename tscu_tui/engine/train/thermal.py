@@ -28,6 +28,7 @@ from tscu_tui.engine.telemetry import (
     GovernorLimits,
     Sampler,
 )
+from tscu_tui.engine.telemetry.actuators import guard
 from tscu_tui.engine.telemetry.auto import pick_source
 from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
@@ -185,6 +186,9 @@ class ThermalControl:
             change = self.power_limit.restore()
             if change is not None:
                 self._report(change)
+        for done in guard.restore_all():  # any clock knob too (emergency stop included)
+            (self._info if getattr(done, "applied", False) else self._warn)(
+                getattr(done, "message", str(done)))
         self.sampler.stop()
 
     def _report(self, change: LimitChange) -> None:
