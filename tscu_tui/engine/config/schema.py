@@ -170,7 +170,8 @@ class TscuConfig:
                                         min=0.01, max=1.0)
     target_efficiency_bits_per_joule: float = setting(
         1.0, "Diminishing-returns threshold on marginal information per joule "
-             "(bits of training-set description length saved per joule).", min=0.0)
+             "(N training tokens x the drop in held-out bits per token, per joule).",
+        min=0.0)
     efficiency_patience: int = setting(3, "Evaluations below the target before acting.",
                                        min=1)
     efficiency_action: str = setting("warn", "What to do on diminishing returns.",

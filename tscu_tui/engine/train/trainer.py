@@ -58,6 +58,7 @@ from tscu_tui.engine.models.threads import (
 )
 from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
+from tscu_tui.engine.telemetry.efficiency import event_fields
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -234,8 +235,9 @@ class Trainer:
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
-        n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
-        self.scale = penalty_scale(cfg.scu.prior_sigma, n_tokens)
+        # N: ParamBPT's and the information per joule's, one N everywhere
+        self.n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
+        self.scale = penalty_scale(cfg.scu.prior_sigma, self.n_tokens)
         self.scu = RunScu(cfg.scu, cfg.train, self.scale)
         self.scu.set_anchor(model)  # the adapter as initialised: before any restore
 
@@ -531,16 +533,12 @@ class Trainer:
             p.evals_without_best += 1
         param_bpt = budget(0.0, self.scu.sum_sq(self.model).item(), self.scale).param_bpt
         assert self.thermal is not None
-        eff = self.thermal.on_eval(result.bpt + param_bpt, p.tokens,
-                                   self.data.meta.split("train").tokens)
+        eff = self.thermal.on_eval(result.bpt, param_bpt, p.tokens, self.n_tokens,
+                                   mdl=cfg.scu.mode != "off")
         self.emit(EvalEvent(
             step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
             best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
-            eta_marginal_bits_per_j=eff and eff.eta_marginal_bits_per_j,
-            eta_cumulative_bits_per_j=eff and eff.eta_cumulative_bits_per_j,
-            tokens_per_j=eff and eff.tokens_per_j,
-            landauer_efficiency=eff and eff.landauer_cumulative,
-            energy_j=self.thermal.energy_j()))
+            energy_j=self.thermal.energy_j(), **event_fields(eff)))
         if eff is not None and eff.newly_diminishing:
             target = cfg.tscu.target_efficiency_bits_per_joule
             message = (f"diminishing returns: marginal information per joule below {target:g} "
