@@ -303,9 +303,9 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:

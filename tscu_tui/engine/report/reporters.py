@@ -11,27 +11,12 @@ RunStarted, which stays the first event of the run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import first_line
 from tscu_tui.engine.events import Event, RunFailed, RunStarted
-
-Say = Callable[[str], None]
-
-
-class ReporterUnavailable(Exception):
-    """A reporter cannot start here (package missing, no login for online mode)."""
-
-
-class Reporter(Protocol):
-    name: str
-
-    def __call__(self, event: Event) -> None: ...
-
-    def close(self, failed: bool) -> None: ...
+from tscu_tui.engine.report.base import Reporter, ReporterUnavailable
 
 
 class Reporters:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tscu_tui.engine.config import Config, to_dict
 from tscu_tui.engine.events import Event, RunFinished, RunStarted
-from tscu_tui.engine.report.reporters import ReporterUnavailable, Say
+from tscu_tui.engine.report.base import ReporterUnavailable, Say
 from tscu_tui.engine.report.scalars import HPARAM_METRICS, hyperparameters, scalars
 from tscu_tui.engine.runs.files import CURVES_FILE
 
