@@ -20,7 +20,8 @@ from tscu_tui.engine.config.assets import PRESETS_DIR
 from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
 from tscu_tui.engine.runs.ablations import versus_off
-from tscu_tui.engine.train.ablation import parse_arms, plan, run_all, summarize
+from tscu_tui.engine.train.ablation import parse_arms, plan, run_all
+from tscu_tui.engine.train.ablation_stats import summarize
 from tscu_tui.engine.train.trainer import Trainer
 
 SHORT = [f'model.name="{EMBEDDED_MODEL}"', 'telemetry.source="none"', "lora.r=4",
