@@ -148,7 +148,7 @@ class ScuConfig:
                                       "term instead).", min=0.0)
     lambda_min: float = setting(1e-4, "Lower bound on lambda.", min=0.0)
     lambda_max: float = setting(10.0, "Upper bound on lambda.", min=0.0, min_exclusive=True)
-    kp: float = setting(0.3, "Proportional gain: log-lambda moves by kp x the error each "
+    kp: float = setting(0.15, "Proportional gain: log-lambda moves by kp x the error each "
                              "step, the error being ln of S's odds over the target's "
                              "(scale-free). Tuned on the embedded model: see README, The SCU.",
                         min=0.0)

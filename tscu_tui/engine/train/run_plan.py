@@ -108,6 +108,10 @@ def plan_line(config: Config) -> str:
     if not isinstance(plan, str):
         return plan.describe()
     train = config.train
-    wanted = f"train.epochs = {train.epochs:g}" if train.epochs > 0 else \
-        f"{train.max_steps} optimizer steps"
-    return f"{wanted} (epochs and steps not resolved: {plan.rstrip('.')})"
+    if train.epochs > 0:
+        wanted, missing = f"train.epochs = {train.epochs:g}", "steps"
+    else:
+        wanted, missing = f"{train.max_steps} optimizer steps", "epochs"
+    if not (Path(config.data.path).expanduser() / "meta.json").is_file():
+        return f"{wanted} ({missing} known once {config.data.path} is prepared)"
+    return f"{wanted} ({plan.rstrip('.')})"

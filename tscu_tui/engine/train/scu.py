@@ -27,7 +27,7 @@ ERROR_MAX = 3.0
 
 @dataclass(frozen=True)
 class ScuGains:
-    kp: float = 0.3
+    kp: float = 0.15
     ki: float = 0.0
     deadband: float = 0.05
     integral_max: float = 0.2
