@@ -3,11 +3,9 @@ the embedded model."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
-import pytest
 from runs import tiny_config, train
 
 from tscu_tui.engine.events import EvalEvent, LogEvent, RunStarted, StepEvent
