@@ -22,6 +22,7 @@ from tscu_tui.engine.events import (
     RunStarted,
     StateEvent,
     StepEvent,
+    TestEvent,
 )
 from tscu_tui.formatting import fmt, s_target
 
@@ -96,6 +97,9 @@ class ConsoleDisplay:
                     self.first_heldout = event.heldout_bpt
                 self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
                             f"bits/token{' (best)' if event.is_best else ''}")
+            case TestEvent():
+                self._print(f"test split, {event.adapter} adapter (step {event.step}): "
+                            f"{event.test_bpt:.4f} bits/token")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
             case LogEvent() if event.level != "info" or not self.live_mode:

@@ -144,7 +144,7 @@ class TestSplit:
         return event
 
     def at_end(self, model: nn.Module, step: int, best_step: int,
-               load_best: Callable[[], None]) -> None:
+               load_best: Callable[[], bool]) -> None:
         """The final adapter, then the best-validation one (`load_best` puts it in the
         model on every rank); the final weights are back in place afterwards."""
         final = self.run("final", step)
@@ -156,9 +156,9 @@ class TestSplit:
                 self._emit(replace(same, adapter="best"))
             return
         weights = dict(tree_flatten(model.trainable_parameters()))
-        load_best()
-        self.run("best", best_step)
-        model.load_weights(list(weights.items()), strict=False)
+        if load_best():
+            self.run("best", best_step)
+            model.load_weights(list(weights.items()), strict=False)
 
     def recorded(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.events.values()]

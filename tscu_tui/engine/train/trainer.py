@@ -533,10 +533,20 @@ class Trainer:
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
 
-    def _load_best(self) -> None:
+    def _load_best(self) -> bool:
+        """best/ into the model on every rank; False (and a warning) when it is missing."""
+        file = self.run_dir / "best" / ADAPTER_WEIGHTS
+        found = file.is_file() if self.parallel.is_main else None
+        if self.parallel.distributed:
+            found = self.parallel.broadcast_json(found)
+        if not found:
+            self.log(f"{file} is missing: the best-validation adapter's test BPT is not "
+                     "measured", "warning")
+            return False
         if self.parallel.is_main:
-            lora.load_adapter_weights(self.model, self.run_dir / "best" / ADAPTER_WEIGHTS)
+            lora.load_adapter_weights(self.model, file)
         self.parallel.sync_weights(self.model)
+        return True
 
     def _evaluate(self) -> float:
         """Evaluate and record; returns the seconds it computed."""
