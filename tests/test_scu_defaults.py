@@ -68,4 +68,6 @@ def test_defaults_are_not_worse_than_off_and_lambda_stays_off_its_bounds(
         share = arm["lambda_at_bound_share"]
         assert share is None or share <= 0.2, (arm["arm"], share)
     if pi["target_s_mean"] is None:  # "auto" never resolved: the run is exactly `off`
-        assert [r["heldout_bpt"] for r in pi["runs"]] == [r["heldout_bpt"] for r in off["runs"]]
+        # (to the last digits the BLAS thread count, adapted to the load, may change)
+        assert [r["heldout_bpt"] for r in pi["runs"]] == pytest.approx(
+            [r["heldout_bpt"] for r in off["runs"]], rel=1e-5)

@@ -273,10 +273,10 @@ def _test_line(test: dict[str, Any] | None) -> str:
                 "split the best step was selected on")
     if test.get("final_bpt") is None:
         return "- **Test split**: not measured (the run did not reach its end)"
-    measured = test.get("evaluated_tokens") or test["tokens"]
-    size = f"{test['tokens']:,} tokens" if measured >= test["tokens"] else \
-        f"{measured:,} of its {test['tokens']:,} tokens measured"
-    return (f"- **Test split** ({size}, never trained or selected on): "
+    measured = test.get("evaluated_tokens")
+    size = f"{test['tokens']:,} tokens" + (f", {measured:,} of them predicted" if measured
+                                           else "")
+    return (f"- **Test split** ({size}; never trained or selected on): "
             f"{_fmt(test.get('base_bpt'), '.4f')} bits/token before training, "
             f"{_fmt(test.get('final_bpt'), '.4f')} after, "
             f"{_fmt(test.get('best_bpt'), '.4f')} with the best-validation adapter (step "

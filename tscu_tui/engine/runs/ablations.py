@@ -105,7 +105,8 @@ def _difference(arm: dict[str, Any], name: str) -> str:
     if pair.get("mean") is None:
         return "n/a"
     spread = f" ± {pair['sd']:.4f}" if pair.get("sd") is not None else ""
-    return f"{pair['mean']:+.4f}{spread}" + (" *" if pair.get("beyond_noise") else "")
+    mean = f"{pair['mean']:+.4f}".replace("-0.0000", "+0.0000")
+    return mean + spread + (" *" if pair.get("beyond_noise") else "")
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
