@@ -25,6 +25,20 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shift_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small corpus with a test split that the embedded model overfits within a few
+    epochs (runs.write_shift_corpus): 19 training blocks of 64 tokens, 4 steps an epoch
+    at batch 4; validation and test 23 blocks each."""
+    from runs import write_shift_corpus
+
+    root = tmp_path_factory.mktemp("shift")
+    out = root / "prepared"
+    prepare_dataset(PrepareOptions(dataset=str(write_shift_corpus(root / "source")),
+                                   model=EMBEDDED_MODEL, output_dir=out, block_size=64))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 12-step run of the embedded model, shared by the export/push tests."""
     from runs import tiny_config, train

@@ -37,3 +37,29 @@ def train(config: Config, commands: list[Command] = (), resume: bool = False
     return events, trainer
 
 
+
+
+SHIFT_WORDS = ["alpha", "beta", "gamma", "delta", "kernel", "token", "block", "layer", "model",
+               "train", "value", "shape", "batch", "loss", "field", "index"]
+
+
+def write_shift_corpus(folder: Path, train_docs: int = 20, seed: int = 7) -> Path:
+    """train/valid/test.jsonl where validation stops improving within a few epochs.
+
+    Training documents use 6 of the 16 words that validation and test documents use:
+    a model first learns what all share (words, spaces), then learns that the other 10
+    words never come, and held-out BPT turns up while training BPT keeps falling. The
+    embedded model is too small to memorise text in a few steps; this is overfitting
+    it can show in a test's time, deterministically (seeded).
+    """
+    import json
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", train_docs), ("valid", 30), ("test", 30)):
+        words = SHIFT_WORDS[:6] if name == "train" else SHIFT_WORDS
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"text": " ".join(rng.choice(words) for _ in range(24))}) + "\n"
+            for _ in range(n)))
+    return folder

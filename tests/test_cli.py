@@ -43,7 +43,7 @@ def test_check_config_on_a_broken_file_gives_one_line_per_problem(tmp_path):
     assert lines == [
         f"tscu: error: {bad}:2: train.batch_size = 0: must be an integer >= 1",
         f"tscu: error: {bad}:3: unknown key 'train.max_step' (did you mean train.max_steps?)",
-        f"tscu: error: {bad}:5: scu.mode = \"pid\": must be one of 'pi', 'fixed', 'off'",
+        f"tscu: error: {bad}:5: scu.mode = \"pid\": must be one of 'pi', 'fixed', 'off', 'auto'",
     ]
     assert "Traceback" not in result.stderr
 

@@ -50,7 +50,7 @@ def test_every_problem_is_one_line_naming_file_line_key_value_and_what_is_allowe
         f"{tmp_path}/bad.toml:2: train.batch_size = -1: must be an integer >= 1",
         f"{tmp_path}/bad.toml:3: unknown key 'train.learning_rat' "
         "(did you mean train.learning_rate?)",
-        f"{tmp_path}/bad.toml:5: scu.mode = \"pid\": must be one of 'pi', 'fixed', 'off'",
+        f"{tmp_path}/bad.toml:5: scu.mode = \"pid\": must be one of 'pi', 'fixed', 'off', 'auto'",
         f"{tmp_path}/bad.toml:7: lora.r = \"eight\": must be an integer in [1, 4096]",
     ]
     assert all("\n" not in p for p in problems)
@@ -85,7 +85,7 @@ def test_overrides_are_typed_and_validated():
     with pytest.raises(ConfigError) as info:
         load_config(None, ["train.max_steps=abc", "nodot=1"])
     assert info.value.problems == [
-        '--set train.max_steps=abc: train.max_steps = "abc": must be an integer >= 1',
+        '--set train.max_steps=abc: train.max_steps = "abc": must be an integer >= 0',
         "--set nodot=1: expected section.key=value",
     ]
 

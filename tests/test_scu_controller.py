@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tscu_tui.engine.train.scu import LambdaController, ScuGains
+import pytest
+
+from tscu_tui.engine.train.scu import ERROR_MAX, LambdaController, ScuGains, log_error
 
 
 class Plant:
@@ -28,12 +30,23 @@ def run(controller: LambdaController, plant: Plant, steps: int) -> list[float]:
     return trace
 
 
-def test_tracks_the_target_within_the_band_after_warmup():
-    controller = LambdaController(target_s=0.01, lambda_init=1.0)
-    trace = run(controller, Plant(), 10_000)
-    settled = trace[2_000:]
-    assert max(abs(s - 0.01) for s in settled) < 0.004
-    assert abs(sum(settled) / len(settled) - 0.01) < 0.002
+@pytest.mark.parametrize("target", [0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999])
+def test_the_same_gains_track_any_target_within_the_deadband(target):
+    """The error is scale-free: one set of gains holds S's odds within a few percent of
+    the target's, from S* = 0.001 to 0.999 (the plant's lambda at equilibrium is 0.3
+    whatever the target, so only S's scale changes)."""
+    controller = LambdaController(target_s=target, lambda_init=1.0)
+    plant = Plant(c=0.3 * 3.0 * target / (1 - target))
+    trace = run(controller, plant, 10_000)
+    settled = [abs(log_error(s, target)) for s in trace[2_000:]]
+    assert max(settled) < 0.06, max(settled)
+
+
+def test_the_error_is_the_log_of_the_odds_ratio_clipped():
+    assert log_error(0.02, 0.01) == pytest.approx(math.log(2 * 0.99 / 0.98))
+    assert log_error(0.01, 0.01) == 0.0
+    assert log_error(0.999, 0.99) == pytest.approx(math.log(999 / 99))  # not flat near 1
+    assert log_error(0.0, 0.5) == -ERROR_MAX and log_error(1.0, 0.5) == ERROR_MAX
 
 
 def test_s_above_target_raises_lambda_and_below_lowers_it():
@@ -48,13 +61,13 @@ def test_s_above_target_raises_lambda_and_below_lowers_it():
 def test_deadband_holds_lambda_and_leaks_the_integral():
     controller = LambdaController(target_s=0.01, lambda_init=1.0)
     controller.integral = 0.1
-    reading = controller.update(0.0105)
+    reading = controller.update(0.0102)  # odds 2% off: inside the 5% deadband
     assert reading.in_deadband and controller.lambda_reg == 1.0
     assert math.isclose(controller.integral, 0.1 * 0.995)
 
 
 def test_anti_windup_at_a_bound_keeps_recovery_fast():
-    gains = ScuGains(lambda_max=2.0)
+    gains = ScuGains(lambda_max=2.0, ki=0.02)
     controller = LambdaController(target_s=0.001, lambda_init=1.0, gains=gains)
     plant = Plant(c=10.0)  # target unreachable: lambda saturates at its maximum
     run(controller, plant, 2_000)

@@ -22,6 +22,7 @@ from tscu_tui.engine.events import (
     RunStarted,
     StateEvent,
     StepEvent,
+    TestEvent,
 )
 from tscu_tui.formatting import fmt, information, s_target
 
@@ -101,6 +102,9 @@ class ConsoleDisplay:
                 gained = f"; {text}" if text else ""
                 self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
                             f"bits/token{' (best)' if event.is_best else ''}{gained}")
+            case TestEvent():
+                self._print(f"test split, {event.adapter} adapter (step {event.step}): "
+                            f"{event.test_bpt:.4f} bits/token")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
             case LogEvent() if event.level != "info" or event.step is None or not self.live_mode:

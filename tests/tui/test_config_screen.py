@@ -72,7 +72,7 @@ async def test_edit_save_keeps_comments_and_loads_back(app: TscuApp) -> None:
     path = app.config_path
     async with app.run_test(size=(80, 24)) as pilot:
         await open_field(pilot, 3, 6)  # train, max_steps
-        assert "train.max_steps: Optimizer steps to train." in text(app, "#help")
+        assert "train.max_steps: Optimizer steps to train; 0 = as many as" in text(app, "#help")
         await type_value(pilot, "1234")
         await pilot.press("enter")
         assert row(app, "max_steps") == ["*", "max_steps", "1234"]
@@ -83,7 +83,7 @@ async def test_edit_save_keeps_comments_and_loads_back(app: TscuApp) -> None:
         assert row(app, "max_steps")[0] == " "
     saved = path.read_text()
     assert "max_steps = 1234" in saved
-    assert "# Optimizer steps to train. Allowed: an integer >= 1." in saved
+    assert "# Optimizer steps to train; 0 = as many as train.epochs makes." in saved
     assert saved.startswith("# tscu configuration.")
     assert saved.count("\n") == (ROOT / "tscu.toml").read_text().count("\n")
     assert load_config(path).train.max_steps == 1234
@@ -190,7 +190,8 @@ async def test_choice_fields_are_picked_from_a_list(app: TscuApp) -> None:
         await open_field(pilot, 4, list(section_fields(ScuConfig())).index("mode"))
         await pilot.press("enter")
         picker = app.screen
-        assert isinstance(picker, ChoicePicker) and picker.choices == ["pi", "fixed", "off"]
+        assert isinstance(picker, ChoicePicker) and picker.choices == ["pi", "fixed", "off",
+                                                                       "auto"]
         assert picker.query_one("#choice-list").highlighted == 2  # the current value, off
         await pilot.press("up", "enter")
         assert not isinstance(app.screen, ChoicePicker)

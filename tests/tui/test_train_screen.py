@@ -286,3 +286,42 @@ async def test_push_to_hub_uploads_a_finished_run_loopback_fake_hub(demo_data, t
             log = "\n".join(screen.query_one("#log").lines)
     assert f"hub: uploaded: {hub.endpoint}/someone/from-the-app" in log
     assert "someone/from-the-app@main:README.md" in hub.files
+
+
+@pytest.mark.asyncio
+async def test_the_screen_names_the_best_checkpoint_and_says_when_the_run_overfits(tmp_path):
+    """The recorded run, its validation made to turn up after step 15 (training keeps
+    falling): the fit line names step 15's adapter as best and says it overfits."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    turned = {15: 6.0, 30: 6.2, 45: 6.4, 60: 6.6}
+    lines = []
+    for line in (RECORDED / "demo-simulated" / EVENTS_FILE).read_text().splitlines():
+        record = json.loads(line)
+        if record["event"] == "EvalEvent" and record["step"] in turned:
+            record["heldout_bpt"] = turned[record["step"]]
+        lines.append(json.dumps(record) + "\n")
+    (run / EVENTS_FILE).write_text("".join(lines))
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml", watch_dir=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        fit = screen.query_one("#fit")
+        text = str(fit.render())
+        assert text.startswith("OVERFITTING: validation above its best for 3 evaluations "
+                               "while the training loss falls"), text
+        assert "best validation 6.0000 bits/token at step 15, adapter in best/" in text
+        assert fit.has_class("overfitting") and fit.display
+        log = [line for line in screen.query_one("#log").lines if "OVERFITTING" in line]
+        assert len(log) == 1 and log[0].startswith("warning: ")  # said once, when it began
+        assert "validation above its best for 2 evaluations" in log[0]
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml",
+                  watch_dir=RECORDED / "demo-simulated")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        fit = screen.query_one("#fit")
+        assert str(fit.render()) == ("best validation 5.7642 bits/token at step 60, adapter "
+                                     "in best/") and not fit.has_class("overfitting")

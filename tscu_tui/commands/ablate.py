@@ -1,4 +1,5 @@
-"""`tscu ablate`: one config under several SCU arms and seeds, compared in one report."""
+"""`tscu ablate`: one config under several regularisation arms and seeds, compared in one
+report (paired by seed, at the final and the best-validation step, on the test split)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="config file; its data.path (prepared) is the data of every run")
     parser.add_argument("--arms", default=DEFAULT_ARMS,
                         help="comma-separated arms: off, default (the config's [scu]), "
-                             "fixed:LAMBDA, pi:TARGET, pi:auto; each optionally @init or "
-                             f"@zero for the prior's centre (default: {DEFAULT_ARMS})")
+                             "fixed:LAMBDA, pi:TARGET, pi:auto (each optionally @init or "
+                             "@zero for the prior's centre), wd:X (AdamW weight decay X, no "
+                             "penalty), dropout:X (LoRA dropout X, no penalty) "
+                             f"(default: {DEFAULT_ARMS})")
     parser.add_argument("--seeds", default="3", metavar="K",
                         help="seeds per arm: train.seed, +1, ... (default: 3)")
     parser.add_argument("--steps", metavar="N", help="optimizer steps per run "
-                        "(default: train.max_steps)")
+                        "(default: train.max_steps or train.epochs)")
+    parser.add_argument("--epochs", metavar="E", help="passes over the training blocks "
+                        "per run, may be fractional (instead of --steps)")
     parser.add_argument("--output-dir", default="ablation_output", metavar="DIR",
                         help="where runs/ and the report go (default: ablation_output)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -37,28 +42,36 @@ def _steps(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tscu_tui.engine.data import PreparedDataset
-    from tscu_tui.engine.train.ablation import parse_arms, parse_seeds, plan, run_all, summarize
+    from tscu_tui.engine.train.ablation import (
+        parse_arms,
+        parse_epochs,
+        parse_seeds,
+        plan,
+        run_all,
+    )
+    from tscu_tui.engine.train.ablation_stats import summarize
 
     arms = parse_arms(args.arms)
     seeds = parse_seeds(args.seeds)
     steps = _steps(args.steps)
+    epochs = None if args.epochs is None else parse_epochs(args.epochs)
     output_dir = Path(args.output_dir)
     from tscu_tui.commands.train import report_override
 
     overrides = args.overrides + report_override(args.report_to)
-    runs = plan(args.ablation_config, arms, seeds, output_dir, overrides, steps)
+    runs = plan(args.ablation_config, arms, seeds, output_dir, overrides, steps, epochs)
     data = runs[0].config.data.path
-    PreparedDataset.open(Path(data))  # one clear line before anything is written
+    length = runs[0].plan
     print(f"ablation: {len(arms)} arms x {seeds} seeds = {len(runs)} runs of "
-          f"{runs[0].config.train.max_steps} steps on {data}, in {output_dir}", flush=True)
+          f"{length.describe()} on {data}, in {output_dir}", flush=True)
     started = time.monotonic()
     run_all(runs, _train_one, lambda line: print(line, flush=True))
     from tscu_tui.engine.train.ablation_report import render_markdown, write_report
 
     report = summarize(runs, {
         "config": str(args.ablation_config), "data": data,
-        "model": runs[0].config.model.name, "steps": runs[0].config.train.max_steps,
+        "model": runs[0].config.model.name, "steps": length.steps, "epochs": length.epochs,
+        "steps_per_epoch": length.steps_per_epoch,
         "seeds": sorted({r.seed for r in runs}), "overrides": list(args.overrides)})
     write_report(output_dir, report)
     print(render_markdown(report).split("![")[0].rstrip())

@@ -42,6 +42,8 @@ class RunStarted:
     telemetry: str = ""  # source and why it was chosen
     world_size: int = 1  # ranks of a distributed run
     backend: str = "none"  # its mx.distributed backend
+    steps_per_epoch: float | None = None  # optimizer steps a pass over the training blocks
+    test_tokens: int = 0  # the test split's (0: the dataset has none)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,20 @@ class EvalEvent:
 
 
 @dataclass(frozen=True)
+class TestEvent:
+    """The test split (never trained on, never selected on) under one adapter."""
+
+    __test__ = False  # not a pytest class
+
+    adapter: str  # base (step 0) | final | best (the best validation evaluation's)
+    step: int  # the step whose weights were measured
+    test_bpt: float
+    perplexity: float
+    tokens: int
+    eval_s: float
+
+
+@dataclass(frozen=True)
 class CheckpointEvent:
     step: int
     path: str
@@ -141,11 +157,11 @@ class RunFailed:
     reported_elsewhere: bool = False  # that rank printed the line itself: stay quiet
 
 
-Event = (RunStarted | StepEvent | EvalEvent | CheckpointEvent | LogEvent | StateEvent
-         | RunFinished | RunFailed)
+Event = (RunStarted | StepEvent | EvalEvent | TestEvent | CheckpointEvent | LogEvent
+         | StateEvent | RunFinished | RunFailed)
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    RunStarted, StepEvent, EvalEvent, CheckpointEvent, LogEvent, StateEvent, RunFinished,
-    RunFailed)}
+    RunStarted, StepEvent, EvalEvent, TestEvent, CheckpointEvent, LogEvent, StateEvent,
+    RunFinished, RunFailed)}
 
 
 class EventSink(Protocol):

@@ -32,6 +32,8 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.train.run_plan import plan_line
+from tscu_tui.engine.train.selection import FitState, FitWatch
 from tscu_tui.formatting import duration, energy, fmt, information, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
@@ -66,6 +68,8 @@ class TrainScreen(TscuScreen):
         self.bits_per_j: float | None = None  # information per joule since the start
         self.mdl_bits_per_j: float | None = None
         self.events_seen = 0
+        self.fit = FitWatch()
+        self.steps_per_epoch: float | None = None
         self._dirty = False
         self._worker: Worker[None] | None = None
         self._follow_stop = threading.Event()
@@ -78,6 +82,7 @@ class TrainScreen(TscuScreen):
             yield Static("", id="run-state", markup=False)
             yield Static("", id="telemetry-source", markup=False)
         yield Static("", id="nodes", markup=False)  # distributed runs: watts, °C per node
+        yield Static("", id="fit", markup=False)  # the best checkpoint; overfitting
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
             yield Static("", id="eta", markup=False)
@@ -266,6 +271,7 @@ class TrainScreen(TscuScreen):
                 self.query_one("#progress", ProgressBar).update(total=event.max_steps,
                                                                 progress=event.start_step)
                 self.charts.set_target(event.s_target)
+                self.steps_per_epoch = event.steps_per_epoch
                 where = f"resumed at step {event.start_step}" if event.start_step else "started"
                 self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
                                 f"{event.train_tokens:,} training tokens, {event.blas}")
@@ -274,6 +280,7 @@ class TrainScreen(TscuScreen):
             case StepEvent():
                 self._apply_step(event)
             case EvalEvent():
+                self._apply_fit(self.fit.evaluate(event))
                 self.bits_per_j = event.eta_cumulative_bits_per_j
                 self.mdl_bits_per_j = event.mdl_eta_cumulative_bits_per_j
                 self.charts.record_eval(event)
@@ -303,8 +310,18 @@ class TrainScreen(TscuScreen):
                 if not self.read_only:
                     self.tscu.show_error("Training failed", event.reason)
 
+    def _apply_fit(self, state: FitState) -> None:
+        """Say which checkpoint is best, and when the run overfits (logged once)."""
+        line = self.query_one("#fit", Static)
+        if state.overfitting and not line.has_class("overfitting"):
+            self._write_log(f"warning: {state.describe()}")
+        line.set_class(state.overfitting, "overfitting")
+        line.display = True
+        line.update(state.describe(), layout=False)
+
     def _apply_step(self, e: StepEvent) -> None:
         self.last_step = e
+        self.fit.step(e)
         self.charts.record_step(e)
         if e.node_power_w is not None:
             nodes = self.query_one("#nodes", Static)
@@ -363,7 +380,11 @@ class TrainScreen(TscuScreen):
         else:
             source = f"telemetry {self.tscu.config.telemetry.source} (not started)"
         self._set("#telemetry-source", source)
-        eta = "" if e is None else f"step {e.step}/{e.max_steps}  ETA {duration(e.eta_s)}"
+        eta = "" if e is None else f"step {e.step}/{e.max_steps}"
+        if e is not None and self.steps_per_epoch:
+            eta += f" (epoch {e.step / self.steps_per_epoch:.1f})"
+        if e is not None:
+            eta += f"  ETA {duration(e.eta_s)}"
         if e is not None and e.energy_j is not None:
             eta += f"  {energy(e.energy_j)}"
         if self.bits_per_j is not None:
@@ -386,6 +407,7 @@ class TrainScreen(TscuScreen):
         if self.state == "idle":
             self.query_one("#log", Log).clear()
             self._write_log(f"model {c.model.name}, data {c.data.path}, run dir {c.output.dir}")
+            self._write_log(f"length: {plan_line(c)}")
             self._write_log(f"SCU {c.scu.mode} S*={s_target(c.scu.target_s)}; T-SCU "
                             f"{'on' if c.tscu.enabled else 'off'}, budget "
                             f"{c.tscu.power_budget_watts:g} W, max "
@@ -393,6 +415,8 @@ class TrainScreen(TscuScreen):
 
     def _reset_view(self) -> None:
         self.charts.clear()
+        self.fit = FitWatch()
+        self.query_one("#fit", Static).display = False
         self.last_step = None
         self.last_control = None
         self.bits_per_j = self.mdl_bits_per_j = None

@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from tscu_tui.engine.runs.ablations import HEADERS, Ablation, table_rows
+from tscu_tui.engine.runs.ablations import Ablation, headers, table_rows
 from tscu_tui.formatting import fmt
 
 
@@ -71,7 +71,7 @@ class AblationView(Vertical):
         self.query_one("#ablation-title", Static).update(ablation_title(ablation))
         table = self.query_one("#ablation-table", DataTable)
         table.clear(columns=True)
-        table.add_columns(*HEADERS)
+        table.add_columns(*headers(ablation.report))
         for row in table_rows(ablation.report):
             table.add_row(*row, key=row[0])
         plot = self.query_one("#ablation-plot", PlotextPlot)

@@ -125,6 +125,8 @@ class _Collector:
         self.config = config
         self.sections = sections(config)
         self.problems: list[str] = []
+        self.layer = 0  # 0: the file, 1: --set overrides
+        self.given: dict[str, int] = {}  # section.key -> the last layer that set it
 
     def unknown(self, where: str, name: str) -> None:
         candidates = list(self.sections) if "." not in name else all_keys()
@@ -151,6 +153,7 @@ class _Collector:
             self.problems.append(f"{where}: {problem}")
             return
         setattr(section, key, check_value(section, key, value)[0])
+        self.given[name] = self.layer
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
@@ -209,9 +212,31 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
+def one_run_length(config: Config, given: dict[str, int]) -> None:
+    """Let a later layer's train.epochs or train.max_steps replace the other one.
+
+    A file that gives only `epochs` runs by epochs (max_steps' default does not count),
+    and `--set train.epochs=3` over a file's max_steps trains 3 epochs. Both given in
+    one layer stays an error for `cross_checks` to name.
+    """
+    train = config.train
+    epochs, steps = given.get("train.epochs"), given.get("train.max_steps")
+    if epochs is not None and train.epochs > 0 and (steps is None or steps < epochs):
+        train.max_steps = 0
+    elif steps is not None and train.max_steps > 0 and epochs is not None and epochs < steps:
+        train.epochs = 0.0
+
+
 def cross_checks(config: Config, origin: str) -> list[str]:
     problems = []
-    t, s = config.tscu, config.scu
+    t, s, train = config.tscu, config.scu, config.train
+    if train.epochs > 0 and train.max_steps > 0:
+        problems.append(f"{origin}: train.epochs = {train.epochs:g} and train.max_steps = "
+                        f"{train.max_steps} are both set: give one of them (set the other "
+                        "to 0)")
+    elif train.epochs == 0 and train.max_steps == 0:
+        problems.append(f"{origin}: train.max_steps = 0 and train.epochs = 0: set one of them "
+                        "(how long to train)")
     if t.emergency_shutdown_temp <= t.max_temperature_celsius:
         problems.append(f"{origin}: tscu.emergency_shutdown_temp = {t.emergency_shutdown_temp:g}"
                         f": must be above tscu.max_temperature_celsius "
@@ -219,10 +244,12 @@ def cross_checks(config: Config, origin: str) -> list[str]:
     if s.lambda_min > s.lambda_max:
         problems.append(f"{origin}: scu.lambda_min = {s.lambda_min:g}: must not exceed "
                         f"scu.lambda_max ({s.lambda_max:g})")
-    elif s.mode == "pi" and not s.lambda_min <= s.lambda_init <= s.lambda_max:
+    elif s.mode in ("pi", "auto") and not s.lambda_min <= s.lambda_init <= s.lambda_max:
         problems.append(f"{origin}: scu.lambda_init = {s.lambda_init:g}: must lie in "
                         f"[scu.lambda_min, scu.lambda_max] = [{s.lambda_min:g}, "
                         f"{s.lambda_max:g}]")
+    if s.target_s == 1.0:
+        problems.append(f"{origin}: scu.target_s = 1: must be below 1 (S = 1 means DataBPT = 0)")
     if config.telemetry.source == "replay" and not config.telemetry.replay_path:
         problems.append(f"{origin}: telemetry.replay_path: required when telemetry.source "
                         "is 'replay'")
@@ -245,6 +272,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{origin}: cannot read config ({exc})"]) from None
         apply_document(collector, parse_toml(text, origin), origin, text)
+    collector.layer = 1
     for item in overrides:
         try:
             section, key, value = parse_override(item)
@@ -253,6 +281,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             continue
         collector.apply(f"--set {item}", section, key, value)
     if not collector.problems:
+        one_run_length(config, collector.given)
         collector.problems.extend(cross_checks(config, origin))
     if collector.problems:
         raise ConfigError(collector.problems)

@@ -95,7 +95,12 @@ class TrainConfig:
     warmup_steps: int = setting(100, "Optimizer steps of linear warmup.", min=0)
     min_lr_ratio: float = setting(0.1, "Final learning rate as a share of the peak.",
                                   min=0.0, max=1.0)
-    max_steps: int = setting(3000, "Optimizer steps to train.", min=1)
+    max_steps: int = setting(3000, "Optimizer steps to train; 0 = as many as train.epochs "
+                                   "makes. Give one of max_steps and epochs.", min=0)
+    epochs: float = setting(0.0, "Passes over the training blocks to train (may be "
+                                 "fractional), resolved to optimizer steps when the run "
+                                 "starts; 0 = train.max_steps decides. Give one of epochs and "
+                                 "max_steps.", min=0.0)
     weight_decay: float = setting(0.0, "AdamW decoupled weight decay (the SCU penalty is "
                                        "separate).", min=0.0)
     max_grad_norm: float = setting(1.0, "Clip the global gradient norm; 0 = no clipping.",
@@ -120,13 +125,15 @@ class ScuConfig:
     """Shannon Control Unit: a PI controller on lambda so S tracks its target."""
 
     mode: str = setting("off", "'pi' controls lambda; 'fixed' holds lambda_init; 'off' = no "
-                               "penalty (S is still measured). 'off' is the default: in the "
+                               "penalty (S is still measured); 'auto' = 'pi' when the planned "
+                               "run exceeds one epoch, else 'off'. 'off' is the default: in the "
                                "ablation (README, The SCU) no penalised arm beat it.",
-                        choices=("pi", "fixed", "off"))
+                        choices=("pi", "fixed", "off", "auto"))
     target_s: float | str = setting(
-        "auto", "Target S = ParamBPT / (DataBPT + ParamBPT); 'auto' = the smoothed S the run "
-              "reaches at the end of warm-up (at least 10 steps, lambda held at lambda_init "
-              "until then), see README, The SCU.",
+        "auto", "Target S = ParamBPT / (DataBPT + ParamBPT), below 1; 'auto' = S at the best "
+              "validation evaluation, once validation BPT has stayed above that best for 2 "
+              "evaluations (no penalty until then; needs a validation split), see README, "
+              "The SCU.",
         min=0.0, max=1.0, min_exclusive=True, choices=("auto",))
     prior_sigma: float = setting(0.01, "Std of the Gaussian prior on LoRA weights.",
                                  min=0.0, min_exclusive=True)
@@ -136,19 +143,24 @@ class ScuConfig:
                                         "step 0 and grows with what is learned.",
                                 choices=("init", "zero"))
     tokens_n: int = setting(0, "N in ParamBPT; 0 = tokens in the training set.", min=0)
-    lambda_init: float = setting(1.0, "Starting (or fixed) regularisation strength.",
-                                 min=0.0)
+    lambda_init: float = setting(1.0, "Starting (or fixed) regularisation strength ('auto' "
+                                      "targets start where the penalty equals the data "
+                                      "term instead).", min=0.0)
     lambda_min: float = setting(1e-4, "Lower bound on lambda.", min=0.0)
     lambda_max: float = setting(10.0, "Upper bound on lambda.", min=0.0, min_exclusive=True)
-    kp: float = setting(4.0, "Proportional gain (on the S error, in log-lambda). Gains were "
-                             "tuned on the embedded model: see README, The SCU.", min=0.0)
-    ki: float = setting(0.02, "Integral gain (kept small: lambda already integrates the "
-                              "error, a large I term winds up and oscillates).", min=0.0)
-    deadband: float = setting(0.002, "No change while |S - target| is below this.", min=0.0)
+    kp: float = setting(0.15, "Proportional gain: log-lambda moves by kp x the error each "
+                             "step, the error being ln of S's odds over the target's "
+                             "(scale-free). Tuned on the embedded model: see README, The SCU.",
+                        min=0.0)
+    ki: float = setting(0.0, "Integral gain (0: lambda already integrates the error, an I "
+                              "term is a second integrator that winds up and oscillates).",
+                        min=0.0)
+    deadband: float = setting(0.05, "No change while |error| is below this (0.05: S's odds "
+                                    "within 5% of the target's).", min=0.0)
     integral_max: float = setting(0.2, "Anti-windup clamp on the integral term.", min=0.0)
     ema_alpha: float = setting(0.3, "Smoothing of measured S (1 = none).", min=0.0, max=1.0,
                                min_exclusive=True)
-    leak: float = setting(0.995, "Integral leak per step inside the deadband.",
+    leak: float = setting(0.995, "Integral leak per step.",
                           min=0.0, max=1.0)
 
 

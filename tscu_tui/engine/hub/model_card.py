@@ -211,7 +211,8 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
         f"- **Full-precision base (for PEFT)**: `{peft_base or 'unknown'}`",
         f"- **Data**: {data_line}",
         f"- **Steps**: {_fmt(summary.get('steps'), 'd')} of {_fmt(summary.get('max_steps'), 'd')}"
-        f", {_fmt(summary.get('tokens'), ',')} tokens, "
+        + (f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") else "")
+        + f", {_fmt(summary.get('tokens'), ',')} tokens, "
         f"{_fmt(summary.get('train_seconds'), '.1f', 's')} training, "
         f"{_fmt(summary.get('wall_seconds'), '.1f', 's')} wall",
         f"- **LoRA**: rank {lora_params.get('rank')}, scale {lora_params.get('scale')} "
@@ -265,6 +266,23 @@ def _data_line(run: RunFolder) -> str:
             + (f", content hash `{digest}`" if digest else ""))
 
 
+def _test_line(test: dict[str, Any] | None) -> str:
+    """The test split's numbers (never trained or selected on), or that there are none."""
+    if not test or not test.get("tokens"):
+        return ("- **Test split**: none; the held-out numbers above are validation BPT, the "
+                "split the best step was selected on")
+    if test.get("final_bpt") is None:
+        return "- **Test split**: not measured (the run did not reach its end)"
+    measured = test.get("evaluated_tokens")
+    size = f"{test['tokens']:,} tokens" + (f", {measured:,} of them predicted" if measured
+                                           else "")
+    return (f"- **Test split** ({size}; never trained or selected on): "
+            f"{_fmt(test.get('base_bpt'), '.4f')} bits/token before training, "
+            f"{_fmt(test.get('final_bpt'), '.4f')} after, "
+            f"{_fmt(test.get('best_bpt'), '.4f')} with the best-validation adapter (step "
+            f"{_fmt(test.get('best_step'), 'd')})")
+
+
 def _section_results(run: RunFolder, curves: bool = False) -> str:
     a = run.analysis
     scu = a.get("scu", {})
@@ -275,6 +293,8 @@ def _section_results(run: RunFolder, curves: bool = False) -> str:
         f"| after training | {_fmt(a.get('heldout_bpt_final'), '.4f')} |",
         f"| best | {_fmt(a.get('heldout_bpt_best'), '.4f')} |",
         f"| reduction | {_fmt(a.get('heldout_bpt_reduction'), '.4f')} |",
+        "",
+        _test_line(a.get("test")),
         "",
         f"- **S** (target {_fmt(scu.get('target_s'))}): {_stats_line(scu.get('s'))}; "
         f"within +/-{_fmt(scu.get('band'))} after warm-up: "

@@ -1,9 +1,10 @@
 """Ablations on disk (`tscu ablate`'s folders), read back for the app and the report.
 
-An ablation folder holds `ablation.json` (arms, each with its runs, means, spread
-and held-out BPT curve), `ablation.md` and `ablation.png`; its runs are ordinary
-run folders under `runs/`. `table_rows` is the one text form of the table: the
-Markdown report and the results screen both show it.
+An ablation folder holds `ablation.json` (arms, each with its runs, means, spread,
+paired differences against `off` and held-out BPT curve), `ablation.md` and
+`ablation.png`; its runs are ordinary run folders under `runs/`. `table_rows` is
+the one text form of the table: the Markdown report and the results screen both
+show it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.fileio import read_json_object
 from tscu_tui.engine.runs.files import ABLATION_JSON, ABLATION_PNG
 
-HEADERS = ["arm", "seeds", "held-out BPT (mean ± sd)", "vs off", "best BPT",
-           "lambda at bound", "S*", "energy J", "wall s"]
 
+def headers(report: dict[str, Any]) -> list[str]:
+    """The table's column names; the metric (test or validation BPT) is the report's."""
+    metric = report.get("metric", "held-out")
+    return ["arm", "seeds", f"{metric} BPT final (mean ± sd)",
+            f"{metric} BPT at best validation (step)", "final - off final",
+            "final - off best", "best - off best", "lambda at bound", "S*", "wall s"]
 
 @dataclass(frozen=True)
 class Ablation:
@@ -66,18 +71,26 @@ def _f(value: float | None, spec: str) -> str:
 
 
 def off_arm(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The `off` arm (older reports: the first arm without a penalty)."""
+    if "off_arm" in report:
+        return next((a for a in report["arms"] if a["arm"] == report["off_arm"]), None)
     return next((a for a in report["arms"] if a.get("mode") == "off"), None)
 
 
 def versus_off(arm: dict[str, Any], off: dict[str, Any] | None) -> tuple[float, bool] | None:
-    """(arm mean - off mean, beyond seed noise) for the final held-out BPT.
+    """(arm mean - off mean, beyond seed noise) at the final step.
 
-    Beyond seed noise: the difference exceeds twice its standard error,
+    From the per-seed paired differences where the report has them (beyond noise: their
+    mean exceeds twice its standard error); in older reports from the unpaired means,
     2 * sqrt(sd_arm^2 / n_arm + sd_off^2 / n_off). With three seeds this is a rough
     screen, not a significance test; the table shows the numbers behind it.
     """
-    if off is None or arm is off or arm["heldout_bpt_mean"] is None \
-            or off["heldout_bpt_mean"] is None:
+    if off is None or arm is off:
+        return None
+    pair = (arm.get("paired") or {}).get("final_vs_off_final")
+    if pair is not None and pair.get("mean") is not None:
+        return pair["mean"], bool(pair["beyond_noise"])
+    if arm["heldout_bpt_mean"] is None or off["heldout_bpt_mean"] is None:
         return None
     diff = arm["heldout_bpt_mean"] - off["heldout_bpt_mean"]
     noise = 2 * math.sqrt((arm["heldout_bpt_std"] or 0.0) ** 2 / len(arm["runs"])
@@ -85,26 +98,39 @@ def versus_off(arm: dict[str, Any], off: dict[str, Any] | None) -> tuple[float, 
     return diff, abs(diff) > noise
 
 
+def _difference(arm: dict[str, Any], name: str) -> str:
+    pair = (arm.get("paired") or {}).get(name)
+    if pair is None:
+        return "-"
+    if pair.get("mean") is None:
+        return "n/a"
+    spread = f" ± {pair['sd']:.4f}" if pair.get("sd") is not None else ""
+    mean = f"{pair['mean']:+.4f}".replace("-0.0000", "+0.0000")
+    return mean + spread + (" *" if pair.get("beyond_noise") else "")
+
+
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The ablation table as text cells, one row per arm, columns as HEADERS."""
+    """The ablation table as text cells, one row per arm, columns as `headers`."""
     off = off_arm(report)
     rows = []
     for arm in report["arms"]:
-        change = versus_off(arm, off)
-        if arm is off:
-            delta = "-"
-        elif change is None or off is None:
-            delta = "n/a"
+        if "paired" in arm:
+            final_final = _difference(arm, "final_vs_off_final")
+        elif arm is off:
+            final_final = "-"
         else:
-            diff, beyond = change
-            delta = (f"{diff:+.4f} ({diff / off['heldout_bpt_mean'] * 100:+.1f}%)"
-                     + (" *" if beyond else ""))
+            change = versus_off(arm, off)
+            final_final = "n/a" if change is None else (
+                f"{change[0]:+.4f}" + (" *" if change[1] else ""))
         bound = arm.get("lambda_at_bound_share")
+        step = arm.get("best_step_mean")
         rows.append([
             arm["arm"], str(len(arm["runs"])),
             f"{_f(arm['heldout_bpt_mean'], '.4f')} ± {_f(arm['heldout_bpt_std'], '.4f')}",
-            delta, _f(arm.get("best_bpt_mean"), ".4f"),
+            f"{_f(arm.get('best_bpt_mean'), '.4f')} ({_f(step, '.0f')})",
+            final_final, _difference(arm, "final_vs_off_best"),
+            _difference(arm, "best_vs_off_best"),
             "n/a" if bound is None else f"{bound * 100:.0f}%",
             _f(arm.get("target_s_mean"), ".4g") if arm.get("mode") == "pi" else "-",
-            _f(arm.get("energy_j_mean"), ".0f"), _f(arm.get("wall_s_mean"), ".0f")])
+            _f(arm.get("wall_s_mean"), ".0f")])
     return rows

@@ -16,7 +16,14 @@ from typing import Any
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.errors import TscuError
-from tscu_tui.engine.events import EvalEvent, RunFailed, RunFinished, RunStarted, StepEvent
+from tscu_tui.engine.events import (
+    EvalEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepEvent,
+    TestEvent,
+)
 from tscu_tui.engine.fileio import read_json_object
 from tscu_tui.engine.runs.files import (
     ANALYSIS_FILE,
@@ -61,7 +68,7 @@ class RunSummary:
 @dataclass(frozen=True)
 class RunDetail:
     summary: RunSummary
-    history: History  # {"steps": [...], "evals": [...], "checkpoints": [...]}
+    history: History  # {"steps": [...], "evals": [...], "checkpoints": [...], "tests": [...]}
     analysis: dict[str, Any] = field(default_factory=dict)  # empty while running
     config: dict[str, Any] = field(default_factory=dict)
     log_tail: str = ""
@@ -148,7 +155,7 @@ def _history_from_events(path: Path) -> tuple[History, str, str | None, int | No
         events = read_events(path)
     except OSError as exc:
         raise TscuError(f"{path / EVENTS_FILE}: cannot read ({exc.strerror or exc})") from None
-    history: History = {"steps": [], "evals": [], "checkpoints": []}
+    history: History = {"steps": [], "evals": [], "checkpoints": [], "tests": []}
     status, model, max_steps = "in progress", None, None
     for event in events:
         match event:
@@ -156,11 +163,14 @@ def _history_from_events(path: Path) -> tuple[History, str, str | None, int | No
                 model, max_steps, status = event.model, event.max_steps, "in progress"
                 # a resume replays steps after its checkpoint: drop the replaced ones
                 for key in history:
-                    history[key] = [r for r in history[key] if r["step"] <= event.start_step]
+                    history[key] = [r for r in history[key] if r["step"] <= event.start_step
+                                    and r.get("adapter", "base") == "base"]
             case StepEvent():
                 history["steps"].append(asdict(event))
             case EvalEvent():
                 history["evals"].append(asdict(event))
+            case TestEvent():
+                history["tests"].append(asdict(event))
             case RunFinished():
                 status = event.reason
             case RunFailed():
@@ -201,11 +211,11 @@ def load_run(path: Path) -> RunDetail:
     metrics = read_json_object(path / METRICS_FILE)
     if metrics is not None and isinstance(metrics.get("steps"), list):
         history: History = {key: list(metrics.get(key) or [])
-                            for key in ("steps", "evals", "checkpoints")}
+                            for key in ("steps", "evals", "checkpoints", "tests")}
     elif (path / EVENTS_FILE).is_file():
         history = _history_from_events(path)[0]
     else:
-        history = {"steps": [], "evals": [], "checkpoints": []}
+        history = {"steps": [], "evals": [], "checkpoints": [], "tests": []}
     return RunDetail(summary=summary, history=history,
                      analysis=read_json_object(path / ANALYSIS_FILE) or {},
                      config=read_json_object(path / CONFIG_FILE) or {},

@@ -1,12 +1,15 @@
-"""Ablations: the same config trained under several SCU arms and seeds, then compared.
+"""Ablations: the same config trained under several regularisation arms and seeds.
 
-An arm says what the SCU does: `off` (no penalty), `fixed:LAMBDA`, `pi:TARGET`
-(TARGET a number in (0, 1] or `auto`) or `default` (the config's own [scu]),
-optionally with `@init` or `@zero` for the prior's centre. Each arm x seed is an
-ordinary run in `DIR/runs/ARM-seedN`; a run that finished with the same
-settings is reused, an interrupted one resumed, so an ablation can be stopped
-and started again. The report (`ablation.json`, `.md`, `.png`) is written
-from the runs' own recorded histories.
+An arm says what regularises the run: `off` (no penalty), `fixed:LAMBDA`,
+`pi:TARGET` (TARGET a number in (0, 1) or `auto`), `default` (the config's own
+[scu]), or a baseline practitioners use with the penalty off: `wd:X` (AdamW's
+decoupled weight decay X) or `dropout:X` (LoRA dropout X); the SCU arms optionally
+with `@init` or `@zero` for the prior's centre. Arms share seeds: seed k of every
+arm draws the same initial adapter and the same data order (ablation_stats.py
+checks it from the runs' own digests), so arms are compared seed by seed. Each
+arm x seed is an ordinary run in `DIR/runs/ARM-seedN`; a run that finished with the
+same settings is reused, an interrupted one resumed, so an ablation can be stopped
+and started again. The report is ablation_stats.py's and ablation_report.py's.
 """
 
 from __future__ import annotations
@@ -15,24 +18,24 @@ import json
 import math
 import re
 import shutil
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tscu_tui.engine.config import Config, load_config, to_dict
+from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.errors import ConfigError, TscuError
 from tscu_tui.engine.fileio import atomic_write_json, read_json_object
 from tscu_tui.engine.runs.files import SUMMARY_FILE
-from tscu_tui.engine.runs.reader import load_run
 from tscu_tui.engine.train.checkpoint import latest_checkpoint
-from tscu_tui.engine.train.scu_run import auto_resolve_step
+from tscu_tui.engine.train.run_plan import RunPlan, plan_run
 
-ARM_SYNTAX = "off, default, fixed:LAMBDA, pi:TARGET or pi:auto, each optionally @init or @zero"
+ARM_SYNTAX = ("off, default, fixed:LAMBDA, pi:TARGET, pi:auto, wd:X or dropout:X, the SCU "
+              "arms optionally @init or @zero")
 SPEC_FILE = "ablation_run.json"
-_ARM = re.compile(r"^(off|default|fixed:(?P<lam>[^@]+)|pi:(?P<target>[^@]+))"
-                  r"(@(?P<center>init|zero))?$")
+_ARM = re.compile(r"^(?:(?:off|default|fixed:(?P<lam>[^@]+)|pi:(?P<target>[^@]+))"
+                  r"(?:@(?P<center>init|zero))?|wd:(?P<wd>[^@]+)|dropout:(?P<drop>[^@]+))$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,16 @@ def parse_arm(text: str) -> Arm:
     overrides: list[str] = []
     if spec.startswith("off"):
         overrides.append('scu.mode="off"')
+    elif match["wd"] is not None:
+        decay = _number(match["wd"], spec)
+        if decay < 0:
+            raise TscuError(f"--arms: {spec!r}: a weight decay must be >= 0")
+        overrides += ['scu.mode="off"', f"train.weight_decay={decay!r}"]
+    elif match["drop"] is not None:
+        rate = _number(match["drop"], spec)
+        if not 0 <= rate < 1:
+            raise TscuError(f"--arms: {spec!r}: a dropout rate must lie in [0, 1)")
+        overrides += ['scu.mode="off"', f"lora.dropout={rate!r}"]
     elif match["lam"] is not None:
         lam = _number(match["lam"], spec)
         if lam < 0:
@@ -64,8 +77,8 @@ def parse_arm(text: str) -> Arm:
         target = match["target"]
         if target != "auto":
             value = _number(target, spec)
-            if not 0 < value <= 1:
-                raise TscuError(f"--arms: {spec!r}: a target S must lie in (0, 1] or be auto")
+            if not 0 < value < 1:
+                raise TscuError(f"--arms: {spec!r}: a target S must lie in (0, 1) or be auto")
             target = repr(value)
         else:
             target = '"auto"'
@@ -111,11 +124,23 @@ def parse_seeds(text: str) -> int:
     return parse_count("--seeds", text)
 
 
+def parse_epochs(text: str) -> float:
+    """`--epochs`: a number > 0 (may be fractional), or a one-line error."""
+    try:
+        epochs = float(text)
+    except ValueError:
+        raise TscuError(f"--epochs {text}: must be a number > 0") from None
+    if not math.isfinite(epochs) or epochs <= 0:
+        raise TscuError(f"--epochs {text}: must be a number > 0")
+    return epochs
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     arm: Arm
     seed: int
-    config: Config
+    config: Config  # as the run gets it (train.epochs and scu.mode = "auto" unresolved)
+    plan: RunPlan  # ... and as they resolve on the ablation's data
 
     @property
     def run_dir(self) -> Path:
@@ -123,11 +148,19 @@ class PlannedRun:
 
 
 def plan(config_path: str | Path, arms: list[Arm], seeds: int, output_dir: Path,
-         overrides: list[str], steps: int | None = None) -> list[PlannedRun]:
-    """Every arm x seed as a resolved config, seed-major (so a cut-short ablation still
-    has every arm on its first seeds). Raises ConfigError/TscuError, writes nothing."""
-    shared = list(overrides) + ([f"train.max_steps={steps}"] if steps is not None else [])
+         overrides: list[str], steps: int | None = None, epochs: float | None = None
+         ) -> list[PlannedRun]:
+    """Every arm x seed as a config, seed-major (so a cut-short ablation still has every
+    arm on its first seeds). Raises ConfigError/TscuError/DataError, writes nothing."""
+    if steps is not None and epochs is not None:
+        raise TscuError("--steps and --epochs: give one of them")
+    shared = list(overrides)
+    if steps is not None:
+        shared += [f"train.max_steps={steps}", "train.epochs=0"]
+    elif epochs is not None:
+        shared += [f"train.epochs={epochs!r}", "train.max_steps=0"]
     base = load_config(config_path, shared)
+    data = PreparedDataset.open(base.data.path)  # one clear line before anything is written
     runs = []
     for index in range(seeds):
         seed = base.train.seed + index
@@ -140,7 +173,8 @@ def plan(config_path: str | Path, arms: list[Arm], seeds: int, output_dir: Path,
                 config = load_config(config_path, items)
             except ConfigError as exc:
                 raise TscuError(f"--arms {arm.spec}: {exc.problems[0]}") from None
-            runs.append(PlannedRun(arm=arm, seed=seed, config=config))
+            run_plan = plan_run(config, data.meta, base.data.path)
+            runs.append(PlannedRun(arm=arm, seed=seed, config=config, plan=run_plan))
     return runs
 
 
@@ -156,7 +190,7 @@ def run_state(run: PlannedRun) -> str:
         return "new"
     summary = read_json_object(run.run_dir / SUMMARY_FILE)
     if summary is not None and summary.get("status") == "completed" \
-            and summary.get("steps") == run.config.train.max_steps:
+            and summary.get("steps") == run.plan.steps:
         return "finished"
     return "interrupted" if latest_checkpoint(run.run_dir) is not None else "new"
 
@@ -184,80 +218,3 @@ def run_all(runs: list[PlannedRun], train_one: TrainOne, progress: Progress) -> 
         if run_state(run) != "finished":
             raise TscuError(f"{run.run_dir}: the run did not complete; run the ablation "
                             "again to resume it")
-
-
-# ---------------------------------------------------------------------- the report
-
-def _at_bound_share(steps: list[dict[str, Any]], config: Config) -> float | None:
-    """Share of steps after warm-up with lambda at lambda_min or lambda_max (pi only)."""
-    scu = config.scu
-    if scu.mode != "pi":
-        return None
-    start = auto_resolve_step(config.train) if scu.target_s == "auto" \
-        else config.train.warmup_steps
-    after = [s["lambda_reg"] for s in steps if s["step"] > start]
-    if not after:
-        return None
-    low, high = scu.lambda_min * (1 + 1e-6), scu.lambda_max * (1 - 1e-6)
-    return sum(1 for lam in after if lam <= low or lam >= high) / len(after)
-
-
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
-
-
-def _std(values: list[float]) -> float | None:
-    return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-
-
-def run_result(run: PlannedRun) -> dict[str, Any]:
-    detail = load_run(run.run_dir)
-    steps, evals = detail.history["steps"], detail.history["evals"]
-    summary = detail.summary
-    targets = [s["s_target"] for s in steps if s.get("s_target") is not None]
-    return {
-        "seed": run.seed, "run_dir": str(run.run_dir), "status": summary.status,
-        "heldout_bpt": summary.heldout_bpt_final, "best_bpt": summary.heldout_bpt_best,
-        "base_bpt": evals[0]["heldout_bpt"] if evals and evals[0]["step"] == 0 else None,
-        "lambda_at_bound_share": _at_bound_share(steps, run.config),
-        "lambda_final": steps[-1]["lambda_reg"] if steps else None,
-        "target_s": targets[-1] if targets else None,
-        "energy_j": summary.energy_j, "wall_s": summary.duration_s,
-        "curve": [[e["step"], e["heldout_bpt"]] for e in evals],
-    }
-
-
-def _curve(results: list[dict[str, Any]]) -> list[dict[str, float]]:
-    by_step: dict[int, list[float]] = {}
-    for result in results:
-        for step, bpt in result["curve"]:
-            by_step.setdefault(step, []).append(bpt)
-    return [{"step": step, "mean": statistics.fmean(v), "std": _std(v) or 0.0,
-             "min": min(v), "max": max(v), "n": len(v)}
-            for step, v in sorted(by_step.items()) if len(v) == len(results)]
-
-
-def summarize(runs: list[PlannedRun], meta: dict[str, Any]) -> dict[str, Any]:
-    """ablation.json's content from the finished runs (arms in the order given)."""
-    arms: dict[str, list[tuple[PlannedRun, dict[str, Any]]]] = {}
-    for run in runs:
-        arms.setdefault(run.arm.spec, []).append((run, run_result(run)))
-    rows, bases = [], []
-    for spec, pairs in arms.items():
-        results = [result for _, result in pairs]
-        finals = [r["heldout_bpt"] for r in results if r["heldout_bpt"] is not None]
-        bases += [r["base_bpt"] for r in results if r["base_bpt"] is not None]
-        config = pairs[0][0].config
-        rows.append({
-            "arm": spec, "mode": config.scu.mode, "prior_center": config.scu.prior_center,
-            "runs": results,
-            "heldout_bpt_mean": _mean(finals), "heldout_bpt_std": _std(finals),
-            "best_bpt_mean": _mean([r["best_bpt"] for r in results]),
-            "lambda_at_bound_share": _mean([r["lambda_at_bound_share"] for r in results]),
-            "target_s_mean": _mean([r["target_s"] for r in results]),
-            "energy_j_mean": _mean([r["energy_j"] for r in results]),
-            "wall_s_mean": _mean([r["wall_s"] for r in results]),
-            "curve": _curve(results),
-        })
-    return {**meta, "base_heldout_bpt": _mean(bases), "arms": rows}

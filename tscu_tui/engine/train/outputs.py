@@ -174,6 +174,11 @@ def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[st
                               summary.get("information_tokens_n"))
     analysis["memory"] = {key: summary.get(key) for key in (
         "peak_memory_bytes", "peak_rss_bytes", "grad_checkpoint", "loss_chunk_tokens")}
+    # Validation selected the best step; the test split (never selected on) is what
+    # reports quote.
+    analysis["test"] = summary.get("test")
+    analysis["heldout_bpt_best_step"] = summary.get("best_step")
+    analysis["scu"]["mode_setting"] = summary.get("scu_mode_setting", config.scu.mode)
     atomic_write_json(run_dir / ANALYSIS_FILE, analysis)
     atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
     atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))

@@ -23,6 +23,7 @@ from tscu_tui.engine.events import (
     RunFinished,
     RunStarted,
     StepEvent,
+    TestEvent,
     to_record,
 )
 from tscu_tui.engine.runs.files import EVENTS_FILE, LOG_FILE
@@ -49,6 +50,9 @@ def _line(event: Event, logging_steps: int) -> str | None:
         case EvalEvent():
             return (f"eval step {event.step}: held-out {event.heldout_bpt:.4f} bits/token, "
                     f"perplexity {event.perplexity:.2f}{' (best)' if event.is_best else ''}")
+        case TestEvent():
+            return (f"test split, {event.adapter} adapter (step {event.step}): "
+                    f"{event.test_bpt:.4f} bits/token, perplexity {event.perplexity:.2f}")
         case CheckpointEvent():
             return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
         case LogEvent():
@@ -71,6 +75,7 @@ class RunRecorder:
                  history: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.logging_steps = logging_steps
         self.history = history or {"steps": [], "evals": [], "checkpoints": []}
+        self.history.setdefault("tests", [])
         (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
         self._events: TextIO = open(run_dir / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115
         self._log: TextIO = open(run_dir / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115
@@ -82,8 +87,8 @@ class RunRecorder:
         if line:
             self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
             self._log.flush()
-        key = {StepEvent: "steps", EvalEvent: "evals", CheckpointEvent: "checkpoints"}.get(
-            type(event))
+        key = {StepEvent: "steps", EvalEvent: "evals", CheckpointEvent: "checkpoints",
+               TestEvent: "tests"}.get(type(event))
         if key:
             self.history[key].append(asdict(event))
 
@@ -91,6 +96,8 @@ class RunRecorder:
         """Forget history after `step` (a resume replays those steps)."""
         for key in self.history:
             self.history[key] = [r for r in self.history[key] if r["step"] <= step]
+        # The end's test evaluations are measured again when the run ends again.
+        self.history["tests"] = [r for r in self.history["tests"] if r["adapter"] == "base"]
 
     def close(self) -> None:
         self._events.close()

@@ -57,7 +57,7 @@ from tscu_tui.engine.models.threads import (
     set_compute_threads,
 )
 from tscu_tui.engine.report.reporters import Reporters, open_reporters
-from tscu_tui.engine.runs.files import CONFIG_FILE
+from tscu_tui.engine.runs.files import ADAPTER_WEIGHTS, CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.telemetry.efficiency import event_fields
 from tscu_tui.engine.train import lora
@@ -67,10 +67,13 @@ from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale
 from tscu_tui.engine.train.outputs import write_outputs
+from tscu_tui.engine.train.pairing import adapter_digest, data_order_digest
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
+from tscu_tui.engine.train.run_plan import plan_run
 from tscu_tui.engine.train.schedule import lr_at
 from tscu_tui.engine.train.scu_run import RunScu
+from tscu_tui.engine.train.selection import NO_TEST_AFTER, TestSplit, summarize_tests
 from tscu_tui.engine.train.thermal import ThermalControl, ThermalStep
 
 KEEP_CHECKPOINTS = 2
@@ -84,6 +87,7 @@ class _Progress:
     tokens: int = 0
     elapsed_s: float = 0.0
     best_bpt: float = math.inf
+    best_step: int = 0
     evals_without_best: int = 0
     last_bpt: float | None = None
     sampler: SamplerState = field(default_factory=SamplerState)
@@ -153,6 +157,10 @@ class Trainer:
             self.parallel = DataParallel.join(self._rank_lost)
             self.liveness = self.parallel.liveness
             self.data = PreparedDataset.open(self.dataset_path)  # before any output exists
+            # train.epochs and scu.mode = "auto" resolved on this data, before anything uses
+            # them (the run folder's config records the resolved steps and mode).
+            self.plan = plan_run(self.config, self.data.meta, self.dataset_path)
+            self.config = self.plan.apply(self.config)
             if self.parallel.is_main:
                 self._prepare_run_dir()
                 if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
@@ -163,6 +171,9 @@ class Trainer:
                 reason = "completed"
             except _Stop as stop:
                 reason = stop.reason
+            if reason not in NO_TEST_AFTER:
+                p = self.progress
+                self.tests.at_end(self.model, p.step, p.best_step, self._load_best)
             finished = self._finish(reason, time.perf_counter() - started)
             if self.liveness is not None:
                 self.liveness.close()
@@ -257,6 +268,9 @@ class Trainer:
         self.scale = penalty_scale(cfg.scu.prior_sigma, self.n_tokens)
         self.scu = RunScu(cfg.scu, cfg.train, self.scale)
         self.scu.set_anchor(model)  # the adapter as initialised: before any restore
+        self.pairing = {"initial_adapter": adapter_digest(model), "data_order": data_order_digest(
+            len(self.train_blocks), cfg.train.batch_size, cfg.train.seed,
+            cfg.train.max_steps * cfg.train.gradient_accumulation_steps)}
 
         self.optimizer = optim.AdamW(learning_rate=lr_at(0, cfg.train),
                                      weight_decay=cfg.train.weight_decay)
@@ -271,6 +285,7 @@ class Trainer:
             history = s.get("history")
             self.progress = _Progress(step=int(s["step"]), tokens=s["tokens"],
                                       elapsed_s=s["elapsed_s"], best_bpt=s["best_bpt"],
+                                      best_step=int(s.get("best_step", 0)),
                                       evals_without_best=s["evals_without_best"],
                                       last_bpt=s["last_bpt"],
                                       sampler=SamplerState(**s["sampler"]))
@@ -290,6 +305,8 @@ class Trainer:
                 reporters = open_reporters(cfg, self.run_dir, self.progress.step)
                 with self._emit_lock:
                     self._reporters = reporters
+        self.tests = TestSplit(self.data.blocks("test"), self._heldout, self.emit,
+                               (history or {}).get("tests"))
         if self.parallel.distributed and self.liveness is None:
             self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
                      "that hangs leaves the others waiting (tscu train --launch or --hostfile "
@@ -403,6 +420,7 @@ class Trainer:
         self.log(self.memory_plan.describe())
         if initial is not None:
             self._record_eval(*initial)
+            self.tests.run("base", 0)
         self.model.train()
         tokens_per_micro = cfg.train.batch_size * (self.data.meta.block_size - 1)
         while p.step < cfg.train.max_steps:
@@ -475,10 +493,7 @@ class Trainer:
             set_compute_threads(change.threads)
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
-        scu = self.scu.after_step(info.s, p.step, skipped)
-        if scu.resolved_now:
-            self.log(f"scu.target_s = auto resolved to {scu.target_s:.5f} (the smoothed S at "
-                     f"step {p.step}); the controller holds it from here")
+        scu = self.scu.after_step(info.s, p.step, skipped, info.data_bpt)
         # Recent speed, not the run average: the first step includes compilation.
         self._step_s_ema = step_s if self._step_s_ema is None else (
             0.8 * self._step_s_ema + 0.2 * step_s)
@@ -527,15 +542,34 @@ class Trainer:
         return self.thermal.decide(nodes.cluster, nodes.compute_s, nodes.nodes)
 
     def _measure(self) -> tuple[HeldOut, float]:
+        result, seconds = self._heldout(self.val_blocks)
+        self.progress.last_bpt = result.bpt
+        return result, seconds
+
+    def _heldout(self, blocks: np.ndarray) -> tuple[HeldOut, float]:
+        """Held-out BPT of `blocks` (validation or test) and the seconds it took."""
         assert self.thermal is not None
         self.thermal.duty.busy(True)
         started = time.perf_counter()
-        result = self.parallel.heldout(self.model, self.val_blocks,
-                                       self.config.train.batch_size,
+        result = self.parallel.heldout(self.model, blocks, self.config.train.batch_size,
                                        self.config.train.eval_batches)
-        self.progress.last_bpt = result.bpt
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
+
+    def _load_best(self) -> bool:
+        """best/ into the model on every rank; False (and a warning) when it is missing."""
+        file = self.run_dir / "best" / ADAPTER_WEIGHTS
+        found = file.is_file() if self.parallel.is_main else None
+        if self.parallel.distributed:
+            found = self.parallel.broadcast_json(found)
+        if not found:
+            self.log(f"{file} is missing: the best-validation adapter's test BPT is not "
+                     "measured", "warning")
+            return False
+        if self.parallel.is_main:
+            lora.load_adapter_weights(self.model, file)
+        self.parallel.sync_weights(self.model)
+        return True
 
     def _evaluate(self) -> float:
         """Evaluate and record; returns the seconds it computed."""
@@ -547,7 +581,7 @@ class Trainer:
         cfg, p = self.config, self.progress
         is_best = result.bpt < p.best_bpt
         if is_best:
-            p.best_bpt, p.evals_without_best = result.bpt, 0
+            p.best_bpt, p.best_step, p.evals_without_best = result.bpt, p.step, 0
             if p.step > 0 and self.parallel.is_main:
                 lora.save_adapters(self.run_dir / "best", self.model, self.adapter_config)
         elif p.step > 0:
@@ -556,6 +590,11 @@ class Trainer:
         assert self.thermal is not None
         eff = self.thermal.on_eval(result.bpt, param_bpt, p.tokens, self.n_tokens,
                                    mdl=cfg.scu.mode != "off")
+        resolved = self.scu.after_eval(p.step, result.bpt, param_bpt)
+        if resolved is not None:
+            self.log(f"scu.target_s = auto resolved to {resolved.target_s:.5g}: S at step "
+                     f"{resolved.best_step}, the best validation evaluation; the controller "
+                     f"holds it from here, lambda from {resolved.lambda_start:.4g}")
         self.emit(EvalEvent(
             step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
             best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
@@ -610,6 +649,7 @@ class Trainer:
             return  # the ranks hold the same state; rank 0 writes it
         assert self._recorder is not None
         state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
+                 "best_step": p.best_step,
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
                  "sampler": {"epoch": self.sampler.state.epoch,
                              "position": self.sampler.state.position},
@@ -634,13 +674,16 @@ class Trainer:
             s_target=self.scu.target, s_initial=s0, blas=self._compute_detail(),
             device=str(mx.default_device()),
             telemetry=self.thermal.reason if self.thermal else "",
-            world_size=self.parallel.world.size, backend=self.parallel.world.backend))
+            world_size=self.parallel.world.size, backend=self.parallel.world.backend,
+            steps_per_epoch=self.plan.steps_per_epoch, test_tokens=meta.split("test").tokens))
+        if self.progress.step == 0:
+            self.log(f"plan: {self.plan.describe()}")
         target = self.scu.target
         if cfg.scu.mode != "pi" or self.progress.step > 0:
             return
         if target is None:
-            self.log(f"scu.target_s = auto: lambda stays at {cfg.scu.lambda_init:g} until step "
-                     f"{self.scu.resolve_at}, then S* = the smoothed S reached there")
+            self.log("scu.target_s = auto: no penalty until validation BPT stops improving "
+                     "(after warm-up); then S* = the smoothed S at the best evaluation")
         elif s0 > 0 and max(s0 / target, target / s0) > 10:
             self.log(f"S starts at {s0:.4f}, {'far above' if s0 > target else 'far below'} "
                      f"the target {target:g}: lambda may sit at a bound for long", "warning")
@@ -662,6 +705,10 @@ class Trainer:
             self._checkpoint("stop" if reason == "stopped" else "final")
         summary = {
             "status": reason, "steps": p.step, "max_steps": cfg.train.max_steps,
+            **self.plan.summary(), "best_step": p.best_step, "pairing": self.pairing,
+            "test": summarize_tests(self.tests.recorded(),
+                                    self.data.meta.test_source,
+                                    self.data.meta.split("test").tokens),
             "tokens": p.tokens, "train_seconds": p.elapsed_s, "wall_seconds": wall_s,
             "trainable_parameters": self.trainable, "total_parameters": self.total,
             "best_heldout_bpt": p.best_bpt if math.isfinite(p.best_bpt) else None,
