@@ -69,7 +69,7 @@ def test_lora_gguf_has_llama_cpp_s_adapter_layout(gguf_run, tmp_path):
 
 
 def test_merged_gguf_holds_base_plus_delta_and_keeps_the_rest(gguf_run, tmp_path):
-    base, run = gguf_run("qwen2")
+    base, run = gguf_run("llama")
     out = export_run(run, "gguf", output=tmp_path / "q8", quant="q8_0")
     merged, stored = _tensors(out / "model.gguf"), _tensors(base)
     assert set(merged) == set(stored)
@@ -201,7 +201,7 @@ def test_a_moved_or_changed_base_gguf_is_refused(gguf_run, tmp_path, capsys):
 
 def test_what_llama_cpp_or_the_base_cannot_take_is_refused(gguf_run, tiny_run, tmp_path,
                                                            capsys):
-    _, llama_run = gguf_run("llama")  # its attention weights are Q8_0: no 4-bit merge
+    _, llama_run = gguf_run("llama")  # its projections are F32: no 4-bit merge
     _fails(capsys, ["export", str(llama_run), "--format", "gguf", "--quant", "q4_0",
                     "--output-dir", str(tmp_path / "q4")], "q4_0 needs a 4-bit base")
     assert not (tmp_path / "q4").exists()

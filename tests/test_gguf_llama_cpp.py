@@ -1,16 +1,18 @@
 """The GGUF exports, proved in llama.cpp itself (llama-cpp-python, which compiles it).
 
-The reference is what tscu trained: MLX's base + adapter, float32. llama.cpp reads
-the base GGUF with the exported LoRA GGUF (`--format gguf-lora`), or the merged
-GGUF (`--format gguf`), and must give the same logits on the same tokens, and the
-same greedy continuation. A wrong q/k row permutation must fail the same checks.
+The reference is what tscu trained: MLX's base + adapter in float32. llama.cpp reads
+the base GGUF with the exported LoRA GGUF (`--format gguf-lora`), or the merged GGUF
+(`--format gguf`), and must give the same logits on the same tokens and the same
+greedy continuation; a wrong q/k row permutation must fail the same checks.
 
-Tolerances (max |logit difference|, logits of magnitude 3-40), from what llama.cpp
-does differently, not from what the export does: its CPU kernels multiply quantized
-weights by activations quantized to 8 bits (Q8_0/Q8_1 blocks), F16 weights by F16
-activations. So the base GGUF alone is already off MLX by `gap`, measured per file
-below; the exports must add no more than that gap's order again. Measured on this
-machine (2 cores, AVX2 build): see each assertion's printout.
+Two kinds of base, two kinds of bound:
+- F32 bases (synthetic llama and qwen2): llama.cpp multiplies in float32 too, so the
+  LoRA GGUF must match to float rounding (measured ~3e-6; bound 1e-3).
+- Quantized bases (SmolLM2's Q4_1, synthetic 4-bit qwen3): llama.cpp's CPU kernels
+  multiply quantized weights by activations rounded to 8 bits, so even the bare base
+  GGUF is off MLX by a noise floor, `gap` (SmolLM2: mean |logit diff| 0.17, max 1.2).
+  The exports must stay within 1.5 x that floor (mean over all logits), where a wrong
+  permutation lands at 2.6 x (measured on SmolLM2).
 """
 
 from __future__ import annotations
@@ -99,72 +101,111 @@ def _ids(vocab: int, n: int = 40, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).integers(3, vocab, size=n)
 
 
-def check(label: str, got: np.ndarray, expected: np.ndarray, base_llama: np.ndarray,
-          base_mlx: np.ndarray, slack: float) -> float:
-    """llama.cpp with the export vs MLX base + adapter: within `slack` times llama.cpp's own
-    gap on the bare base (plus a floor for a float32-exact base), and the adapter's effect
-    far above that bound, so a missing or misplaced adapter cannot pass."""
-    gap = _diff(base_llama, base_mlx)
-    bound = slack * gap + 2e-3
+def _mean(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
+
+
+def exact_check(label: str, got: np.ndarray, expected: np.ndarray, base_mlx: np.ndarray,
+                bound: float) -> None:
+    """Against an F32 base: within `bound`, and the adapter's effect far above it."""
     diff, effect = _diff(got, expected), _diff(expected, base_mlx)
-    print(f"{label}: max |logit diff| {diff:.3g} (bound {bound:.3g}; llama.cpp's gap on the "
-          f"bare base {gap:.3g}); adapter effect {effect:.3g}")
-    assert diff < bound
-    assert effect > 5 * bound
-    return bound
+    print(f"{label}: max |logit diff| {diff:.3g} (bound {bound:.3g}); adapter effect "
+          f"{effect:.3g}")
+    assert diff < bound and effect > 20 * bound
+
+
+def noisy_bound(base_llama: np.ndarray, base_mlx: np.ndarray, factor: float = 1.5) -> float:
+    """`factor` x llama.cpp's mean |logit diff| from MLX on the bare quantized base."""
+    return factor * _mean(base_llama, base_mlx)
+
+
+def noisy_check(label: str, got: np.ndarray, expected: np.ndarray, base_mlx: np.ndarray,
+                bound: float) -> None:
+    diff, effect = _mean(got, expected), _mean(expected, base_mlx)
+    print(f"{label}: mean |logit diff| {diff:.3g} (bound {bound:.3g}, from llama.cpp's own on "
+          f"the bare base; max {_diff(got, expected):.3g}); adapter effect {effect:.3g}")
+    assert diff < bound and effect > 4 * bound
 
 
 # ---------------------------------------------------------------- synthetic llama/qwen2/qwen3
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_lora_gguf_gives_mlx_logits_in_llama_cpp(gguf_run, arch, tmp_path):
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_lora_gguf_is_exact_in_llama_cpp_on_an_f32_base(gguf_run, arch, tmp_path):
     base, run = gguf_run(arch)
     folder = gguf_cache.imported_model_dir(str(base))
     ids = _ids(4096)
     out = export_run(run, "gguf-lora", output=tmp_path / "lora")
-    check(f"{arch} LoRA GGUF", llama_logits(base, ids, out / "adapter.gguf"),
-          mlx_logits(folder, ids, run), llama_logits(base, ids), mlx_logits(folder, ids),
-          slack=2.0)
+    exact_check(f"{arch} LoRA GGUF", llama_logits(base, ids, out / "adapter.gguf"),
+                mlx_logits(folder, ids, run), mlx_logits(folder, ids), bound=1e-3)
 
 
-@pytest.mark.parametrize(("arch", "quant"), [
-    ("llama", "f16"), ("llama", "q8_0"), ("qwen2", "q8_0"), ("qwen3", "q4_0")])
-def test_merged_gguf_gives_mlx_logits_in_llama_cpp(gguf_run, arch, quant, tmp_path):
+@pytest.mark.parametrize(("arch", "quant", "bound"), [
+    ("llama", "f16", 0.005), ("qwen2", "q8_0", 0.1)])
+def test_merged_gguf_matches_in_llama_cpp_on_an_f32_base(gguf_run, arch, quant, bound,
+                                                          tmp_path):
+    """Merged and rounded once to F16 or Q8_0 (and, in llama.cpp, F16 or 8-bit
+    activations): the bound is that rounding's, measured 0.0018 (f16) and 0.053 (q8_0)."""
     base, run = gguf_run(arch)
     folder = gguf_cache.imported_model_dir(str(base))
     ids = _ids(4096)
     out = export_run(run, "gguf", output=tmp_path / quant, quant=quant)
-    # requantizing adds its own rounding: Q4_0 steps are 1/8 of a block's range
-    check(f"{arch} merged {quant}", llama_logits(out / "model.gguf", ids),
-          mlx_logits(folder, ids, run), llama_logits(base, ids), mlx_logits(folder, ids),
-          slack={"f16": 2.0, "q8_0": 3.0, "q4_0": 6.0}[quant])
+    exact_check(f"{arch} merged {quant}", llama_logits(out / "model.gguf", ids),
+                mlx_logits(folder, ids, run), mlx_logits(folder, ids), bound=bound)
 
 
 @pytest.mark.parametrize("wrong", ["none", "inverse"])
 def test_a_wrong_q_k_permutation_fails_in_llama_cpp(gguf_run, wrong, tmp_path, monkeypatch):
-    """Leaving lora_b's q/k rows in Hugging Face order, or permuting them the wrong way
-    round (the import's inverse), must be caught by the checks above."""
+    """lora_b's q/k rows left in Hugging Face order, or permuted the wrong way round
+    (the import's inverse), fail the bounds the right export passes (LoRA: 0.027 against
+    1e-3; merged f16: 0.027 against 0.005; the random model's attention barely uses q/k,
+    SmolLM2's below does)."""
     base, run = gguf_run("llama")
     folder = gguf_cache.imported_model_dir(str(base))
     ids = _ids(4096)
-    expected, base_mlx = mlx_logits(folder, ids, run), mlx_logits(folder, ids)
-    bound = 2.0 * _diff(llama_logits(base, ids), base_mlx) + 2e-3
+    expected = mlx_logits(folder, ids, run)
     mistake = {"none": lambda rows, heads: rows,
                "inverse": lambda rows, heads: np.array(unpermute_rows(mx.array(rows), heads))}
     monkeypatch.setattr(gguf_base, "permute_rows", mistake[wrong])
     lora = export_run(run, "gguf-lora", output=tmp_path / "lora")
     merged = export_run(run, "gguf", output=tmp_path / "f16", quant="f16")
-    for label, got in (("LoRA", llama_logits(base, ids, lora / "adapter.gguf")),
-                       ("merged", llama_logits(merged / "model.gguf", ids))):
+    for label, got, bound in (("LoRA", llama_logits(base, ids, lora / "adapter.gguf"), 1e-3),
+                              ("merged f16", llama_logits(merged / "model.gguf", ids), 0.005)):
         diff = _diff(got, expected)
-        print(f"permutation '{wrong}', {label}: max |logit diff| {diff:.3g} (bound {bound:.3g})")
+        print(f"permutation '{wrong}', {label}: max |logit diff| {diff:.3g} (bound {bound})")
         assert diff > 3 * bound
+
+
+def test_a_4_bit_base_in_llama_cpp(gguf_run, tmp_path):
+    """qwen3 with Q4_0 weights: the LoRA GGUF within llama.cpp's own noise floor; the Q4_0
+    merge read by llama.cpp as tscu's importer reads the same file (so the file says what
+    it should), and how much requantizing to 4 bits moved it off the trained model."""
+    from tscu_tui.engine.models.gguf import import_gguf
+
+    base, run = gguf_run("qwen3")
+    folder = gguf_cache.imported_model_dir(str(base))
+    ids = _ids(4096)
+    expected, base_mlx = mlx_logits(folder, ids, run), mlx_logits(folder, ids)
+    # 2 x: this random model's adapter sharpens attention, which amplifies llama.cpp's
+    # activation rounding (measured 1.03 x the bare base's)
+    bound = noisy_bound(llama_logits(base, ids), base_mlx, factor=2.0)
+    lora = export_run(run, "gguf-lora", output=tmp_path / "lora") / "adapter.gguf"
+    noisy_check("qwen3 Q4_0 LoRA GGUF", llama_logits(base, ids, lora), expected, base_mlx,
+                bound)
+    merged = export_run(run, "gguf", output=tmp_path / "q4", quant="q4_0") / "model.gguf"
+    import_gguf(merged, tmp_path / "merged-mlx")
+    as_read = mlx_logits(tmp_path / "merged-mlx", ids)
+    got = llama_logits(merged, ids)
+    diff = _mean(got, as_read)
+    print(f"qwen3 merged q4_0: llama.cpp vs MLX on the same file, mean |logit diff| {diff:.3g} "
+          f"(bound {bound:.3g}); vs the trained base + adapter {_mean(as_read, expected):.3g}"
+          f" (adapter effect {_mean(expected, base_mlx):.3g})")
+    assert diff < bound
 
 
 # ---------------------------------------------------------------- SmolLM2-135M
 
 def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, smollm2_dir,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     from pydoc_data.topics import topics
 
     from mlx_lm.utils import load_tokenizer
@@ -174,16 +215,15 @@ def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, 
     tokenizer = load_tokenizer(smollm2_dir)
     ids = np.array(tokenizer.encode(topics["assert"])[:48])
     expected, base_mlx = mlx_logits(smollm2_dir, ids, run), mlx_logits(smollm2_dir, ids)
-    base_llama = llama_logits(base, ids)
+    bound = noisy_bound(llama_logits(base, ids), base_mlx)
     lora = export_run(run, "gguf-lora", output=tmp_path / "lora") / "adapter.gguf"
-    check("SmolLM2 LoRA GGUF", llama_logits(base, ids, lora), expected, base_llama, base_mlx,
-          slack=2.0)
+    noisy_check("SmolLM2 LoRA GGUF", llama_logits(base, ids, lora), expected, base_mlx, bound)
     merged = {q: export_run(run, "gguf", output=tmp_path / q, quant=q) / "model.gguf"
-              for q in ("q8_0", "q4_0")}
-    check("SmolLM2 merged q8_0", llama_logits(merged["q8_0"], ids), expected, base_llama,
-          base_mlx, slack=3.0)
-    check("SmolLM2 merged q4_0", llama_logits(merged["q4_0"], ids), expected, base_llama,
-          base_mlx, slack=6.0)
+              for q in ("q8_0", "f16")}
+    noisy_check("SmolLM2 merged q8_0", llama_logits(merged["q8_0"], ids), expected, base_mlx,
+                bound)
+    noisy_check("SmolLM2 merged f16", llama_logits(merged["f16"], ids), expected, base_mlx,
+                bound / 5)  # F16 weights, F16 activations: measured 0.006, far below
 
     prompt = tokenizer.encode("The assert statement is")
     want, margin = mlx_greedy(smollm2_dir, prompt, 8, run)
@@ -192,12 +232,19 @@ def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, 
     assert llama_greedy(base, prompt, 8, lora) == want
     assert llama_greedy(merged["q8_0"], prompt, 8) == want
 
+    monkeypatch.setattr(gguf_base, "permute_rows", lambda rows, heads: rows)
+    wrong = export_run(run, "gguf-lora", output=tmp_path / "wrong") / "adapter.gguf"
+    diff = _mean(llama_logits(base, ids, wrong), expected)
+    print(f"SmolLM2 LoRA GGUF without the q/k permutation: mean |logit diff| {diff:.3g} "
+          f"(bound {bound:.3g})")
+    assert diff > bound
+
 
 # ---------------------------------------------------------------- an mlx-lm folder base
 
 def test_a_merged_mlx_folder_base_runs_in_llama_cpp(tiny_run, tmp_path):
-    """The embedded tiny Qwen3 (4-bit MLX folder, no GGUF anywhere): metadata and tokenizer
-    written by tscu, and llama.cpp tokenizes and computes as MLX does."""
+    """The embedded tiny Qwen3 (a 4-bit MLX folder, no GGUF anywhere): the metadata and
+    tokenizer tscu writes make llama.cpp tokenize and compute as MLX does."""
     from mlx_lm.utils import load_tokenizer
 
     from tscu_tui.engine.config.assets import DEMO_CORPUS, EMBEDDED_MODEL_DIR
@@ -211,12 +258,6 @@ def test_a_merged_mlx_folder_base_runs_in_llama_cpp(tiny_run, tmp_path):
     llm = llama_cpp.Llama(model_path=str(f16), vocab_only=True, verbose=False)
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer.encode(text)
     llm.close()
-    got = llama_logits(f16, ids)
-    diff, effect = _diff(got, expected), _diff(expected, base_mlx)
-    print(f"tiny Qwen3 (MLX folder) merged f16: max |logit diff| {diff:.3g}; adapter effect "
-          f"{effect:.3g}")
-    assert diff < 0.05 and effect > 0.5
-    q4 = export_run(tiny_run, "gguf", output=tmp_path / "q4", quant="q4_0") / "model.gguf"
-    diff = _diff(llama_logits(q4, ids), expected)
-    print(f"tiny Qwen3 (MLX folder) merged q4_0: max |logit diff| {diff:.3g}")
-    assert diff < 0.5 * effect
+    # dequantized 4-bit weights + delta in F16, F16 activations: measured 0.002
+    exact_check("tiny Qwen3 (MLX folder) merged f16", llama_logits(f16, ids), expected,
+                base_mlx, bound=0.01)
