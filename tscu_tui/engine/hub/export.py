@@ -98,6 +98,10 @@ def _write_gguf(run: RunFolder, staging: Path, fmt: str, base: str | None, quant
             "the weights, so this model's outputs are close to, not equal to, the base + "
             "adapter tscu trained (`--format gguf-lora` keeps the adapter exact). "
             f"{merged.copied} tensors were copied from the base as stored.\n")
+    if quant == "q4_0":  # measured on SmolLM2-135M: README, Export and upload
+        note += ("\nA 4-bit grid is coarser than a LoRA's usual change to a weight: "
+                 "requantizing to Q4_0 can round most of the adapter away. Prefer q8_0, or "
+                 "the LoRA GGUF on the original base.\n")
     return gguf_lora.usage(merged.base, None, MODEL_FILE) + note
 
 
