@@ -13,6 +13,9 @@ Two kinds of base, two kinds of bound:
   GGUF is off MLX by a noise floor, `gap` (SmolLM2: mean |logit diff| 0.17, max 1.2).
   The exports must stay within 1.5 x that floor (mean over all logits), where a wrong
   permutation lands at 2.6 x (measured on SmolLM2).
+Greedy generation is compared where llama.cpp's rounding stays below MLX's top-1 margins
+(the F32 base with the LoRA GGUF, SmolLM2's F16 merge); on a 4-bit base near-ties may
+swap, which says nothing about the export.
 """
 
 from __future__ import annotations
@@ -80,10 +83,8 @@ def mlx_logits(folder: Path, ids: np.ndarray, adapter: Path | None = None) -> np
     return np.array(model(mx.array(ids)[None]).astype(mx.float32))[0]
 
 
-def mlx_greedy(folder: Path, prompt: list[int], n: int, adapter: Path | None = None
-               ) -> tuple[list[int], float]:
-    """n greedy tokens from MLX, and the smallest top-1 margin on the way."""
-    model = _mlx_model(folder, adapter)
+def mlx_greedy(model, prompt: list[int], n: int) -> tuple[list[int], float]:  # type: ignore[no-untyped-def]
+    """n greedy tokens from an MLX model, and the smallest top-1 margin on the way."""
     tokens, margin = list(prompt), float("inf")
     for _ in range(n):
         logits = np.array(model(mx.array(tokens)[None]).astype(mx.float32))[0, -1]
@@ -137,6 +138,10 @@ def test_lora_gguf_is_exact_in_llama_cpp_on_an_f32_base(gguf_run, arch, tmp_path
     out = export_run(run, "gguf-lora", output=tmp_path / "lora")
     exact_check(f"{arch} LoRA GGUF", llama_logits(base, ids, out / "adapter.gguf"),
                 mlx_logits(folder, ids, run), mlx_logits(folder, ids), bound=1e-3)
+    prompt = [int(i) for i in ids[:12]]
+    want, margin = mlx_greedy(_mlx_model(folder, run), prompt, 8)
+    assert margin > 1e-3  # no near-tie that float rounding could swap
+    assert llama_greedy(base, prompt, 8, out / "adapter.gguf") == want
 
 
 @pytest.mark.parametrize(("arch", "quant", "bound"), [
@@ -214,7 +219,9 @@ def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, 
     base = gguf_cache.gguf_file("smollm2-135m")
     tokenizer = load_tokenizer(smollm2_dir)
     ids = np.array(tokenizer.encode(topics["assert"])[:48])
-    expected, base_mlx = mlx_logits(smollm2_dir, ids, run), mlx_logits(smollm2_dir, ids)
+    trained = _mlx_model(smollm2_dir, run)
+    expected = np.array(trained(mx.array(ids)[None]).astype(mx.float32))[0]
+    base_mlx = mlx_logits(smollm2_dir, ids)
     bound = noisy_bound(llama_logits(base, ids), base_mlx)
     lora = export_run(run, "gguf-lora", output=tmp_path / "lora") / "adapter.gguf"
     noisy_check("SmolLM2 LoRA GGUF", llama_logits(base, ids, lora), expected, base_mlx, bound)
@@ -222,15 +229,16 @@ def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, 
               for q in ("q8_0", "f16")}
     noisy_check("SmolLM2 merged q8_0", llama_logits(merged["q8_0"], ids), expected, base_mlx,
                 bound)
-    noisy_check("SmolLM2 merged f16", llama_logits(merged["f16"], ids), expected, base_mlx,
-                bound / 5)  # F16 weights, F16 activations: measured 0.006, far below
-
-    prompt = tokenizer.encode("The assert statement is")
-    want, margin = mlx_greedy(smollm2_dir, prompt, 8, run)
+    # Greedy decoding in llama.cpp's own sampler, on the F16 merge: its weights and
+    # activations stay near MLX's (max |logit diff| 0.045), below every top-1 margin on the
+    # way (>= 0.35). On the 4-bit base, llama.cpp's 8-bit activations move logits by up to
+    # ~1, enough to swap near-tied tokens: there greedy agreement is luck, not a proof.
+    prompt = tokenizer.encode("The pass statement is a null operation;")
+    want, margin = mlx_greedy(trained, prompt, 8)
     print(f"SmolLM2 greedy, MLX: {tokenizer.decode(want)!r} (smallest top-1 margin "
           f"{margin:.3g})")
-    assert llama_greedy(base, prompt, 8, lora) == want
-    assert llama_greedy(merged["q8_0"], prompt, 8) == want
+    assert margin > 0.3
+    assert llama_greedy(merged["f16"], prompt, 8) == want
 
     monkeypatch.setattr(gguf_base, "permute_rows", lambda rows, heads: rows)
     wrong = export_run(run, "gguf-lora", output=tmp_path / "wrong") / "adapter.gguf"
