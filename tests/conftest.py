@@ -58,6 +58,43 @@ def smollm2_dir(model_cache: Path) -> Path:
     return folder
 
 
+def _real_clock_settings() -> dict[str, str]:
+    """This machine's own clock and power knobs as they read now (read only)."""
+    patterns = ["/sys/devices/system/cpu/cpufreq/policy*/scaling_max_freq",
+                "/sys/devices/system/cpu/cpufreq/policy*/energy_performance_preference",
+                "/sys/devices/system/cpu/intel_pstate/max_perf_pct",
+                "/sys/class/powercap/intel-rapl:*/constraint_0_power_limit_uw"]
+    found = {}
+    for pattern in patterns:
+        for path in Path("/").glob(pattern.lstrip("/")):
+            try:
+                found[str(path)] = path.read_text().strip()
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def actuator_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Clock and power changes are journalled in a per-session folder, never the user's;
+    and when the suite ends no actuator is left changed: none this process holds, no
+    journal entry (child processes' included), the real machine's knobs as they were."""
+    from tscu_tui.engine.telemetry.actuators import guard, journal
+
+    state = tmp_path_factory.mktemp("tscu-state")
+    old = os.environ.get("TSCU_STATE_DIR")
+    os.environ["TSCU_STATE_DIR"] = str(state)
+    before = _real_clock_settings()
+    yield state
+    assert guard.active() == [], f"the test suite left these knobs changed: {guard.active()}"
+    assert journal.read_entries() == {}, "a test process left a change in the journal"
+    assert _real_clock_settings() == before, "a test changed this machine's clock settings"
+    if old is None:
+        os.environ.pop("TSCU_STATE_DIR", None)
+    else:
+        os.environ["TSCU_STATE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def pydoc_data(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pydoc prepared with SmolLM2's tokenizer (64-token blocks, 30k tokens)."""

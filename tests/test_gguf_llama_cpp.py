@@ -190,9 +190,10 @@ def test_a_4_bit_base_in_llama_cpp(gguf_run, tmp_path):
     folder = gguf_cache.imported_model_dir(str(base))
     ids = _ids(4096)
     expected, base_mlx = mlx_logits(folder, ids, run), mlx_logits(folder, ids)
-    # 2 x: this random model's adapter sharpens attention, which amplifies llama.cpp's
-    # activation rounding (measured 1.03 x the bare base's)
-    bound = noisy_bound(llama_logits(base, ids), base_mlx, factor=2.0)
+    # 3 x: this random model's adapter sharpens attention, which amplifies llama.cpp's
+    # activation rounding (measured 1.0-1.6 x the bare base's); qwen3's layout is held to
+    # float rounding nowhere else, so the merge below is checked file-against-file too
+    bound = noisy_bound(llama_logits(base, ids), base_mlx, factor=3.0)
     lora = export_run(run, "gguf-lora", output=tmp_path / "lora") / "adapter.gguf"
     noisy_check("qwen3 Q4_0 LoRA GGUF", llama_logits(base, ids, lora), expected, base_mlx,
                 bound)
@@ -229,16 +230,21 @@ def test_smollm2_exports_match_mlx_and_generate_the_same_in_llama_cpp(real_run, 
               for q in ("q8_0", "f16")}
     noisy_check("SmolLM2 merged q8_0", llama_logits(merged["q8_0"], ids), expected, base_mlx,
                 bound)
-    # Greedy decoding in llama.cpp's own sampler, on the F16 merge: its weights and
-    # activations stay near MLX's (max |logit diff| 0.045), below every top-1 margin on the
-    # way (>= 0.35). On the 4-bit base, llama.cpp's 8-bit activations move logits by up to
-    # ~1, enough to swap near-tied tokens: there greedy agreement is luck, not a proof.
-    prompt = tokenizer.encode("The pass statement is a null operation;")
-    want, margin = mlx_greedy(trained, prompt, 8)
-    print(f"SmolLM2 greedy, MLX: {tokenizer.decode(want)!r} (smallest top-1 margin "
-          f"{margin:.3g})")
-    assert margin > 0.3
-    assert llama_greedy(merged["f16"], prompt, 8) == want
+    f16_logits = llama_logits(merged["f16"], ids)
+    noisy_check("SmolLM2 merged f16", f16_logits, expected, base_mlx, bound / 5)
+    # Greedy decoding in llama.cpp's own sampler, on the F16 merge, from the prompt whose
+    # top-1 margins in MLX are widest: they must exceed twice the F16 file's largest logit
+    # error, so agreement is owed, not luck. (On the 4-bit base llama.cpp's 8-bit
+    # activations move logits by up to ~1, enough to swap near-tied tokens.)
+    candidates = ["The pass statement is a null operation;", "The with statement",
+                  "The assert statement is", "The return statement"]
+    runs = [(mlx_greedy(trained, tokenizer.encode(text), 8), text) for text in candidates]
+    (want, margin), text = max(runs, key=lambda r: r[0][1])
+    error = _diff(f16_logits, expected)
+    print(f"SmolLM2 greedy from {text!r}, MLX: {tokenizer.decode(want)!r} (smallest top-1 "
+          f"margin {margin:.3g}; f16 merge's largest logit error {error:.3g})")
+    assert margin > 2 * error
+    assert llama_greedy(merged["f16"], tokenizer.encode(text), 8) == want
 
     monkeypatch.setattr(gguf_base, "permute_rows", lambda rows, heads: rows)
     wrong = export_run(run, "gguf-lora", output=tmp_path / "wrong") / "adapter.gguf"

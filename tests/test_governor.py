@@ -120,13 +120,13 @@ def test_duty_idle_seconds_gives_the_requested_compute_share():
 
 def test_efficiency_bits_per_joule_and_landauer():
     tracker = EfficiencyTracker(n_tokens=1000, target_bits_per_joule=1.0, patience=2,
-                                total_bpt_start=5.0)
-    first = tracker.update(total_bpt=4.0, energy_j=100.0, tokens_processed=500, temp_c=None)
+                                heldout_bpt_start=5.0)
+    first = tracker.update(heldout_bpt=4.0, energy_j=100.0, tokens_processed=500, temp_c=None)
     assert first.bits_marginal == pytest.approx(1000.0)
     assert first.eta_marginal_bits_per_j == pytest.approx(10.0)
     assert first.tokens_per_j == pytest.approx(5.0) and first.j_per_token == pytest.approx(0.2)
     assert first.landauer_marginal == pytest.approx(10.0 * 1.380649e-23 * 300.0 * math.log(2))
-    second = tracker.update(total_bpt=3.5, energy_j=300.0, tokens_processed=1000, temp_c=50.0)
+    second = tracker.update(heldout_bpt=3.5, energy_j=300.0, tokens_processed=1000, temp_c=50.0)
     assert second.eta_marginal_bits_per_j == pytest.approx(2.5)
     assert second.eta_cumulative_bits_per_j == pytest.approx(1500.0 / 300.0)
     assert second.temp_k == pytest.approx(323.15)
@@ -135,7 +135,7 @@ def test_efficiency_bits_per_joule_and_landauer():
 
 def test_diminishing_returns_needs_patience_and_fires_once():
     tracker = EfficiencyTracker(n_tokens=100, target_bits_per_joule=1.0, patience=3,
-                                total_bpt_start=2.0)
+                                heldout_bpt_start=2.0)
     bpt, energy, flags = 2.0, 0.0, []
     for drop in (0.5, 0.001, 0.001, 0.5, 0.001, 0.001, 0.001, 0.001):
         bpt, energy = bpt - drop, energy + 10.0

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from tscu_tui.engine.data import (
     prepare_dataset,
 )
 from tscu_tui.engine.data.hub import wikitext_articles
+from tscu_tui.engine.data.packing import SplitAssigner
+from tscu_tui.engine.data.store import SplitMeta
 from tscu_tui.engine.errors import DataError
 from tscu_tui.engine.models.load import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR, load_tokenizer
 
@@ -85,21 +88,25 @@ def _prepare(model: str, dataset: Path | str, out: Path, **kw) -> PreparedDatase
     return PreparedDataset.open(out)
 
 
-def _stream(data: PreparedDataset) -> np.ndarray:
-    """Undo the block-level split: the original token stream, in order."""
-    f = float(data.meta.validation_source.split()[-1])
-    size, train, val = data.meta.block_size, data.tokens("train"), data.tokens("validation")
-    parts, t, v = [], 0, 0
-    for i in range(data.meta.splits["train"].blocks + data.meta.splits["validation"].blocks):
-        if int((i + 1) * f) > int(i * f):
-            parts.append(val[v:v + size])
-            v += size
-        else:
-            parts.append(train[t:t + size])
-            t += size
-    parts.append(train[t:])  # the trailing partial block
-    assert v == val.size
-    return np.concatenate(parts)
+def _shares(meta) -> dict[str, Fraction]:  # type: ignore[no-untyped-def]
+    """The token shares the router used, read back from meta.json's sources."""
+    shares = {}
+    for split, source in (("validation", meta.validation_source), ("test", meta.test_source)):
+        if source.startswith("fraction ") and float(source.split()[-1]) > 0:
+            shares[split] = Fraction(float(source.split()[-1])).limit_denominator(1_000_000)
+    return {"train": 1 - sum(shares.values(), Fraction(0)), **shares}
+
+
+def _split_streams(data: PreparedDataset, tokenizer, docs: list[str]  # type: ignore[no-untyped-def]
+                   ) -> dict[str, np.ndarray]:
+    """What each split's file must hold: the documents (each + EOS), whole, in corpus
+    order, routed by token share exactly as documented (packing.SplitAssigner)."""
+    assigner = SplitAssigner(_shares(data.meta))
+    parts: dict[str, list[int]] = {s: [] for s in ("train", "validation", "test")}
+    for doc in docs:
+        ids = [*tokenizer.encode(doc), tokenizer.eos_token_id]
+        parts[assigner.assign(len(ids))].extend(ids)
+    return {s: np.array(ids, dtype=np.int64) for s, ids in parts.items()}
 
 
 def _expected(tokenizer, docs: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -108,15 +115,16 @@ def _expected(tokenizer, docs: list[str]) -> np.ndarray:  # type: ignore[no-unty
 
 
 def _check_tokens(data: PreparedDataset, tokenizer, docs: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Token count = sum(len(encode(doc)) + 1), EOS at every document boundary."""
+    """Token count = sum(len(encode(doc)) + 1); every split holds whole documents, EOS
+    after each, in corpus order, as the router assigns them."""
     meta = data.meta
-    assert meta.splits["train"].tokens + meta.splits["validation"].tokens == sum(
+    assert sum(s.tokens for s in meta.splits.values()) == sum(
         len(tokenizer.encode(d)) + 1 for d in docs)
-    stream = _stream(data)
-    assert np.array_equal(stream, _expected(tokenizer, docs))
-    ends = np.cumsum([len(tokenizer.encode(d)) + 1 for d in docs]) - 1
-    assert (stream[ends] == meta.eos_token_id).all()
-    assert meta.splits["train"].documents + meta.splits["validation"].documents == len(docs)
+    for split, expected in _split_streams(data, tokenizer, docs).items():
+        assert np.array_equal(data.tokens(split), expected), split
+        if expected.size:
+            assert data.tokens(split)[-1] == meta.eos_token_id
+    assert sum(s.documents for s in meta.splits.values()) == len(docs)
 
 
 # -- local files: token counts and document boundaries ----------------------------------------
@@ -128,8 +136,12 @@ def test_txt_tokens_match_per_document_encoding(tmp_path: Path, model: str, toke
     docs = _docs(120)
     text = "\n\n".join(docs) + "\n" if mode == "paragraph" else "\n".join(docs) + "\n"
     (tmp_path / "corpus.txt").write_text(text)
+    if mode == "document":  # one document cannot be split: held-out splits take whole ones
+        with pytest.raises(DataError, match="took 0 of 1 documents"):
+            _prepare(model, tmp_path / "corpus.txt", tmp_path / "out", block_size=32,
+                     txt_split=mode, validation_fraction=0.1)
     data = _prepare(model, tmp_path / "corpus.txt", tmp_path / "out", block_size=32,
-                    txt_split=mode, validation_fraction=0.1)
+                    txt_split=mode, validation_fraction=0.0 if mode == "document" else 0.1)
     _check_tokens(data, tokenizer, [text] if mode == "document" else docs)
     assert data.meta.source["files"]["train"][0]["format"] == f"txt ({mode})"
 
@@ -191,17 +203,18 @@ def test_blocks_shape_validation_share_and_meta(tmp_path: Path, model: str) -> N
     assert n >= 100
     assert data.blocks("train").shape == (meta.splits["train"].blocks, 64)
     assert data.blocks("validation").shape == (meta.splits["validation"].blocks, 64)
-    assert meta.splits["validation"].blocks == int(n * 0.05)
-    assert abs(meta.splits["validation"].tokens / (n * 64) - 0.05) < 0.01
+    total = sum(s.tokens for s in meta.splits.values())
+    assert abs(meta.splits["validation"].tokens / total - 0.05) < 0.01
+    assert meta.splits["test"] == SplitMeta(0, 0, 0) and not meta.has_test
     assert not data.blocks("train").flags.writeable
-    assert meta.validation_source == "fraction 0.05"
-    assert meta.dtype in ("uint16", "uint32") and meta.format_version == 1
+    assert meta.validation_source == "fraction 0.05" and meta.test_source == "none"
+    assert meta.dtype in ("uint16", "uint32") and meta.format_version == 2
     assert meta.content_hash.startswith("sha256:") and meta.created.endswith("Z")
     data.verify()
     on_disk = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert on_disk["splits"]["train"]["blocks"] == meta.splits["train"].blocks
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "meta.json", "train.bin", "validation.bin"]
+        "meta.json", "test.bin", "train.bin", "validation.bin"]
 
 
 def test_damaged_dataset_is_refused_with_one_line(tmp_path: Path, model: str) -> None:
@@ -229,7 +242,7 @@ def test_max_tokens_caps_the_total_exactly(tmp_path: Path, model: str) -> None:
     data = _prepare(model, tmp_path / "c.txt", tmp_path / "out", block_size=16,
                     max_tokens=1000, validation_fraction=0.1)
     meta = data.meta
-    assert meta.splits["train"].tokens + meta.splits["validation"].tokens == 1000
+    assert sum(s.tokens for s in meta.splits.values()) == 1000
     assert meta.truncated and meta.max_tokens == 1000
 
 
@@ -261,12 +274,86 @@ def test_mlx_lm_layout_uses_its_own_validation_file(tmp_path: Path, model: str,
     folder = tmp_path / "mlx"
     folder.mkdir()
     train, valid = _docs(100, seed=12), _docs(20, seed=13)
-    for name, docs in (("train.jsonl", train), ("valid.jsonl", valid), ("test.jsonl", ["x"])):
+    for name, docs in (("train.jsonl", train), ("valid.jsonl", valid)):
         (folder / name).write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     data = _prepare(model, folder, tmp_path / "out", block_size=16)
-    assert data.meta.validation_source == "dataset split"
+    assert data.meta.validation_source == "dataset split" and data.meta.test_source == "none"
     assert np.array_equal(data.tokens("validation"), _expected(tokenizer, valid))
     assert np.array_equal(data.tokens("train"), _expected(tokenizer, train))
+
+
+def test_mlx_lm_layout_with_test_jsonl_uses_all_three_files(tmp_path: Path, model: str,
+                                                           tokenizer) -> None:
+    folder = tmp_path / "mlx"
+    folder.mkdir()
+    splits = {"train": _docs(100, seed=12), "validation": _docs(20, seed=13),
+              "test": _docs(20, seed=14)}
+    for name, docs in (("train.jsonl", splits["train"]), ("valid.jsonl", splits["validation"]),
+                       ("test.jsonl", splits["test"])):
+        (folder / name).write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    data = _prepare(model, folder, tmp_path / "out", block_size=16, test_fraction=0.2)
+    assert data.meta.test_source == "dataset split" and data.meta.has_test
+    for split, docs in splits.items():  # the file's own split wins over the fraction
+        assert np.array_equal(data.tokens(split), _expected(tokenizer, docs)), split
+        assert data.meta.splits[split].documents == len(docs)
+
+
+@pytest.mark.parametrize("own_validation", [False, True])
+def test_test_fraction_takes_whole_documents_from_training(tmp_path: Path, model: str,
+                                                           tokenizer, own_validation: bool
+                                                           ) -> None:
+    docs = _docs(300, seed=15)
+    if own_validation:
+        folder = tmp_path / "mlx"
+        folder.mkdir()
+        (folder / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n"
+                                                    for d in docs))
+        (folder / "valid.jsonl").write_text(json.dumps({"text": "held out " * 40}) + "\n")
+        source = folder
+    else:
+        source = tmp_path / "c.txt"
+        source.write_text("\n\n".join(docs))
+    data = _prepare(model, source, tmp_path / "out", block_size=16, validation_fraction=0.1,
+                    test_fraction=0.15)
+    meta = data.meta
+    assert meta.test_source == "fraction 0.15" and meta.has_test
+    if own_validation:
+        assert meta.validation_source == "dataset split"
+        expected = SplitAssigner({"train": Fraction(17, 20), "test": Fraction(3, 20)})
+        parts: dict[str, list[int]] = {"train": [], "test": []}
+        for doc in docs:
+            ids = [*tokenizer.encode(doc), tokenizer.eos_token_id]
+            parts[expected.assign(len(ids))].extend(ids)
+        for split, ids in parts.items():
+            assert data.tokens(split).tolist() == ids, split
+    else:
+        _check_tokens(data, tokenizer, docs)
+    routed = meta.splits["train"].tokens + meta.splits["test"].tokens + (
+        0 if own_validation else meta.splits["validation"].tokens)
+    assert abs(meta.splits["test"].tokens / routed - 0.15) < 0.02
+    # No document straddles two splits: every split's text is whole documents of the corpus.
+    encoded = {tuple(tokenizer.encode(d)) for d in docs}
+    for split in ("train", "test"):
+        tokens = data.tokens(split).tolist()
+        cuts = [i for i, t in enumerate(tokens) if t == meta.eos_token_id]
+        starts = [0, *(c + 1 for c in cuts[:-1])]
+        assert all(tuple(tokens[a:b]) in encoded for a, b in zip(starts, cuts, strict=True))
+
+
+def test_a_format_1_dataset_still_opens_without_a_test_split(tmp_path: Path,
+                                                             model: str) -> None:
+    (tmp_path / "c.txt").write_text("\n\n".join(_docs(100)))
+    out = tmp_path / "out"
+    _prepare(model, tmp_path / "c.txt", out, block_size=16)
+    meta = json.loads((out / "meta.json").read_text())
+    meta["format_version"] = 1
+    del meta["splits"]["test"], meta["test_source"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    (out / "test.bin").unlink()
+    data = PreparedDataset.open(out)
+    assert data.meta.splits["test"] == SplitMeta(0, 0, 0) and data.meta.test_source == "none"
+    assert data.blocks("test").shape == (0, 16)
+    data.verify()  # the hash of format 1 is the hash of its two files
 
 
 def test_wikitext_lines_are_rebuilt_into_articles() -> None:
@@ -384,7 +471,11 @@ def test_cli_option_errors_and_overwrite(tmp_path: Path, model: str,
     (tmp_path / "c.txt").write_text("\n\n".join(_docs(200)))
     base = ["prepare", "--dataset", "c.txt", "--model", model, "--output-dir", "out"]
     for extra, message in ((["--block-size", "1"], "--block-size must be an integer >= 2"),
-                           (["--validation-fraction", "0.7"], "--validation-fraction must be")):
+                           (["--validation-fraction", "0.7"], "--validation-fraction must be"),
+                           (["--test-fraction", "-0.1"], "--test-fraction must be between"),
+                           (["--test-fraction", "0.5", "--validation-fraction", "0.5"],
+                            "--validation-fraction 0.5 and --test-fraction 0.5 leave no "
+                            "training data")):
         assert main([*base, *extra]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err

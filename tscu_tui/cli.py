@@ -54,7 +54,23 @@ def _command_module(module: str):  # type: ignore[no-untyped-def]
     return importlib.import_module(f"tscu_tui.commands.{module}")
 
 
+def _guard_machine_settings() -> None:
+    """Arm the restore-on-signal guard (from the main thread, as signals need), and put
+    back any clock or power setting a killed tscu process left changed."""
+    from tscu_tui.engine.telemetry.actuators import guard
+    from tscu_tui.engine.telemetry.actuators.recover import recover_pending
+
+    guard.install()
+    try:
+        messages = recover_pending()
+    except Exception as exc:  # a damaged journal must not keep tscu from starting
+        messages = [f"actuator journal: {exc}"]
+    for message in messages:
+        print(f"tscu: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _guard_machine_settings()  # first: even `tscu --version` restores what a kill left
     args = build_parser().parse_args(argv)
     module = getattr(args, "_module", "app")
     try:

@@ -23,7 +23,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.formatting import fmt, s_target
+from tscu_tui.formatting import fmt, information, s_target
 
 
 class ConsoleDisplay:
@@ -39,6 +39,7 @@ class ConsoleDisplay:
         self.last_step: StepEvent | None = None
         self.heldout: float | None = None
         self.first_heldout: float | None = None
+        self.information = ""  # the last evaluation's information per joule, as text
         self.logging_steps = 10
         self._live: Live | None = None
 
@@ -67,6 +68,7 @@ class ConsoleDisplay:
         source = (f"{s.telemetry_source} ({s.telemetry_kind})" if s and s.telemetry_source
                   else "none yet")
         table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
+        table.add_row("information", self.information or "n/a", "", "")
         return Group(self.progress, table)
 
     def _print(self, text: str) -> None:
@@ -94,11 +96,14 @@ class ConsoleDisplay:
                 self.heldout = event.heldout_bpt
                 if self.first_heldout is None:
                     self.first_heldout = event.heldout_bpt
+                text = information(event)
+                self.information = text or self.information
+                gained = f"; {text}" if text else ""
                 self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
-                            f"bits/token{' (best)' if event.is_best else ''}")
+                            f"bits/token{' (best)' if event.is_best else ''}{gained}")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
-            case LogEvent() if event.level != "info" or not self.live_mode:
+            case LogEvent() if event.level != "info" or event.step is None or not self.live_mode:
                 self._print(f"{event.level}: {event.message}")
             case StateEvent():
                 self._print(f"{event.state} at step {event.step}")

@@ -197,3 +197,21 @@ async def test_choice_fields_are_picked_from_a_list(app: TscuApp) -> None:
         assert app.config.scu.mode == "fixed" and row(app, "mode")[0] == "*"
         await pilot.press("enter", "escape")  # escape keeps the value
         assert app.config.scu.mode == "fixed"
+
+
+@pytest.mark.asyncio
+async def test_report_to_is_typed_as_a_list_any_of_its_choices_or_none(app: TscuApp) -> None:
+    from tscu_tui.screens.choice_picker import ChoicePicker
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_field(pilot, 11, 0)  # report.to: a list, so typed, not picked
+        await pilot.press("enter")
+        assert not isinstance(app.screen, ChoicePicker)
+        await pilot.press(*"tensorboard, wandb", "enter")
+        assert app.config.report.to == ["tensorboard", "wandb"]
+        await pilot.press("enter", "backspace", *"tensorbored", "enter")  # value selected
+        assert app.config.report.to == ["tensorboard", "wandb"]  # refused, as check-config
+        assert "must be a list of any of 'tensorboard', 'wandb' (or empty)" in text(
+            app, "#editor-message")
+        await pilot.press("escape", "enter", "backspace", "enter")
+        assert app.config.report.to == []

@@ -25,6 +25,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
                         help="override a config field in every arm (repeatable)")
+    from tscu_tui.commands.train import add_report_to
+
+    add_report_to(parser)
 
 
 def _steps(text: str | None) -> int | None:
@@ -41,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     steps = _steps(args.steps)
     output_dir = Path(args.output_dir)
-    runs = plan(args.ablation_config, arms, seeds, output_dir, args.overrides, steps)
+    from tscu_tui.commands.train import report_override
+
+    overrides = args.overrides + report_override(args.report_to)
+    runs = plan(args.ablation_config, arms, seeds, output_dir, overrides, steps)
     data = runs[0].config.data.path
     PreparedDataset.open(Path(data))  # one clear line before anything is written
     print(f"ablation: {len(arms)} arms x {seeds} seeds = {len(runs)} runs of "

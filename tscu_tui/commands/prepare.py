@@ -40,8 +40,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", metavar="N", type=int,
                         help="stop after N tokens in all; 0 = no limit (required for c4)")
     parser.add_argument("--validation-fraction", metavar="F", type=float,
-                        help="share of blocks held out when the dataset has no validation "
-                             "split, 0 to 0.5 (default: 0.01)")
+                        help="share of tokens held out (whole documents) when the dataset "
+                             "has no validation split, 0 to 0.5 (default: 0.01)")
+    parser.add_argument("--test-fraction", metavar="F", type=float,
+                        help="share of tokens kept apart as a test split (whole documents) "
+                             "when the dataset has no test split, 0 to 0.5 (default: 0)")
     parser.add_argument("--text-column", metavar="C",
                         help="text column of Hugging Face datasets, or text key of .jsonl "
                              "records (default: text)")
@@ -57,6 +60,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 FLAG_OF_KEY = {"data.dataset": "--dataset", "model.name": "--model", "data.path": "--output-dir",
                "data.block_size": "--block-size", "data.max_tokens": "--max-tokens",
                "data.validation_fraction": "--validation-fraction",
+               "data.test_fraction": "--test-fraction",
                "data.text_column": "--text-column", "data.dataset_config": "--dataset-config",
                "data.txt_split": "--txt-split"}
 
@@ -127,6 +131,7 @@ def build_options(args: argparse.Namespace, defaults: tuple[Config, str]) -> Pre
         block_size=given("block_size", data.block_size),
         max_tokens=given("max_tokens", data.max_tokens) or None,  # 0 = no limit
         validation_fraction=given("validation_fraction", data.validation_fraction),
+        test_fraction=given("test_fraction", data.test_fraction),
         text_column=given("text_column", data.text_column),
         dataset_config=given("dataset_config", data.dataset_config) or None,
         txt_split=given("txt_split", data.txt_split),
@@ -202,5 +207,6 @@ def _summary(console: Any, options: PrepareOptions, meta: DatasetMeta) -> None:
                       f"{split.documents:>10,} documents", soft_wrap=True)
     capped = ", stopped at --max-tokens" if meta.truncated else ""
     console.print(f"  block size {meta.block_size}, {meta.dtype}, validation: "
-                  f"{escape(meta.validation_source)}{capped}", soft_wrap=True)
+                  f"{escape(meta.validation_source)}, test: {escape(meta.test_source)}{capped}",
+                  soft_wrap=True)
     console.print(f"  tokenizer of {escape(meta.model)}", soft_wrap=True)

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<10} available ({source.kind})"
               + (f": {detail}" if detail != source.name else ""))
         source.close()
+    _print_actuators(config, compute)
     try:
         source, reason = pick_source(config.telemetry, compute=compute)
     except SourceUnavailable as exc:
@@ -80,3 +81,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _celsius(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} °C"
+
+
+def _print_actuators(config, compute) -> None:  # type: ignore[no-untyped-def]
+    """What could lower clocks or power for the device MLX computes on, and why not
+    (probing reads only: nothing is changed)."""
+    from tscu_tui.engine.telemetry.actuators.pick import probe
+    from tscu_tui.engine.telemetry.auto import build_source
+    from tscu_tui.engine.telemetry.base import SourceUnavailable
+
+    gpu = None
+    if compute.kind == "gpu" and compute.backend == "cuda":
+        try:
+            gpu = build_source("nvidia", config.telemetry, compute=compute)
+        except SourceUnavailable as exc:
+            print(f"actuators: NVML unavailable for MLX's GPU ({exc})")
+    print(f"actuators for {compute.describe()} (probed, nothing changed):")
+    for found in probe(gpu).found:
+        state = "available" if found.available else "unavailable"
+        print(f"  {found.name:<14} {state}: {found.detail}")
+    if gpu is not None:
+        gpu.close()

@@ -41,6 +41,34 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostfile", metavar="FILE",
                         help="data-parallel: one rank per host of this mlx.launch hostfile "
                              "(overrides distributed.hostfile)")
+    add_report_to(parser)
+
+
+def add_report_to(parser: argparse.ArgumentParser) -> None:
+    """`--report-to`, for every command that starts runs."""
+    parser.add_argument("--report-to", type=_reporters, metavar="NAMES",
+                        help="also send the metrics to: tensorboard, wandb, both "
+                             "(comma-separated), or none (overrides report.to)")
+
+
+def _reporters(text: str) -> list[str]:
+    from tscu_tui.engine.config.schema import REPORTERS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [name for name in names if name not in REPORTERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: name {', '.join(REPORTERS)} "
+                                         "(comma-separated) or none")
+    return names
+
+
+def report_override(names: list[str] | None) -> list[str]:
+    """The `--set` that `--report-to` stands for (none when it was not given)."""
+    import json
+
+    return [] if names is None else [f"report.to={json.dumps(names)}"]
 
 
 def _rank_count(text: str) -> int:
@@ -59,13 +87,15 @@ def rank_args(args: argparse.Namespace) -> list[str]:
             argv += [flag, value]
     if args.resume:
         argv.append("--resume")
+    if args.report_to is not None:
+        argv += ["--report-to", ",".join(args.report_to) or "none"]
     for override in args.overrides:
         argv += ["--set", override]
     return argv
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + report_override(getattr(args, "report_to", None))
     if args.output_dir:
         overrides.append(f"output.dir={_toml_string(args.output_dir)}")
     if args.dataset_path:

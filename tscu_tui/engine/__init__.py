@@ -15,6 +15,7 @@ the arrows run one way (train -> hub -> runs -> models -> config):
   the heartbeat watchdog, the mlx.launch launcher
 - `runs/`: run folders read back (finding, following, sampling)
 - `hub/`: exports, model cards, upload
+- `report/`: a run's metrics sent on to TensorBoard and Weights & Biases
 
 Nothing in this package imports textual or rich (tests/test_engine_isolation.py
 proves it), so it runs headless and inside any UI. Heavy libraries (mlx,

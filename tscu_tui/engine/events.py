@@ -89,11 +89,18 @@ class EvalEvent:
     is_best: bool
     eval_s: float
     param_bpt: float | None = None
-    eta_marginal_bits_per_j: float | None = None  # information gained per joule
-    eta_cumulative_bits_per_j: float | None = None
+    # Information gained: N x drop in held-out BPT (N = training-set tokens), and per joule
+    eta_marginal_bits_per_j: float | None = None  # since the last evaluation
+    eta_cumulative_bits_per_j: float | None = None  # since the run's first
     tokens_per_j: float | None = None
     landauer_efficiency: float | None = None  # cumulative eta * k_B T ln 2
     energy_j: float | None = None
+    bits_marginal: float | None = None
+    bits_cumulative: float | None = None
+    # The MDL view (data bits - change in N x ParamBPT): only with the penalty on
+    mdl_bits_cumulative: float | None = None
+    mdl_eta_marginal_bits_per_j: float | None = None
+    mdl_eta_cumulative_bits_per_j: float | None = None
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ class ConfigScreen(TscuScreen):
             self.commit(key, not getattr(section, key))
             return
         choices = section_fields(section)[key].metadata.get("choices")
-        if choices:  # picked from the list, never typed
+        if choices and not isinstance(getattr(section, key), list):  # picked, never typed
             self.app.push_screen(ChoicePicker(f"{self.section}.{key}", choices,
                                               getattr(section, key)),
                                  lambda value: self._picked(key, value))

@@ -21,10 +21,12 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: input id -> [data] key, in screen order (the source id/path is handled with its kind)
 FIELDS = {"dataset-config": "dataset_config", "text-column": "text_column",
           "block-size": "block_size", "max-tokens": "max_tokens",
-          "validation-fraction": "validation_fraction", "output-path": "path"}
+          "validation-fraction": "validation_fraction", "test-fraction": "test_fraction",
+          "output-path": "path"}
 LABELS = {"source-kind": "Source", "source-id": "Id or path", "dataset-config": "Config name",
           "text-column": "Text column", "block-size": "Block size", "max-tokens": "Token limit",
-          "validation-fraction": "Validation", "output-path": "Output folder"}
+          "validation-fraction": "Validation", "test-fraction": "Test",
+          "output-path": "Output folder"}
 PLACEHOLDERS = {"source-id": "owner/name or a path", "dataset-config": "default",
                 "max-tokens": "0 = no limit"}
 #: strings the loader accepts empty but a preparation cannot use
@@ -96,6 +98,7 @@ def options_from_config(config: Config, *, overwrite: bool = False) -> PrepareOp
     return PrepareOptions(
         dataset=data.dataset, model=config.model.name, output_dir=Path(data.path).expanduser(),
         block_size=data.block_size, max_tokens=data.max_tokens or None,
-        validation_fraction=data.validation_fraction, text_column=data.text_column,
+        validation_fraction=data.validation_fraction, test_fraction=data.test_fraction,
+        text_column=data.text_column,
         dataset_config=data.dataset_config or None, txt_split=data.txt_split,
         overwrite=overwrite)

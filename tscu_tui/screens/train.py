@@ -32,7 +32,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.formatting import duration, energy, fmt, s_target
+from tscu_tui.formatting import duration, energy, fmt, information, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
@@ -63,7 +63,8 @@ class TrainScreen(TscuScreen):
         self.stopped_run: str | None = None  # a run this session stopped: `s` resumes it
         self.last_step: StepEvent | None = None
         self.last_control: float | None = None
-        self.bits_per_j: float | None = None
+        self.bits_per_j: float | None = None  # information per joule since the start
+        self.mdl_bits_per_j: float | None = None
         self.events_seen = 0
         self._dirty = False
         self._worker: Worker[None] | None = None
@@ -274,9 +275,9 @@ class TrainScreen(TscuScreen):
                 self._apply_step(event)
             case EvalEvent():
                 self.bits_per_j = event.eta_cumulative_bits_per_j
+                self.mdl_bits_per_j = event.mdl_eta_cumulative_bits_per_j
                 self.charts.record_eval(event)
-                eta = ("" if event.eta_cumulative_bits_per_j is None else
-                       f", {event.eta_cumulative_bits_per_j:.3g} bits/J")
+                eta = f", {text}" if (text := information(event)) else ""
                 self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
                                 f"bits/token, ppl {event.perplexity:.2f}"
                                 f"{' (best)' if event.is_best else ''}{eta}")
@@ -367,6 +368,8 @@ class TrainScreen(TscuScreen):
             eta += f"  {energy(e.energy_j)}"
         if self.bits_per_j is not None:
             eta += f"  {self.bits_per_j:.3g} bits/J"
+        if self.mdl_bits_per_j is not None:  # penalty on: the MDL view beside it
+            eta += f" (MDL {self.mdl_bits_per_j:.3g})"
         if e is not None and e.peak_memory_bytes:
             eta += f"  peak {e.peak_memory_bytes / 2**30:.2f} GiB"
         self._set("#eta", eta)
@@ -392,7 +395,7 @@ class TrainScreen(TscuScreen):
         self.charts.clear()
         self.last_step = None
         self.last_control = None
-        self.bits_per_j = None
+        self.bits_per_j = self.mdl_bits_per_j = None
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
 
     def _write_log(self, line: str) -> None:

@@ -25,18 +25,26 @@ def short(n: float) -> str:
 
 
 def meta_text(meta: DatasetMeta) -> str:
-    train, valid = meta.split("train"), meta.split("validation")
+    train, valid, test = meta.split("train"), meta.split("validation"), meta.split("test")
     source = meta.source.get("dataset", "?")
     capped = f", capped at {meta.max_tokens:,}" if meta.truncated and meta.max_tokens else ""
+    documents = f"{train.documents:,} + {valid.documents:,}"
     return "\n".join([
         f"train {train.tokens:>11,} tok {train.blocks:>8,} blk",
         f"valid {valid.tokens:>11,} tok {valid.blocks:>8,} blk",
-        f"documents {train.documents:,} + {valid.documents:,}{capped}",
+        *([f"test  {test.tokens:>11,} tok {test.blocks:>8,} blk"] if meta.has_test else []),
+        f"documents {documents}{f' + {test.documents:,}' if meta.has_test else ''}{capped}",
         f"block {meta.block_size}, vocab {meta.vocab_size:,}, {meta.dtype}",
         f"source {source} ({meta.source.get('kind', '?')})",
-        f"validation: {meta.validation_source}",
+        f"held out: valid {_held_out(meta.validation_source)}, "
+        f"test {_held_out(meta.test_source)}",
         f"hash {meta.content_hash}",
     ])
+
+
+def _held_out(source: str) -> str:
+    """meta.json's split source, short: "fraction 0.1" -> "0.1", "dataset split" -> "own"."""
+    return {"dataset split": "own"}.get(source, source.removeprefix("fraction "))
 
 
 def preview_text(preview: DatasetPreview) -> str:

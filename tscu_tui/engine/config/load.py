@@ -42,6 +42,8 @@ def describe_allowed(section: object, key: str) -> str:
     kind = field_type(section, key)
     meta = f.metadata
     choices = ", ".join(repr(c) for c in meta.get("choices") or ())
+    if choices and kind == list[str]:
+        return f"a list of any of {choices} (or empty)"
     if choices and kind != NUMBER_OR_WORD:
         return "one of " + choices
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -82,9 +84,11 @@ def check_value(section: object, key: str, value: Any) -> tuple[Any, bool]:
         if not isinstance(value, str):
             return value, False
         return value, not meta.get("choices") or value in meta["choices"]
-    else:  # list[str]
-        ok = (isinstance(value, list) and bool(value)
-              and all(isinstance(v, str) and v for v in value))
+    else:  # list[str]: with choices, any of them (none too); without, at least one string
+        choices = meta.get("choices")
+        ok = (isinstance(value, list) and (bool(value) or bool(choices))
+              and all(isinstance(v, str) and v and (not choices or v in choices)
+                      for v in value))
         return value, ok
     low, high = meta.get("min"), meta.get("max")
     if value != value:  # NaN

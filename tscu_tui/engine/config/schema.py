@@ -59,9 +59,15 @@ class DataConfig:
     block_size: int = setting(1024, "Tokens per training block (sequence length).", min=2)
     max_tokens: int = setting(0, "Stop preparing after this many tokens; 0 = no limit "
                                  "(c4 needs a limit).", min=0)
-    validation_fraction: float = setting(0.01, "Share of blocks held out for evaluation when "
-                                               "the dataset has no validation split.",
-                                         min=0.0, max=0.5)
+    validation_fraction: float = setting(0.01, "Share of the tokens held out for evaluation "
+                                               "(whole documents) when the dataset has no "
+                                               "validation split; training selects and stops "
+                                               "on it.", min=0.0, max=0.5)
+    test_fraction: float = setting(0.0, "Share of the tokens kept apart as a test split (whole "
+                                        "documents, never trained or selected on) when the "
+                                        "dataset has no test split (test.jsonl beside "
+                                        "valid.jsonl); reports quote it. 0 = no test split.",
+                                   min=0.0, max=0.5)
 
 
 @dataclass
@@ -164,7 +170,8 @@ class TscuConfig:
                                         min=0.01, max=1.0)
     target_efficiency_bits_per_joule: float = setting(
         1.0, "Diminishing-returns threshold on marginal information per joule "
-             "(bits of training-set description length saved per joule).", min=0.0)
+             "(N training tokens x the drop in held-out bits per token, per joule).",
+        min=0.0)
     efficiency_patience: int = setting(3, "Evaluations below the target before acting.",
                                        min=1)
     efficiency_action: str = setting("warn", "What to do on diminishing returns.",
@@ -234,6 +241,26 @@ class HubConfig:
     revision: str = setting("", "Branch to upload to; empty = main.")
 
 
+REPORTERS = ("tensorboard", "wandb")
+
+
+@dataclass
+class ReportConfig:
+    """Where a run's metrics also go, beside its own files (rank 0 of a distributed run).
+    Same as `tscu train --report-to`. A reporter that fails warns once; the run goes on."""
+
+    to: list[str] = setting([], "Reporters: 'tensorboard' (event files in RUN_DIR/tensorboard, "
+                                "tensorboardX: pip install 'tscu[tensorboard]'), 'wandb' "
+                                "(Weights & Biases: pip install 'tscu[wandb]'); empty = none.",
+                            choices=REPORTERS)
+    wandb_project: str = setting("tscu", "W&B project the run is logged to.")
+    wandb_mode: str = setting("auto", "W&B mode: 'auto' = online when logged in (WANDB_API_KEY "
+                                      "or `wandb login`) and the server answers, else offline "
+                                      "into RUN_DIR/wandb (upload later with `wandb sync`); "
+                                      "WANDB_MODE overrides 'auto'. Never asks for a login.",
+                              choices=("auto", "online", "offline"))
+
+
 @dataclass
 class KeysConfig:
     """Keys of the terminal app, by binding id. A value is one key or several separated by
@@ -285,6 +312,7 @@ class Config:
     hub: HubConfig = field(default_factory=HubConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def sections(config: Config) -> dict[str, Any]:

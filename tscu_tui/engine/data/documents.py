@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 
-TRAIN, VALIDATION = "train", "validation"
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 
 #: Suffixes read by tscu itself (the mlx-lm data formats).
@@ -70,15 +70,17 @@ class ChatTemplate:
 
 
 class Source(ABC):
-    """A resolved dataset. `own_splits` says whether it brings a validation split;
-    otherwise everything is read as `train` and split by fraction at block level."""
+    """A resolved dataset. `own_splits` says whether it brings a validation split and
+    `own_test` whether it brings a test split; what it does not bring is taken from its
+    `train` documents by fraction, whole documents at a time (packing.DocumentRouter)."""
 
     own_splits: bool = False
+    own_test: bool = False
 
     @abstractmethod
     def documents(self, split: str, chat: ChatTemplate,
                   position: ReadPosition) -> Iterator[Document]:
-        """Yield the documents of `split` ("train" or "validation") in order."""
+        """Yield the documents of `split` ("train", "validation" or "test") in order."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ probe is skipped and `datasets` decides from its cache.
 
 Splits: `train` (or the only split there is) is read for training; a split
 named `validation` or `valid` is used for validation when present, otherwise
-the caller splits the training stream by fraction.
+the caller splits the training stream by fraction; a split named `test` is the test
+split when present (else the caller takes it from training by `data.test_fraction`).
 
 WikiText (`Salesforce/wikitext`) comes one *line* per row; its articles are
 rebuilt from the top-level headings (` = Title = `) so a document is a whole
@@ -25,6 +26,7 @@ from typing import Any
 
 from tscu_tui.engine.data.documents import (
     DATASETS_SUFFIXES,
+    TEST,
     TRAIN,
     VALIDATION,
     ChatTemplate,
@@ -48,16 +50,18 @@ class HubSource(Source):
     """A `datasets` IterableDatasetDict opened with streaming=True."""
 
     def __init__(self, name: str, kind: str, path: str, config: str | None, text_column: str,
-                 streams: Any, train: str, validation: str | None) -> None:
+                 streams: Any, train: str, validation: str | None,
+                 test: str | None = None) -> None:
         self._name = name
         self._kind = kind
         self._path = path
         self._config = config
         self._text_column = text_column
         self._streams = streams
-        self._split_names = {TRAIN: train, VALIDATION: validation}
+        self._split_names = {TRAIN: train, VALIDATION: validation, TEST: test}
         self._articles = path.lower() == _WIKITEXT_REPO
         self.own_splits = validation is not None
+        self.own_test = test is not None
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -93,7 +97,8 @@ class HubSource(Source):
         if columns is not None and text_column not in columns:
             raise DataError(f"dataset '{name}' has no column '{text_column}' (columns: "
                             f"{', '.join(columns)}); choose one with data.text_column")
-        return cls(name, kind, path, config, text_column, streams, train, validation)
+        test = "test" if "test" in splits and train != "test" else None
+        return cls(name, kind, path, config, text_column, streams, train, validation, test)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@
 - a folder: every .txt/.jsonl below it (recursive, sorted by path, hidden
   entries skipped). If it holds Parquet/CSV/JSON files instead, it is read by
   the `datasets` library (see hub.py). The mlx-lm layout - `train.jsonl` plus
-  `valid.jsonl` (or `validation.jsonl`) at the top - gives the dataset's own
-  splits (`test.jsonl` is left alone); anything else is split by fraction.
+  `valid.jsonl` (or `validation.jsonl`) at the top, and `test.jsonl` beside them
+  where there is one - gives the dataset's own splits; anything else is split by
+  fraction, whole documents at a time.
 
 Files are read in binary, one line at a time, and decoded strictly so a binary
 or non-UTF-8 file is reported by name and line instead of being half-read.
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tscu_tui.engine.data.documents import (
     DATASETS_SUFFIXES,
+    TEST,
     TEXT_SUFFIXES,
     TRAIN,
     VALIDATION,
@@ -84,8 +86,10 @@ def open_local(path: Path, options: PrepareOptions) -> Source:
     top = {f.name.lower(): f for f in text_files if f.parent == path}
     valid = next((top[n] for n in _VALIDATION_FILES if n in top), None)
     if "train.jsonl" in top and valid is not None:
-        return LocalFilesSource(options.dataset, path,
-                                {TRAIN: [top["train.jsonl"]], VALIDATION: [valid]}, options)
+        splits = {TRAIN: [top["train.jsonl"]], VALIDATION: [valid]}
+        if "test.jsonl" in top:
+            splits[TEST] = [top["test.jsonl"]]
+        return LocalFilesSource(options.dataset, path, splits, options)
     return LocalFilesSource(options.dataset, path, {TRAIN: text_files}, options)
 
 
@@ -130,6 +134,7 @@ class LocalFilesSource(Source):
         self._text_key = options.text_column
         self._formats: dict[Path, str] = {}
         self.own_splits = VALIDATION in splits
+        self.own_test = TEST in splits
 
     def where(self) -> str:
         if self._root is None:

@@ -23,6 +23,7 @@ class PrepareOptions:
     block_size: int = 1024
     max_tokens: int | None = None
     validation_fraction: float = 0.01
+    test_fraction: float = 0.0
     text_column: str = "text"
     dataset_config: str | None = None
     txt_split: str = "paragraph"
@@ -42,11 +43,15 @@ class PrepareOptions:
                                             or not isinstance(self.max_tokens, int)
                                             or self.max_tokens < 1):
             raise DataError(f"data.max_tokens must be a positive integer, got {self.max_tokens!r}")
-        f = self.validation_fraction
-        if isinstance(f, bool) or not isinstance(f, int | float) or math.isnan(f) \
-                or not 0.0 <= f <= MAX_VALIDATION_FRACTION:
-            raise DataError(f"data.validation_fraction must be between 0 and "
-                            f"{MAX_VALIDATION_FRACTION}, got {f!r}")
+        for key in ("validation_fraction", "test_fraction"):
+            f = getattr(self, key)
+            if isinstance(f, bool) or not isinstance(f, int | float) or math.isnan(f) \
+                    or not 0.0 <= f <= MAX_VALIDATION_FRACTION:
+                raise DataError(f"data.{key} must be between 0 and "
+                                f"{MAX_VALIDATION_FRACTION}, got {f!r}")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise DataError(f"data.validation_fraction {self.validation_fraction:g} and "
+                            f"data.test_fraction {self.test_fraction:g} leave no training data")
         if self.txt_split not in TXT_SPLITS:
             raise DataError(f"data.txt_split must be one of {', '.join(TXT_SPLITS)}, "
                             f"got {self.txt_split!r}")
@@ -76,8 +81,13 @@ class PrepareOptions:
 
     @property
     def fraction(self) -> Fraction:
-        """The validation fraction as an exact ratio, so block routing has no float drift."""
+        """The validation fraction as an exact ratio, so document routing has no float drift."""
         return Fraction(self.validation_fraction).limit_denominator(1_000_000)
+
+    @property
+    def test_share(self) -> Fraction:
+        """The test fraction as an exact ratio."""
+        return Fraction(self.test_fraction).limit_denominator(1_000_000)
 
 
 @dataclass(frozen=True)

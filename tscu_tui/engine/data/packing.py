@@ -7,10 +7,11 @@ encoding already ends with it (mlx-lm's rule). Chat-template output is encoded
 without special tokens because the template already placed them.
 
 Each split is one flat binary file of all its tokens (trailing partial block
-included); block i of a split is tokens[i*B:(i+1)*B]. Without a validation split
-of its own, one token stream is cut into blocks and block i goes to validation
-when floor((i+1)*f) > floor(i*f): deterministic, and spread evenly through the
-corpus rather than taken from its end.
+included); block i of a split is tokens[i*B:(i+1)*B]. The splits a dataset does
+not bring itself (validation, test) are taken from its documents by token share,
+whole documents at a time (`DocumentRouter`): deterministic, spread evenly
+through the corpus rather than taken from its end, and a document is never on
+two sides of a split.
 """
 
 from __future__ import annotations
@@ -119,53 +120,59 @@ class SplitSink(Sink):
         self.file.documents += int(ends.size)
 
 
-class FractionRouter(Sink):
-    """Cut one stream into blocks; block i goes to validation when
-    floor((i+1)*f) > floor(i*f). Holds at most one partial block between calls."""
+class SplitAssigner:
+    """Which split each document goes to, by token share: a document of n tokens goes to
+    the split furthest behind its share of everything assigned so far (n included),
+    ties to the first split named. Deterministic and streaming, it spreads the held-out
+    documents evenly through the corpus; shares are met within one document's length."""
 
-    def __init__(self, block_size: int, fraction: Fraction, train: TokenFile,
-                 validation: TokenFile) -> None:
-        self.block_size = block_size
-        self.p, self.q = fraction.numerator, fraction.denominator
-        self.train, self.validation = train, validation
-        self.blocks = 0  # full blocks routed so far
-        self._rest = np.empty(0, dtype=train.dtype)  # tokens after the last full block
-        self._rest_ends = np.empty(0, dtype=np.int64)  # document ends inside `_rest`
+    def __init__(self, shares: dict[str, Fraction]) -> None:
+        if sum(shares.values()) != 1:
+            raise ValueError(f"shares must sum to 1, got {dict(shares)}")
+        self.shares = shares
+        self.tokens = dict.fromkeys(shares, 0)
+        self.total = 0
 
-    def is_validation(self, index: np.ndarray) -> np.ndarray:
-        return (index + 1) * self.p // self.q > index * self.p // self.q
+    def assign(self, n_tokens: int) -> str:
+        self.total += n_tokens
+        split = max(self.shares, key=lambda s: self.shares[s] * self.total - self.tokens[s])
+        self.tokens[split] += n_tokens
+        return split
+
+
+class DocumentRouter(Sink):
+    """Route whole documents (each ends with its EOS) to split files by share, so a
+    document never straddles two splits. A document cut short by --max-tokens (no EOS
+    yet when the stream ends) is kept in the first split's file but not counted."""
+
+    def __init__(self, shares: dict[str, Fraction], files: dict[str, TokenFile]) -> None:
+        self.assigner = SplitAssigner(shares)
+        self.files = files
+        self._first = next(iter(shares))
+        self._rest = np.empty(0, dtype=files[self._first].dtype)  # tokens after the last end
 
     def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
         stream = np.concatenate([self._rest, tokens])
-        ends = np.concatenate([self._rest_ends, ends + self._rest.size])
-        n = stream.size // self.block_size
-        full = n * self.block_size
-        if n:
-            to_val = self.is_validation(np.arange(self.blocks, self.blocks + n, dtype=np.int64))
-            done = ends[ends < full]
-            # A document belongs to the split holding its last token (its EOS).
-            val_docs = int(to_val[done // self.block_size].sum())
-            self.validation.documents += val_docs
-            self.train.documents += int(done.size) - val_docs
-            # Write consecutive runs of same-split blocks with one call each.
-            cuts = np.flatnonzero(np.diff(to_val.astype(np.int8))) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
-                file = self.validation if to_val[lo] else self.train
-                file.write(stream[lo * self.block_size:hi * self.block_size])
-            self.blocks += n
-        self._rest = stream[full:].copy()
-        self._rest_ends = ends[ends >= full] - full
+        if not ends.size:
+            self._rest = stream
+            return
+        ends = ends + self._rest.size
+        starts = np.r_[0, ends[:-1] + 1]
+        splits = [self.assigner.assign(int(n)) for n in ends - starts + 1]
+        lo = 0
+        while lo < len(splits):  # consecutive documents of one split: one write
+            hi = lo
+            while hi < len(splits) and splits[hi] == splits[lo]:
+                hi += 1
+            file = self.files[splits[lo]]
+            file.write(stream[starts[lo]:ends[hi - 1] + 1])
+            file.documents += hi - lo
+            lo = hi
+        self._rest = stream[int(ends[-1]) + 1:].copy()
 
     def finish(self) -> None:
-        # The trailing partial block stays in train.bin (meta counts full blocks only).
-        self.train.write(self._rest)
-        self.train.documents += int(self._rest_ends.size)
+        self.files[self._first].write(self._rest)
         self._rest = self._rest[:0]
-        self._rest_ends = self._rest_ends[:0]
-
-    def validation_blocks_needed(self) -> int:
-        """Fewest full blocks that give one validation block: min n with floor(n*f) >= 1."""
-        return -(-self.q // self.p) if self.p else 0
 
 
 def sha256_files(paths: Sequence[Path], chunk: int = 1 << 18) -> str:

@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 
 from tscu_tui import __version__
 from tscu_tui.engine.data.documents import (
+    TEST,
     TRAIN,
     VALIDATION,
     ChatTemplate,
@@ -28,8 +30,8 @@ from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress
 from tscu_tui.engine.data.packing import (
     BATCH_CHARACTERS,
     BATCH_DOCUMENTS,
+    DocumentRouter,
     Encoder,
-    FractionRouter,
     Sink,
     SplitSink,
     TokenFile,
@@ -85,8 +87,7 @@ def prepare_dataset(options: PrepareOptions, progress: ProgressCallback | None =
     except FileExistsError:  # created by someone else while we were working
         raise DataError(f"output directory {options.output_dir} already exists; "
                         "allow overwriting to replace it") from None
-    reporter.stage("done", force_tokens=meta.splits[TRAIN].tokens
-                   + meta.splits[VALIDATION].tokens)
+    reporter.stage("done", force_tokens=sum(split.tokens for split in meta.splits.values()))
     return meta
 
 
@@ -94,12 +95,7 @@ def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Enco
            chat: ChatTemplate, reporter: _Reporter) -> DatasetMeta:
     files = {s: TokenFile(staging / split_file(s), encoder.dtype) for s in SPLITS}
     try:
-        if source.own_splits:
-            truncated = _write_own_splits(source, options, encoder, chat, reporter, files)
-            validation_source = "dataset split"
-        else:
-            truncated = _write_fraction(source, options, encoder, chat, reporter, files)
-            validation_source = f"fraction {options.validation_fraction:g}"
+        truncated = _write_splits(source, options, encoder, chat, reporter, files)
     finally:
         for file in files.values():
             file.close()
@@ -120,61 +116,68 @@ def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Enco
         truncated=truncated,
         splits={s: SplitMeta(files[s].documents, files[s].tokens, files[s].tokens // size)
                 for s in SPLITS},
-        validation_source=validation_source,
+        validation_source=("dataset split" if source.own_splits
+                           else f"fraction {options.validation_fraction:g}"),
         content_hash=f"sha256:{digest}",
         created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         tscu_version=__version__,
+        test_source=("dataset split" if source.own_test else
+                     f"fraction {options.test_fraction:g}" if options.test_fraction else "none"),
     )
     atomic_write_json(staging / META_FILE, meta.to_json())
     return meta
 
 
-def _write_own_splits(source: Source, options: PrepareOptions, encoder: Encoder,
-                      chat: ChatTemplate, reporter: _Reporter,
-                      files: dict[str, TokenFile]) -> bool:
-    """The dataset brings train and validation splits: each goes to its own file, and
-    the validation fraction does not apply - except under --max-tokens, which caps the
-    total: validation then gets the fraction f of it (at least one block)."""
+def _write_splits(source: Source, options: PrepareOptions, encoder: Encoder,
+                  chat: ChatTemplate, reporter: _Reporter, files: dict[str, TokenFile]) -> bool:
+    """Read the training stream, routing whole documents to the held-out splits the
+    source does not bring (validation and test by their fractions), then the held-out
+    splits it does bring, each to its own file. True if --max-tokens cut anything short.
+
+    Under --max-tokens the cap is on the total: a held-out split of the dataset's own
+    gets its fraction of it (at least one block), the training stream the rest."""
     size, cap = options.block_size, options.max_tokens
-    caps: dict[str, int | None] = {TRAIN: cap, VALIDATION: None}
+    fractions = {VALIDATION: options.fraction, TEST: options.test_share}
+    own = {VALIDATION: source.own_splits, TEST: source.own_test}
+    derived = {s: f for s, f in fractions.items() if not own[s] and f > 0}
+    shares = {TRAIN: 1 - sum(derived.values(), Fraction(0)), **derived}
+    caps: dict[str, int | None] = {s: None for s in SPLITS}
     if cap is not None:
-        f = options.fraction
-        caps[VALIDATION] = max(-(-cap * f.numerator // f.denominator), size)
-        caps[TRAIN] = cap - caps[VALIDATION]
+        for split in (s for s in own if own[s]):
+            f = fractions[split] or fractions[VALIDATION]
+            caps[split] = max(-(-cap * f.numerator // f.denominator), size)
+        caps[TRAIN] = cap - sum(c for c in caps.values() if c is not None)
         if caps[TRAIN] < size:
-            raise DataError(f"data.max_tokens {cap} is too small: validation takes "
-                            f"{caps[VALIDATION]} tokens and training needs at least one "
+            raise DataError(f"data.max_tokens {cap} is too small: the held-out splits take "
+                            f"{cap - caps[TRAIN]} tokens and training needs at least one "
                             f"block of {size}")
-    truncated = False
-    for split in SPLITS:
-        truncated |= _stream(source, split, SplitSink(files[split]), caps[split], encoder, chat,
-                             reporter)
-        label = f"{source.where()} ({split} split)"
+    router = DocumentRouter(shares, {s: files[s] for s in shares})
+    truncated = _stream(source, TRAIN, router, caps[TRAIN], encoder, chat, reporter)
+    router.finish()
+    where = source.where()
+    if sum(files[s].tokens for s in shares) == 0:
+        raise DataError(f"{where}: no documents (empty, or only blank text)")
+    for split, share in derived.items():
+        key = f"data.{split}_fraction"
+        if files[split].tokens < size:
+            documents = sum(files[s].documents for s in shares)
+            raise DataError(
+                f"{where}: too little text for a {split} set: {key} {float(share):g} took "
+                f"{files[split].documents} of {documents} documents ({files[split].tokens} "
+                f"tokens), fewer than one block of {size}, and a held-out split takes whole "
+                f"documents; add text or documents, lower data.block_size or raise {key}")
+    if derived and files[TRAIN].tokens < size:
+        keys = " and ".join(f"data.{s}_fraction" for s in derived)
+        raise DataError(f"{where}: {keys} leave {files[TRAIN].tokens} tokens for training, "
+                        f"fewer than one block of {size}; lower {keys} or add text")
+    check_block_size_fits(files[TRAIN].tokens, size, where)
+    for split in (s for s in own if own[s]):
+        truncated |= _stream(source, split, SplitSink(files[split]), caps[split], encoder,
+                             chat, reporter)
+        label = f"{where} ({split} split)"
         if files[split].documents == 0 and files[split].tokens == 0:
             raise DataError(f"{label}: no documents (empty, or only blank text)")
         check_block_size_fits(files[split].tokens, size, label)
-    return truncated
-
-
-def _write_fraction(source: Source, options: PrepareOptions, encoder: Encoder,
-                    chat: ChatTemplate, reporter: _Reporter, files: dict[str, TokenFile]) -> bool:
-    """One stream, split at block level by the validation fraction."""
-    size = options.block_size
-    router = FractionRouter(size, options.fraction, files[TRAIN], files[VALIDATION])
-    truncated = _stream(source, TRAIN, router, options.max_tokens, encoder, chat, reporter)
-    router.finish()
-    where = source.where()
-    total = files[TRAIN].tokens + files[VALIDATION].tokens
-    if total == 0:
-        raise DataError(f"{where}: no documents (empty, or only blank text)")
-    needed = router.validation_blocks_needed()
-    if needed and files[VALIDATION].tokens == 0:
-        raise DataError(f"{where}: too little text for a validation set: {total} tokens make "
-                        f"{router.blocks} blocks of {size}, and validation fraction "
-                        f"{options.validation_fraction:g} needs at least {needed} blocks "
-                        f"({needed * size} tokens); add text, lower data.block_size or raise "
-                        "data.validation_fraction")
-    check_block_size_fits(total, size, where)
     return truncated
 
 

@@ -5,12 +5,16 @@ A prepared dataset is a folder:
     meta.json        what was prepared, how, and a hash of the token files
     train.bin        all training tokens, flat, little-endian `dtype`
     validation.bin   all validation tokens, flat (may be empty with fraction 0)
+    test.bin         all test tokens, flat (empty without a test split)
 
-Block i of a split is tokens[i*block_size:(i+1)*block_size]; a trailing partial
-block is kept in the file but not counted in `blocks`. `dtype` is uint16 when the
-vocabulary fits in 16 bits, else uint32. `content_hash` is "sha256:" + the
-sha256 of train.bin followed by validation.bin (`cat train.bin validation.bin |
-sha256sum`).
+Whole documents go to one split (a document never straddles two), so the test
+split is text training never saw and validation never selected on. Block i of a
+split is tokens[i*block_size:(i+1)*block_size]; a trailing partial block is kept
+in the file but not counted in `blocks`. `dtype` is uint16 when the vocabulary
+fits in 16 bits, else uint32. `content_hash` is "sha256:" + the sha256 of
+train.bin, validation.bin and test.bin in that order (`cat train.bin
+validation.bin test.bin | sha256sum`). Format 1 (no test split, no test.bin)
+still opens, with an empty test split.
 """
 
 from __future__ import annotations
@@ -26,9 +30,14 @@ import numpy as np
 
 from tscu_tui.engine.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this tscu reads: 1 had no test split (its content hash is the same, since
+#: an empty test.bin adds no bytes to it).
+READ_VERSIONS = (1, 2)
 META_FILE = "meta.json"
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+#: Splits that a format-1 dataset holds.
+SPLITS_V1 = ("train", "validation")
 DTYPES = ("uint16", "uint32")
 
 
@@ -64,10 +73,16 @@ class DatasetMeta:
     content_hash: str
     created: str
     tscu_version: str
+    #: Where the test split came from: "dataset split", "fraction F" or "none".
+    test_source: str = "none"
+
+    @property
+    def has_test(self) -> bool:
+        return self.splits["test"].blocks > 0
 
     def split(self, name: str) -> SplitMeta:
         if name not in self.splits:
-            raise DataError(f"unknown split '{name}': use {' or '.join(SPLITS)}")
+            raise DataError(f"unknown split '{name}': use {', '.join(SPLITS)}")
         return self.splits[name]
 
     def to_json(self) -> dict[str, Any]:
@@ -82,12 +97,15 @@ class DatasetMeta:
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object")
         version = _field(obj, "format_version", int, where)
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS:
             raise DataError(f"{where}: format_version {version} is not supported (this tscu reads "
-                            f"{FORMAT_VERSION}); prepare the dataset again")
+                            f"{' and '.join(map(str, READ_VERSIONS))}); prepare the dataset again")
         splits_obj = _field(obj, "splits", dict, where)
         splits = {}
         for name in SPLITS:
+            if version == 1 and name not in SPLITS_V1:
+                splits[name] = SplitMeta(0, 0, 0)
+                continue
             entry = splits_obj.get(name)
             if not isinstance(entry, dict):
                 raise DataError(f"{where}: 'splits.{name}' is missing")
@@ -112,6 +130,7 @@ class DatasetMeta:
             content_hash=_field(obj, "content_hash", str, where),
             created=_field(obj, "created", str, where),
             tscu_version=_field(obj, "tscu_version", str, where),
+            test_source=(_field(obj, "test_source", str, where) if version > 1 else "none"),
         )
         meta._check(where)
         return meta
@@ -180,6 +199,8 @@ class PreparedDataset:
         itemsize = np.dtype(meta.dtype).itemsize
         for name, split in meta.splits.items():
             file = folder / split_file(name)
+            if meta.format_version == 1 and name not in SPLITS_V1:
+                continue  # format 1 has no file for it (and an empty split)
             if not file.is_file():
                 raise DataError(f"{file} is missing; prepare the dataset again")
             size = file.stat().st_size
@@ -213,7 +234,8 @@ class PreparedDataset:
         """Re-hash the token files against meta.json (reads everything: slow for big sets)."""
         from tscu_tui.engine.data.packing import sha256_files
 
-        digest = "sha256:" + sha256_files([self.path / split_file(s) for s in SPLITS])
+        files = [self.path / split_file(s) for s in SPLITS]
+        digest = "sha256:" + sha256_files([f for f in files if f.exists()])
         if digest != self.meta.content_hash:
             raise DataError(f"{self.path}: token files do not match the content_hash in "
                             f"{META_FILE}; the dataset is damaged, prepare it again")

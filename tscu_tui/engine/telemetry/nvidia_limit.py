@@ -8,16 +8,18 @@ the GPU MLX computes on is capped at the power budget (clamped to what the
 card allows) for the run; when not permitted, the run says so and goes on
 with duty cycling alone. The original limit is put back when the run ends,
 fails or is interrupted (ThermalControl.stop runs in the trainer's
-`finally`), and by an atexit hook should the process leave another way; a
-SIGKILL is the one case nothing can cover (`nvidia-smi -pl` restores by hand).
+`finally`), and by the actuators' process guard should the process leave another
+way (atexit, SIGTERM, SIGINT, SIGHUP). The original is written to the actuator
+journal before the change, so after a SIGKILL the next `tscu` start restores it.
 """
 
 from __future__ import annotations
 
-import atexit
 from dataclasses import dataclass
 from typing import Any
 
+from tscu_tui.engine.telemetry.actuators import guard, journal
+from tscu_tui.engine.telemetry.actuators.nvidia_clocks import POWER_KIND, text_of
 from tscu_tui.engine.telemetry.base import Source
 from tscu_tui.engine.telemetry.nvidia import (
     NVML_ERROR_NO_PERMISSION,
@@ -50,6 +52,7 @@ class NvidiaPowerLimit:
         self._handle = handle
         self._device = device
         self._original_mw: int | None = None
+        self._key = ""
 
     @classmethod
     def for_source(cls, source: Source) -> NvidiaPowerLimit | None:
@@ -73,12 +76,24 @@ class NvidiaPowerLimit:
             return LimitChange(False, f"NVIDIA power limit not changed: {_why_not(err)}")
         target = min(max(round(watts * 1000), low), high)
         try:
+            uuid = text_of(nvml.nvmlDeviceGetUUID(handle))
+            self._key = f"{POWER_KIND}:{uuid}"
+            # on disk before the change; a dead run's record keeps the real original
+            original = int(journal.record(self._key, POWER_KIND,
+                                          {"uuid": uuid, "milliwatts": original},
+                                          f"NVIDIA power limit on {self._device}")["milliwatts"])
+        except Exception as err:  # NVML, or the journal (another live run holds this GPU)
+            return LimitChange(False, f"NVIDIA power limit not changed on {self._device}: "
+                                      f"{err}; duty cycling alone holds the budget")
+        guard.register(self._key, self.restore)
+        try:
             nvml.nvmlDeviceSetPowerManagementLimit(handle, target)
         except Exception as err:
+            guard.unregister(self._key)
+            journal.forget(self._key)
             return LimitChange(False, f"NVIDIA power limit not changed on {self._device}: "
                                       f"{_why_not(err)}; duty cycling alone holds the budget")
         self._original_mw = original
-        atexit.register(self.restore)
         clamped = "" if target == round(watts * 1000) else (
             f" (the budget {watts:.0f} W is outside the card's {low / 1000:.0f}-"
             f"{high / 1000:.0f} W)")
@@ -91,11 +106,12 @@ class NvidiaPowerLimit:
         original, self._original_mw = self._original_mw, None
         if original is None:
             return None
-        atexit.unregister(self.restore)
         try:
             self._nvml.nvmlDeviceSetPowerManagementLimit(self._handle, original)
-        except Exception as err:
+        except Exception as err:  # the journal keeps it: the next start tries again
             return LimitChange(False, f"could not restore the NVIDIA power limit to "
                                       f"{original / 1000:.0f} W ({err}): run "
                                       f"`nvidia-smi -pl {original / 1000:.0f}` as root")
+        guard.unregister(self._key)
+        journal.forget(self._key)
         return LimitChange(True, f"NVIDIA power limit restored to {original / 1000:.0f} W")

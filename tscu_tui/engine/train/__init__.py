@@ -8,6 +8,7 @@ drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
 `outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`) and data
 parallelism across ranks (`parallel`).
 It may import `models`, `data`, `telemetry`, `hub` (the model card), `distributed`,
+`report` (TensorBoard, W&B),
 `config` and the shared vocabulary (`events`, `errors`, `fileio`); nothing imports
 it but commands, screens and benches.
 """

@@ -23,6 +23,7 @@ from tscu_tui.engine.runs.files import (
     METRICS_FILE,
     SUMMARY_FILE,
 )
+from tscu_tui.engine.telemetry.efficiency import DEFINITION, MDL_DEFINITION, mdl_meaning
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -71,11 +72,37 @@ def resolved_target(steps: list[dict[str, Any]], config: Config) -> float | None
                 None)
 
 
+def _efficiency(evals: list[dict[str, Any]], config: Config,
+                n_tokens: int | None) -> dict[str, Any]:
+    """Information per joule at the evaluations that measured it (TSCU.md, Efficiency);
+    the MDL view only where the run reported it (penalty on)."""
+    last = evals[-1] if evals else {}
+    mdl = None
+    if last.get("mdl_bits_cumulative") is not None:
+        mdl = {"definition": MDL_DEFINITION,
+               "bits_cumulative": last["mdl_bits_cumulative"],
+               "per_joule_cumulative_bits": last.get("mdl_eta_cumulative_bits_per_j"),
+               "per_joule_marginal_bits": [e.get("mdl_eta_marginal_bits_per_j") for e in evals],
+               "meaning": mdl_meaning(last["mdl_bits_cumulative"])}
+    return {
+        "definition": DEFINITION,
+        "n_tokens": n_tokens,
+        "information_bits_cumulative": last.get("bits_cumulative"),
+        "information_per_joule_cumulative_bits": last.get("eta_cumulative_bits_per_j"),
+        "information_per_joule_marginal_bits": [e["eta_marginal_bits_per_j"] for e in evals],
+        "tokens_per_joule": last.get("tokens_per_j"),
+        "joules_per_token": 1.0 / last["tokens_per_j"] if last.get("tokens_per_j") else None,
+        "target_bits_per_joule": config.tscu.target_efficiency_bits_per_joule,
+        "mdl": mdl,
+    }
+
+
 def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
-                   avg_power_watts: float | None = None) -> dict[str, Any]:
+                   avg_power_watts: float | None = None,
+                   n_tokens: int | None = None) -> dict[str, Any]:
     """Everything is derived from the step/eval history (which survives resumes), except
     the average power: energy over the whole wall time, evaluations included, which only
-    the live telemetry knows."""
+    the live telemetry knows. `n_tokens`: the N of information and ParamBPT."""
     steps, evals = history["steps"], history["evals"]
     bpts = [e["heldout_bpt"] for e in evals]
     target = resolved_target(steps, config)
@@ -90,7 +117,7 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
     total_j = energy[-1] if energy else None
     over_s = sum(d for d, s in measured if s.get("over_budget"))
     efficient = [e for e in evals if e.get("eta_cumulative_bits_per_j") is not None]
-    last_eff = efficient[-1] if efficient else {}
+    last_eff = efficient[-1] if efficient else {}  # the Landauer figure below
     compute_s = sum(s["step_s"] for s in steps)
     return {
         "heldout_bpt_initial": bpts[0] if bpts else None,
@@ -129,15 +156,7 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
         "control_factor": _stats(_present(steps, "control_factor")),
         "idle_seconds_total": sum(_present(steps, "idle_s")) if steps else 0.0,
         "compute_fraction": compute_s / sum(durations) if steps and sum(durations) else None,
-        "efficiency": {
-            "information_per_joule_cumulative_bits": last_eff.get("eta_cumulative_bits_per_j"),
-            "information_per_joule_marginal_bits": [
-                e["eta_marginal_bits_per_j"] for e in efficient],
-            "tokens_per_joule": last_eff.get("tokens_per_j"),
-            "joules_per_token": (1.0 / last_eff["tokens_per_j"]
-                                 if last_eff.get("tokens_per_j") else None),
-            "target_bits_per_joule": config.tscu.target_efficiency_bits_per_joule,
-        },
+        "efficiency": _efficiency(efficient, config, n_tokens),
         "world_size": len(steps[-1]["node_power_w"]) if steps and steps[-1].get(
             "node_power_w") else 1,
         "nodes": _nodes(steps, durations),
@@ -151,7 +170,8 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
 def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],
                   summary: dict[str, Any], training_args: dict[str, Any]) -> None:
     atomic_write_json(run_dir / METRICS_FILE, history)
-    analysis = build_analysis(history, config, summary.get("avg_power_watts"))
+    analysis = build_analysis(history, config, summary.get("avg_power_watts"),
+                              summary.get("information_tokens_n"))
     analysis["memory"] = {key: summary.get(key) for key in (
         "peak_memory_bytes", "peak_rss_bytes", "grad_checkpoint", "loss_chunk_tokens")}
     atomic_write_json(run_dir / ANALYSIS_FILE, analysis)

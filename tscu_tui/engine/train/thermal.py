@@ -28,6 +28,7 @@ from tscu_tui.engine.telemetry import (
     GovernorLimits,
     Sampler,
 )
+from tscu_tui.engine.telemetry.actuators import guard
 from tscu_tui.engine.telemetry.auto import pick_source
 from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
@@ -132,6 +133,7 @@ class ThermalControl:
         self.governor = Governor(GovernorLimits.from_config(config.tscu))
         self.enabled = config.tscu.enabled
         self.efficiency: EfficiencyTracker | None = None
+        self._efficiency_state: dict[str, float | int | bool] | None = None  # from a checkpoint
         self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
         self._wall_offset = 0.0  # and their seconds
         self._t_start = self._clock()
@@ -184,6 +186,9 @@ class ThermalControl:
             change = self.power_limit.restore()
             if change is not None:
                 self._report(change)
+        for done in guard.restore_all():  # any clock knob too (emergency stop included)
+            (self._info if getattr(done, "applied", False) else self._warn)(
+                getattr(done, "message", str(done)))
         self.sampler.stop()
 
     def _report(self, change: LimitChange) -> None:
@@ -286,8 +291,10 @@ class ThermalControl:
         ends.append(now)
         return max(now - start, self.sampler.period_s) if start is not None else span
 
-    def on_eval(self, total_bpt: float, tokens: int, n_tokens: int) -> EfficiencyReading | None:
-        """Information per joule at an evaluation (None until energy is measurable)."""
+    def on_eval(self, heldout_bpt: float, param_bpt: float, tokens: int, n_tokens: int,
+                mdl: bool = False) -> EfficiencyReading | None:
+        """Information per joule at an evaluation (None until energy is measurable).
+        `n_tokens` is ParamBPT's N; `mdl` (the penalty is on) adds the MDL view."""
         energy = self.energy_j()
         if energy is None:
             return None
@@ -297,13 +304,19 @@ class ThermalControl:
             self.efficiency = EfficiencyTracker(
                 n_tokens=n_tokens, target_bits_per_joule=self.config.tscu.
                 target_efficiency_bits_per_joule, patience=self.config.tscu.efficiency_patience,
-                total_bpt_start=total_bpt, energy_j_start=energy, tokens_start=tokens)
-            return None
-        return self.efficiency.update(total_bpt, energy, tokens, temp)
+                heldout_bpt_start=heldout_bpt, param_bpt_start=param_bpt,
+                energy_j_start=energy, tokens_start=tokens, mdl=mdl)
+            if self._efficiency_state is None:
+                return None  # this evaluation is the baseline
+            self.efficiency.load_state_dict(self._efficiency_state)  # a resumed run's
+        return self.efficiency.update(heldout_bpt, energy, tokens, temp, param_bpt)
 
     def state_dict(self) -> dict[str, object]:
         state: dict[str, object] = {"governor": self.governor.state_dict(),
-                                    "energy_j": self.energy_j() or 0.0, "wall_s": self.wall_s()}
+                                    "energy_j": self.energy_j() or 0.0, "wall_s": self.wall_s(),
+                                    "efficiency": (self.efficiency.state_dict()
+                                                   if self.efficiency is not None
+                                                   else self._efficiency_state)}
         if (nodes := self.node_energy_j()) is not None:
             state["node_energy_j"] = [e or 0.0 for e in nodes]
         return state
@@ -312,6 +325,7 @@ class ThermalControl:
         self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
         self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
         self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
+        self._efficiency_state = state.get("efficiency")  # type: ignore[assignment]
         nodes = state.get("node_energy_j")
         self._node_offsets = [float(e) for e in nodes] if isinstance(nodes, list) else None
         if self._node_offsets is not None:  # the total's offset is the nodes' sum
@@ -326,7 +340,8 @@ class ThermalControl:
         summary: dict[str, object] = {
             "telemetry_reason": self.reason,
             "avg_power_watts": energy / self.wall_s() if energy is not None else None,
-            "measured_seconds": self.wall_s() if energy is not None else None}
+            "measured_seconds": self.wall_s() if energy is not None else None,
+            "information_tokens_n": self.efficiency.n_tokens if self.efficiency else None}
         if (nodes := self.node_energy_j()) is not None:
             summary["node_energy_joules"] = nodes
             summary["node_avg_power_watts"] = [None if e is None else e / self.wall_s()

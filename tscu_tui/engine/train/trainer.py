@@ -56,8 +56,10 @@ from tscu_tui.engine.models.threads import (
     fixed_blas_threads,
     set_compute_threads,
 )
+from tscu_tui.engine.report.reporters import Reporters, open_reporters
 from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
+from tscu_tui.engine.telemetry.efficiency import event_fields
 from tscu_tui.engine.train import lora
 from tscu_tui.engine.train.batches import BlockSampler, SamplerState
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -104,6 +106,7 @@ class Trainer:
         self.resume = resume
         self._user_sink = sink
         self._recorder: RunRecorder | None = None
+        self._reporters: Reporters | None = None  # report.to, on rank 0
         self._step_s_ema: float | None = None
         self._wall_s_ema: float | None = None
         self._last_accum = config.train.gradient_accumulation_steps
@@ -125,8 +128,19 @@ class Trainer:
                 self._failed = True
             if self._recorder is not None:
                 self._recorder(event)
+            if self._reporters is not None:
+                self._reporters(event)
             if self._user_sink is not None:
                 self._user_sink(event)
+        self._report_notes()
+
+    def _report_notes(self) -> None:
+        """What the reporters said, logged once the event at hand is out (not inside it).
+        Their info is not tied to a step, so the app and the live console show it."""
+        for level, message in (self._reporters.take_notes() if self._reporters is not None
+                               else ()):
+            self.emit(LogEvent(level=level, message=message,
+                               step=None if level == "info" else self.progress.step))
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(LogEvent(level=level, message=message, step=self.progress.step))
@@ -162,6 +176,10 @@ class Trainer:
         finally:
             if self.thermal is not None:
                 self.thermal.stop()
+            if self._reporters is not None:
+                with self._emit_lock:
+                    self._reporters.close()
+                self._report_notes()
             if self._recorder is not None:
                 with self._emit_lock:
                     self._recorder.close()
@@ -234,8 +252,9 @@ class Trainer:
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
-        n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
-        self.scale = penalty_scale(cfg.scu.prior_sigma, n_tokens)
+        # N: ParamBPT's and the information per joule's, one N everywhere
+        self.n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
+        self.scale = penalty_scale(cfg.scu.prior_sigma, self.n_tokens)
         self.scu = RunScu(cfg.scu, cfg.train, self.scale)
         self.scu.set_anchor(model)  # the adapter as initialised: before any restore
 
@@ -267,6 +286,10 @@ class Trainer:
                 recorder.rewind(self.progress.step)
             with self._emit_lock:
                 self._recorder = recorder
+            if cfg.report.to:
+                reporters = open_reporters(cfg, self.run_dir, self.progress.step)
+                with self._emit_lock:
+                    self._reporters = reporters
         if self.parallel.distributed and self.liveness is None:
             self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
                      "that hangs leaves the others waiting (tscu train --launch or --hostfile "
@@ -531,16 +554,12 @@ class Trainer:
             p.evals_without_best += 1
         param_bpt = budget(0.0, self.scu.sum_sq(self.model).item(), self.scale).param_bpt
         assert self.thermal is not None
-        eff = self.thermal.on_eval(result.bpt + param_bpt, p.tokens,
-                                   self.data.meta.split("train").tokens)
+        eff = self.thermal.on_eval(result.bpt, param_bpt, p.tokens, self.n_tokens,
+                                   mdl=cfg.scu.mode != "off")
         self.emit(EvalEvent(
             step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
             best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
-            eta_marginal_bits_per_j=eff and eff.eta_marginal_bits_per_j,
-            eta_cumulative_bits_per_j=eff and eff.eta_cumulative_bits_per_j,
-            tokens_per_j=eff and eff.tokens_per_j,
-            landauer_efficiency=eff and eff.landauer_cumulative,
-            energy_j=self.thermal.energy_j()))
+            energy_j=self.thermal.energy_j(), **event_fields(eff)))
         if eff is not None and eff.newly_diminishing:
             target = cfg.tscu.target_efficiency_bits_per_joule
             message = (f"diminishing returns: marginal information per joule below {target:g} "
