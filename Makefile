@@ -25,6 +25,18 @@ $(NATIVE_STAMP): $(BIN)/.installed csrc/tscu_native.cpp csrc/CMakeLists.txt scri
 
 setup: $(BIN)/.installed $(NATIVE_STAMP)
 
+# llama.cpp itself, for the tests that load tscu's GGUF exports in it
+# (tests/test_gguf_llama_cpp.py): llama-cpp-python compiles it from source, once per .venv
+# and only for `make test`. CPU only, without its multimodal library or HTTPS client, and
+# not -march=native: on this project's machines the AMX kernels that turns on crash (SIGSEGV
+# in ggml_backend_amx_mul_mat), so a portable AVX2 build. --no-cache-dir: pip's wheel cache
+# ignores CMAKE_ARGS and would hand back a wheel built with other flags.
+LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF
+LLAMA_CPP_STAMP := $(BIN)/.llama_cpp
+$(LLAMA_CPP_STAMP): $(BIN)/.installed
+	CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" $(BIN)/python -m pip install -q --no-cache-dir -e ".[llama-cpp]"
+	touch $@
+
 ## Set up, then open the app training the embedded tiny model on demo data (offline);
 ## `tscu demo --headless` prints instead (as does any run whose stdout is not a terminal).
 demo: setup
@@ -35,7 +47,7 @@ screenshots: setup
 	$(BIN)/python scripts/screenshots.py
 
 ## Set up, then run the linter and the whole test suite.
-test: setup
+test: setup $(LLAMA_CPP_STAMP)
 	$(BIN)/ruff check tscu_tui tests scripts bench
 	$(BIN)/python -m pytest -q
 

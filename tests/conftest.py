@@ -107,3 +107,71 @@ def actuator_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         os.environ.pop("TSCU_STATE_DIR", None)
     else:
         os.environ["TSCU_STATE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def pydoc_data(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pydoc prepared with SmolLM2's tokenizer (64-token blocks, 30k tokens)."""
+    out = tmp_path_factory.mktemp("pydoc") / "data"
+    prepare_dataset(PrepareOptions(dataset="pydoc", model="smollm2-135m", output_dir=out,
+                                   block_size=64, validation_fraction=0.05, max_tokens=30_000))
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_run(pydoc_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """SmolLM2-135M (GGUF) trained 10 steps on pydoc; shared by test_real_model.py and the
+    GGUF export tests. Returns (run folder, events)."""
+    from runs import train
+
+    from tscu_tui.engine.config import load_config
+
+    out = tmp_path_factory.mktemp("real-run") / "run"
+    config = load_config(None, [
+        'model.name="smollm2-135m"', f'data.path="{pydoc_data}"', f'output.dir="{out}"',
+        "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0", "train.batch_size=4",
+        "train.gradient_accumulation_steps=1", "train.learning_rate=1e-3",
+        "train.warmup_steps=2", "train.max_steps=10", "train.eval_steps=5",
+        "train.save_steps=100", "train.eval_batches=3",
+        'scu.mode="off"', 'telemetry.source="none"'])
+    events, _ = train(config)
+    assert type(events[-1]).__name__ == "RunFinished", events[-1]
+    return out, events
+
+
+#: per architecture: the GGML types of the synthetic GGUF's tensors (tests/gguf_files.py;
+#: F32 where not named). llama and qwen2 multiply in F32 in llama.cpp too, so its logits
+#: can be held to float rounding; qwen3 is 4-bit throughout, as real files are.
+SYNTHETIC_GGUF_TYPES = {
+    "llama": {"embed": "Q8_0"},
+    "qwen2": {},
+    "qwen3": {"proj": "Q4_0", "embed": "Q4_0"},
+}
+
+
+@pytest.fixture(scope="session")
+def gguf_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """arch -> (synthetic GGUF, a finished run trained on it): LoRA on all seven projections,
+    4 steps at lr 1e-2 so the adapter moves the logits well past float rounding. Each
+    architecture is written and trained once per session."""
+    import gguf
+    from gguf_files import random_model, write_gguf
+    from runs import tiny_config, train
+
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def make(arch: str) -> tuple[Path, Path]:
+        if arch not in made:
+            folder = tmp_path_factory.mktemp(f"gguf-{arch}")
+            config, weights = random_model(arch)
+            types = {k: gguf.GGMLQuantizationType[v] for k, v in SYNTHETIC_GGUF_TYPES[arch].items()}
+            path = write_gguf(folder / f"{arch}.gguf", arch, config, weights, types)
+            events, _ = train(tiny_config(
+                demo_data, folder / "run", f'model.name="{path}"', "train.max_steps=4",
+                "train.learning_rate=1e-2", "train.eval_steps=4", "train.save_steps=4",
+                "train.eval_batches=1"))
+            assert type(events[-1]).__name__ == "RunFinished", events[-1]
+            made[arch] = (path, folder / "run")
+        return made[arch]
+
+    return make

@@ -163,8 +163,8 @@ def test_bad_run_dirs_are_one_line_errors(tmp_path, run_dir):
         export_run(tmp_path / "missing", "peft")
     with pytest.raises(ExportError, match="not a tscu run directory"):
         export_run(tmp_path, "peft")
-    with pytest.raises(ExportError, match="format 'gguf'"):
-        export_run(run_dir, "gguf")
+    with pytest.raises(ExportError, match="format 'onnx'"):
+        export_run(run_dir, "onnx")
     no_adapter = tmp_path / "no-adapter"
     no_adapter.mkdir()
     (no_adapter / "events.jsonl").write_text("")

@@ -15,44 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runs import train
 
 from tscu_tui.cli import main
-from tscu_tui.engine.config import load_config
-from tscu_tui.engine.data import PreparedDataset, PrepareOptions, prepare_dataset
+from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.hub.export import export_run
 from tscu_tui.engine.models import gguf_cache
 from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
 from tscu_tui.engine.models.runtime import mx
 
-MODEL = "smollm2-135m"
+MODEL = "smollm2-135m"  # pydoc_data and real_run (the trained run) are in conftest.py
 # Float32 on both sides, so only summation order differs; relative to the largest
 # logit (the adapter trained at lr 1e-3 makes them large): measured ~3e-5. A wrong
 # alpha or layout is off by the adapter's whole effect, thousands of times more.
 RELATIVE_TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def pydoc_data(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pydoc") / "data"
-    prepare_dataset(PrepareOptions(dataset="pydoc", model=MODEL, output_dir=out, block_size=64,
-                                   validation_fraction=0.05, max_tokens=30_000))
-    return out
-
-
-@pytest.fixture(scope="module")
-def real_run(pydoc_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
-    out = tmp_path_factory.mktemp("real-run") / "run"
-    config = load_config(None, [
-        f'model.name="{MODEL}"', f'data.path="{pydoc_data}"', f'output.dir="{out}"',
-        "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0", "train.batch_size=4",
-        "train.gradient_accumulation_steps=1", "train.learning_rate=1e-3",
-        "train.warmup_steps=2", "train.max_steps=10", "train.eval_steps=5",
-        "train.save_steps=100", "train.eval_batches=3",
-        'scu.mode="off"', 'telemetry.source="none"'])
-    events, _ = train(config)
-    assert type(events[-1]).__name__ == "RunFinished", events[-1]
-    return out, events
 
 
 def test_pydoc_is_real_english_prepared_with_the_real_tokenizer(pydoc_data):

@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "prepare the demo data and fine-tune the embedded model (offline)"),
     "telemetry": ("telemetry", "list power/temperature sources here and stream a few readings"),
     "watch": ("watch", "open the train screen following a run started elsewhere (read-only)"),
-    "export": ("export", "export a run's adapter (mlx, peft or fused) with a model card"),
+    "export": ("export", "export a run's adapter (mlx, peft, fused, gguf-lora or gguf) with "
+               "a model card"),
     "push": ("push", "upload a run to the Hugging Face Hub (token from HF_TOKEN or login)"),
 }
 

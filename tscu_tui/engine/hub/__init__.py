@@ -3,11 +3,14 @@
 - `run.open_run`: a run folder checked once, its files read once
 - `peft_export`: the mlx-lm adapter as a PEFT adapter for the full-precision base
 - `fused`: base and adapter fused into one model (mlx-lm's fuse)
-- `export.export_run`: one entry point for `--format mlx|peft|fused`
+- `gguf_base`: the checked base GGUF, tensor names, llama's q/k row order, LoRA pairs
+- `gguf_lora`: the adapter as a llama.cpp LoRA GGUF, an Ollama Modelfile
+- `gguf_merged`, `gguf_meta`: base + adapter merged into one GGUF (F16, Q8_0, Q4_0)
+- `export.export_run`: one entry point for `--format mlx|peft|fused|gguf-lora|gguf`
 - `model_card`: README.md generated from the run's files
 - `push`: upload to the Hub; the token is read from the environment, never stored
 
-Modules import mlx, numpy or huggingface_hub only when a function needs them.
+Modules import mlx, numpy, gguf or huggingface_hub only when a function needs them.
 It reads runs (`runs`) and models (`models`) and may import `config` and the
 shared vocabulary; `train` imports it for the model card, never the reverse.
 """

@@ -22,7 +22,7 @@ from tscu_tui.engine.runs.files import CURVES_FILE
 
 CARD_FILE = "README.md"
 #: folders a card describes: the run itself, each export, and the Hub repo layout
-TARGETS = ("run", "mlx", "peft", "fused", "hub")
+TARGETS = ("run", "mlx", "peft", "fused", "gguf-lora", "gguf", "hub")
 #: in a Hub repo the PEFT adapter sits at the root, mlx-lm's pair under this folder
 HUB_MLX_FOLDER = "mlx"
 
@@ -126,8 +126,9 @@ def _yaml(value: Any) -> str:
 # ---------------------------------------------------------------- the card
 def render_card(run: RunFolder, *, target: str = "run", base_model: str | None = None,
                 repo_id: str | None = None, dequantized: bool = False,
-                hardware: dict[str, Any] | None = None) -> str:
-    """The model card for `run` as it should read inside a `target` folder."""
+                hardware: dict[str, Any] | None = None, usage: str | None = None) -> str:
+    """The model card for `run` as it should read inside a `target` folder; `usage`
+    replaces the usage section (the GGUF exports write their own commands)."""
     from tscu_tui.engine.hub.peft_export import full_precision_base
 
     trained_on = run.base_model
@@ -153,7 +154,7 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
                          and (run.path / CURVES_FILE).is_file()),
         _section_energy(run),
         _section_hardware(run, hardware),
-        _section_usage(run, target, peft_base, repo_id, dequantized),
+        usage or _section_usage(run, target, peft_base, repo_id, dequantized),
         _section_limitations(run, target),
         f"## License\n\n`{license_id}`. {license_note} tscu itself is AGPL-3.0-or-later.\n",
         _section_citation(),
@@ -170,6 +171,10 @@ def _intro(run: RunFolder, target: str, dequantized: bool) -> str:
                 "`adapter_config.json`) for the full-precision base",
         "fused": "the base model with the LoRA adapter fused in"
                  + (", dequantized" if dequantized else ", re-quantized like its base"),
+        "gguf-lora": "a LoRA adapter as a llama.cpp LoRA GGUF (`adapter.gguf`) for the "
+                     "base GGUF it was trained on, with an Ollama `Modelfile`",
+        "gguf": "the base model with the LoRA adapter merged in, as one GGUF file "
+                "(`model.gguf`), with an Ollama `Modelfile`",
         "hub": "a LoRA adapter: PEFT layout at the root, mlx-lm's layout in "
                f"`{HUB_MLX_FOLDER}/`, and the run's metrics",
     }[target]
