@@ -357,6 +357,8 @@ class TrainScreen(TscuScreen):
         self._set("#run-state", state)
         if e is not None and e.telemetry_source:
             source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
+            if e.telemetry_status:  # failed or silent: said, never shown as readings
+                source += f" FAILED, {e.telemetry_status}"
         elif e is not None:
             source = "telemetry none (no readings)"
         else:

@@ -378,6 +378,9 @@ class Trainer:
         self._emit_started()
         self.thermal.announce()
         self.log(self.memory_plan.describe())
+        cool = self.thermal.cooldown(lambda s: self._drain_commands(until=time.monotonic() + s))
+        if self.parallel.agree_any(not cool):
+            raise _Stop("emergency_stop")
         if initial is not None:
             self._record_eval(*initial)
         self.model.train()
@@ -475,15 +478,15 @@ class Trainer:
             power_w=thermal.power_w, temp_c=thermal.temp_c,
             control_factor=thermal.control_factor, idle_s=thermal.idle_s,
             energy_j=thermal.energy_j, telemetry_source=thermal.source,
-            telemetry_kind=thermal.kind, over_budget=thermal.over_budget,
+            telemetry_kind=thermal.kind, telemetry_status=thermal.sensor,
+            over_budget=thermal.over_budget,
             peak_memory_bytes=peak_memory_bytes(),
             node_power_w=thermal.node_power_w, node_temp_c=thermal.node_temp_c,
             node_energy_j=thermal.node_energy_j))
-        if thermal.emergency:
-            self.log(f"temperature {thermal.temp_c:.1f} °C reached tscu.emergency_shutdown_temp "
-                     f"({cfg.tscu.emergency_shutdown_temp:g} °C): saving and stopping", "error")
-            self._checkpoint("emergency")
-            raise _Stop("emergency_stop")
+        if thermal.stop is not None:  # the emergency temperature, or telemetry lost
+            self.log(thermal.stop_message, "error")
+            self._checkpoint("emergency" if thermal.emergency else thermal.stop)
+            raise _Stop(thermal.stop)
         done = p.step >= cfg.train.max_steps
         idle_s = thermal.idle_s
         if p.step % cfg.train.eval_steps == 0 or done:
