@@ -105,7 +105,7 @@ class DataParallel:
         liveness = None
         if world.watchdog:
             liveness = Liveness(world.rank, world.size, world.watchdog, on_loss,
-                                timeout_s=world.heartbeat_timeout_s)
+                                secret=world.secret, timeout_s=world.heartbeat_timeout_s)
             liveness.start()
         return cls(world, liveness)
 

@@ -64,7 +64,7 @@ from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoi
 from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale
-from tscu_tui.engine.train.outputs import write_outputs
+from tscu_tui.engine.train.outputs import remove_run_outputs, write_outputs
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.schedule import lr_at
@@ -170,8 +170,12 @@ class Trainer:
         """The watchdog's verdict (on its thread): report it once; the command exits."""
         if self.thermal is not None:
             self.thermal.stop()  # e.g. the GPU's own power limit back before the exit
+        saved = self._last_checkpoint  # rank 0's own; the others', as rank 0 said it
+        if not self.parallel.is_main and self.liveness is not None:
+            known = [c for c in (saved, self.liveness.checkpoint) if c is not None]
+            saved = max(known, default=None)
         self.emit(RunFailed(step=self.progress.step, rank=loss.rank,
-                            reason=loss_reason(loss, self.progress.step, self._last_checkpoint),
+                            reason=loss_reason(loss, self.progress.step, saved),
                             reported_elsewhere=loss.reported))
 
     def _fail(self, reason: str) -> RunFailed:
@@ -194,10 +198,8 @@ class Trainer:
         if has_run and not self.resume and not self.config.output.overwrite:
             raise TscuError(f"output directory {out} already holds a run; pass --resume to "
                             "continue it or set output.overwrite = true to replace it")
-        if has_run and not self.resume:
-            import shutil
-
-            shutil.rmtree(out)
+        if has_run and not self.resume:  # the old run's files only, never the folder
+            remove_run_outputs(out)
         out.mkdir(parents=True, exist_ok=True)
         # The settings first, so `tscu watch` shows this run's, not its own folder's.
         atomic_write_json(out / CONFIG_FILE, to_dict(self.config))
@@ -589,9 +591,8 @@ class Trainer:
     # ------------------------------------------------------------------ saving
     def _checkpoint(self, reason: str) -> None:
         p = self.progress
-        self._last_checkpoint = p.step
         if not self.parallel.is_main:
-            return  # the ranks hold the same state; rank 0 writes it
+            return  # the ranks hold the same state; rank 0 writes it and tells them
         assert self._recorder is not None
         state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
@@ -602,6 +603,9 @@ class Trainer:
                  "thermal": self.thermal.state_dict() if self.thermal else {}}
         path = save_checkpoint(self.run_dir, p.step, self.model, self.optimizer, state,
                                KEEP_CHECKPOINTS)
+        self._last_checkpoint = p.step  # only once it is complete and on disk
+        if self.liveness is not None:
+            self.liveness.checkpointed(p.step)
         self.emit(CheckpointEvent(step=p.step, path=str(path), reason=reason))
 
     def _emit_started(self) -> None:
