@@ -5,8 +5,9 @@ pieces it is made of: the objective with its SCU penalty (`objective`), the
 lambda controller (`scu`), the learning-rate schedule (`schedule`), batch
 drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
 (`evaluate`), the event recorder and the run's output files (`recorder`,
-`outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`) and data
-parallelism across ranks (`parallel`).
+`outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`, with the compute
+share it measures, `duty`, and the wait for a chip to cool after an emergency stop,
+`cooldown`) and data parallelism across ranks (`parallel`).
 It may import `models`, `data`, `telemetry`, `hub` (the model card), `distributed`,
 `config` and the shared vocabulary (`events`, `errors`, `fileio`); nothing imports
 it but commands, screens and benches.
