@@ -151,7 +151,7 @@ class Bench:
         self.two_ranks = finals(self.root / "unfaulted-2-ranks")
 
     def sensor(self, name: str, fault: str, kind: str, policy: str) -> Row:
-        good = max(8, int(self.start_s / PERIOD_S))  # about a third into the run
+        good = max(8, int(self.start_s / 2 / PERIOD_S))  # about a sixth into the run
         bad = {"dies": [], "garbage": [{"power_w": -3e9, "temp_c": 1e6}] * 400,
                "spike": [{"power_w": 15.0, "temp_c": 95.0}] * 400}[kind]
         recording = self.root / f"{name}.jsonl"

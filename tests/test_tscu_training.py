@@ -86,6 +86,25 @@ def test_emergency_stop_saves_a_checkpoint_and_resumes_under_the_configs_limits(
                m.endswith("°C is below tscu.max_temperature_celsius (75 °C)") for m in said)
 
 
+def test_an_evaluation_a_stop_came_before_is_made_on_resume(demo_data, tmp_path):
+    """The emergency stops a step before its evaluation (no compute while too hot); the
+    resumed run evaluates that step first, so its record is the uninterrupted run's."""
+    sim = ('telemetry.source="simulated"', "telemetry.interval_seconds=0.05",
+           "train.eval_steps=1", "train.save_steps=1000")
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", *sim,
+                                  "tscu.max_temperature_celsius=25.0",
+                                  "tscu.temperature_hysteresis_celsius=0.1",
+                                  "tscu.emergency_shutdown_temp=25.01", "train.max_steps=50"))
+    assert events[-1].reason == "emergency_stop"
+    stopped = events[-1].step
+    assert [e.step for e in events if isinstance(e, EvalEvent)] == list(range(stopped))
+    resumed, _ = train(tiny_config(demo_data, tmp_path / "run", *sim,
+                                   f"train.max_steps={stopped + 2}"), resume=True)
+    assert resumed[-1].reason == "completed"
+    assert [e.step for e in resumed if isinstance(e, EvalEvent)] == [
+        stopped, stopped + 1, stopped + 2]
+
+
 def test_opt_in_lr_coupling_and_adaptive_batch_sizing_follow_the_control_factor(
         demo_data, tmp_path):
     from tscu_tui.engine.train.schedule import lr_at

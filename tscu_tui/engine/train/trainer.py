@@ -84,6 +84,7 @@ class _Progress:
     best_bpt: float = math.inf
     evals_without_best: int = 0
     last_bpt: float | None = None
+    last_eval_step: int = 0
     sampler: SamplerState = field(default_factory=SamplerState)
 
 
@@ -256,6 +257,7 @@ class Trainer:
                                       elapsed_s=s["elapsed_s"], best_bpt=s["best_bpt"],
                                       evals_without_best=s["evals_without_best"],
                                       last_bpt=s["last_bpt"],
+                                      last_eval_step=int(s.get("last_eval_step", s["step"])),
                                       sampler=SamplerState(**s["sampler"]))
             self.scu.load_state_dict(s["scu"], s["lambda_reg"])
             self._resume_state = s
@@ -383,6 +385,9 @@ class Trainer:
         cool = self.thermal.cooldown(lambda s: self._drain_commands(until=time.monotonic() + s))
         if self.parallel.agree_any(not cool):
             raise _Stop("emergency_stop")
+        due = p.step % cfg.train.eval_steps == 0 or p.step >= cfg.train.max_steps
+        if initial is None and due and p.last_eval_step < p.step:
+            initial = self._measure()  # a stop (emergency, sensor) came before this step's
         if initial is not None:
             self._record_eval(*initial)
         self.model.train()
@@ -527,6 +532,7 @@ class Trainer:
 
     def _record_eval(self, result: HeldOut, eval_s: float) -> None:
         cfg, p = self.config, self.progress
+        p.last_eval_step = p.step
         is_best = result.bpt < p.best_bpt
         if is_best:
             p.best_bpt, p.evals_without_best = result.bpt, 0
@@ -596,6 +602,7 @@ class Trainer:
         assert self._recorder is not None
         state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
+                 "last_eval_step": p.last_eval_step,
                  "sampler": {"epoch": self.sampler.state.epoch,
                              "position": self.sampler.state.position},
                  "scu": self.scu.state_dict(), "lambda_reg": self.scu.lambda_reg,
