@@ -6,8 +6,11 @@ Needs a C++20 compiler, CMake >= 3.19 and the `nanobind` package at the version
 MLX was built with (`make setup` installs them; scripts/system_deps.sh the
 compiler and CMake). The module is built for this machine's CPU (-march=native;
 TSCU_NATIVE_ARCH overrides, e.g. "-march=x86-64-v3" for a build other machines
-share) against the MLX installed here, and records that MLX version beside it:
-tscu loads it only under the same MLX and otherwise runs its pure-MLX kernels.
+share) against the MLX installed here, and records beside it that MLX version
+and the instruction-set extensions the compiler was allowed to use (from its own
+predefined macros, in /proc/cpuinfo's names): tscu loads it only under the same
+MLX on a CPU that has all of them, and otherwise runs its pure-MLX kernels (a
+shared checkout or a hostfile run on another CPU would die of SIGILL instead).
 
 Exit status 0 when the module is built (or already up to date), 1 with one line
 saying why not; tscu works either way, slower without it.
@@ -37,17 +40,63 @@ def module_name() -> str:
     return "_native" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
 
 
-def fingerprint(arch: str) -> dict[str, str]:
+#: compiler macro -> the extension's name in /proc/cpuinfo (x86 "flags", Arm "Features")
+ISA_MACROS = {
+    "__SSE__": "sse", "__SSE2__": "sse2", "__SSE3__": "pni", "__SSSE3__": "ssse3",
+    "__SSE4_1__": "sse4_1", "__SSE4_2__": "sse4_2", "__AVX__": "avx", "__AVX2__": "avx2",
+    "__FMA__": "fma", "__F16C__": "f16c", "__BMI__": "bmi1", "__BMI2__": "bmi2",
+    "__LZCNT__": "abm", "__POPCNT__": "popcnt", "__MOVBE__": "movbe",
+    "__AVX512F__": "avx512f", "__AVX512DQ__": "avx512dq", "__AVX512CD__": "avx512cd",
+    "__AVX512BW__": "avx512bw", "__AVX512VL__": "avx512vl", "__AVX512IFMA__": "avx512ifma",
+    "__AVX512VBMI__": "avx512vbmi", "__AVX512VBMI2__": "avx512_vbmi2",
+    "__AVX512VNNI__": "avx512_vnni", "__AVX512BITALG__": "avx512_bitalg",
+    "__AVX512VPOPCNTDQ__": "avx512_vpopcntdq", "__AVX512BF16__": "avx512_bf16",
+    "__AVX512FP16__": "avx512_fp16", "__AVXVNNI__": "avx_vnni", "__AMX_TILE__": "amx_tile",
+    "__AMX_INT8__": "amx_int8", "__AMX_BF16__": "amx_bf16", "__GFNI__": "gfni",
+    "__VAES__": "vaes", "__VPCLMULQDQ__": "vpclmulqdq", "__ADX__": "adx", "__AES__": "aes",
+    "__PCLMUL__": "pclmulqdq", "__RDRND__": "rdrand", "__RDSEED__": "rdseed",
+    "__SHA__": "sha_ni", "__XSAVE__": "xsave", "__XSAVEC__": "xsavec",
+    "__XSAVEOPT__": "xsaveopt", "__XSAVES__": "xsaves",
+    "__ARM_FEATURE_SVE": "sve", "__ARM_FEATURE_SVE2": "sve2",
+    "__ARM_FEATURE_DOTPROD": "asimddp", "__ARM_FEATURE_FP16_VECTOR_ARITHMETIC": "asimdhp",
+    "__ARM_FEATURE_BF16_VECTOR_ARITHMETIC": "bf16", "__ARM_FEATURE_MATMUL_INT8": "i8mm",
+    "__ARM_FEATURE_ATOMICS": "atomics", "__ARM_FEATURE_CRC32": "crc32",
+    "__ARM_FEATURE_AES": "aes", "__ARM_FEATURE_SHA2": "sha2", "__ARM_FEATURE_SHA3": "sha3",
+    "__ARM_FEATURE_SM4": "sm4", "__ARM_FEATURE_JCVT": "jscvt", "__ARM_FEATURE_RCPC": "lrcpc",
+}
+
+
+def compiler() -> str:
+    return os.environ.get("CXX", "c++")
+
+
+def isa_features(arch: str) -> list[str]:
+    """The instruction-set extensions code compiled with `arch` may use: what the compiler
+    predefines for it, not what this CPU has (a -march=x86-64-v3 build needs less)."""
+    done = subprocess.run([compiler(), *arch.split(), "-dM", "-E", "-x", "c++", os.devnull],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{compiler()} {arch} cannot preprocess: {reason}")
+    macros = {line.split()[1] for line in done.stdout.splitlines()
+              if line.startswith("#define ") and len(line.split()) > 1}
+    return sorted({flag for macro, flag in ISA_MACROS.items() if macro in macros})
+
+
+def fingerprint(arch: str) -> dict[str, object]:
     import mlx.core as mx
+
+    from tscu_tui.engine.models.cpu_info import cpu_name
 
     digest = hashlib.sha256()
     for path in sorted(SOURCE.iterdir()):
         digest.update(path.name.encode() + path.read_bytes())
     return {"mlx": mx.__version__, "python": sys.version.split()[0], "arch": arch,
+            "cpu": cpu_name(), "cpu_features": isa_features(arch),
             "source_sha256": digest.hexdigest()}
 
 
-def up_to_date(stamp: dict[str, str]) -> bool:
+def up_to_date(stamp: dict[str, object]) -> bool:
     try:
         return (json.loads(STAMP.read_text()) == stamp
                 and (TARGET_DIR / module_name()).is_file())
@@ -66,7 +115,7 @@ def run(cmd: list[str], log: Path) -> None:
 
 
 def build(arch: str, quiet: bool) -> Path:
-    for tool in ("cmake", "c++"):
+    for tool in ("cmake", compiler()):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} not found (scripts/system_deps.sh installs it)")
     try:
@@ -88,7 +137,7 @@ def build(arch: str, quiet: bool) -> Path:
     return built
 
 
-def install(built: Path, stamp: dict[str, str]) -> Path:
+def install(built: Path, stamp: dict[str, object]) -> Path:
     """Copy the module into the package and write its stamp, each atomically."""
     target = TARGET_DIR / module_name()
     for data, path in ((built.read_bytes(), target),
@@ -115,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     import tscu_tui.engine  # noqa: F401  (loads OpenBLAS before MLX, as tscu does)
 
     arch = os.environ.get("TSCU_NATIVE_ARCH", "-march=native")
-    stamp = fingerprint(arch)
+    try:
+        stamp = fingerprint(arch)
+    except RuntimeError as exc:
+        print(f"native kernels not built: {exc}; tscu runs without them (slower)",
+              file=sys.stderr)
+        return 1
     if not args.force and up_to_date(stamp):
         if not args.quiet:
             print(f"native kernels up to date ({TARGET_DIR / module_name()})")

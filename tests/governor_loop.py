@@ -34,6 +34,7 @@ class LoopResult:
     control: list[float]  # c after each step
     window_power_w: list[float]
     emergencies: list[int]  # steps whose reading said emergency
+    stops: list[str | None]  # the stop each step's reading asked for
 
     def c_variation(self, skip: int = 10) -> float:
         """Mean |c[k] - c[k-1]| after the first `skip` steps."""
@@ -54,7 +55,7 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
     thermal = ThermalControl(config, on_warning=lambda m: None, source=source, duty=duty,
                              clock=clock)
     thermal.start(background=False)
-    control, window, emergencies = [], [], []
+    control, window, emergencies, stops = [], [], [], []
     for step in range(1, steps + 1):
         duty.busy(True)
         clock.advance(step_s)
@@ -70,6 +71,7 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
         window.append(reading.power_w or 0.0)
         if reading.emergency:
             emergencies.append(step)
+        stops.append(reading.stop)
         if step < steps:
             clock.advance(idle)
     thermal.sampler.poll_once()
@@ -77,4 +79,4 @@ def simulated_run(*overrides: str, steps: int = 60, step_s: float = 0.1,
     thermal.stop()
     assert energy is not None
     return LoopResult(avg_power_w=energy / thermal.wall_s(), control=control,
-                      window_power_w=window, emergencies=emergencies)
+                      window_power_w=window, emergencies=emergencies, stops=stops)

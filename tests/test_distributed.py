@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,10 +88,13 @@ def test_launch_plans_come_from_flags_or_config_and_bad_input_is_one_line(tmp_pa
         plan_launch(None, str(tmp_path / "missing.json"), load_config(None).distributed)
 
 
+SECRET = "0123456789abcdef" * 4  # the run's secret, as the launcher would hand it out
+
 _PEER = """
 import os, sys, time
 from tscu_tui.engine.distributed.liveness import Liveness
-live = Liveness(1, 2, sys.argv[1], lambda loss: None, timeout_s=1.0, period_s=0.1)
+live = Liveness(1, 2, sys.argv[1], lambda loss: print("lost", loss.rank, loss.reason,
+                flush=True), secret=sys.argv[3], timeout_s=1.0, period_s=0.1)
 live.start()
 print("up", flush=True)
 if sys.argv[2] == "die":
@@ -100,17 +104,24 @@ time.sleep(60)
 """
 
 
+def _free_address(host: str = "127.0.0.1") -> str:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return f"{host}:{probe.getsockname()[1]}"
+
+
+def _peer(address: str, how: str = "live") -> subprocess.Popen:
+    """Rank 1's watchdog in a process of its own; it prints "lost ..." if it loses rank 0."""
+    return subprocess.Popen([sys.executable, "-c", _PEER, address, how, SECRET], env=_env(),
+                            stdout=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("how", ["die", "hang"])
 def test_the_watchdog_names_a_rank_that_dies_or_hangs(how):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
-    peer = subprocess.Popen([sys.executable, "-c", _PEER, address, how], env=_env(),
-                            stdout=subprocess.PIPE, text=True)
+    address = _free_address()
+    peer = _peer(address, how)
     losses: list[Loss] = []
-    live = Liveness(0, 2, address, losses.append, timeout_s=1.0, period_s=0.1)
+    live = Liveness(0, 2, address, losses.append, secret=SECRET, timeout_s=1.0, period_s=0.1)
     try:
         live.start()  # returns once rank 1 has connected
         assert peer.stdout.readline() == "up\n"
@@ -125,6 +136,78 @@ def test_the_watchdog_names_a_rank_that_dies_or_hangs(how):
         peer.kill()
         peer.wait()
         live.close()
+
+
+def _stranger(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=2.0)
+
+
+@pytest.mark.parametrize("stranger", ["slow hello", "forged hello", "wrong proof"])
+def test_a_stranger_at_the_watchdog_neither_stalls_heartbeats_nor_replaces_a_rank(stranger):
+    """Rank 0's watchdog with rank 1 (a real process) connected; then a client that is
+    not a rank of this run: one that sends its hello a byte every 0.3 s (rank 0 once
+    read it byte by byte, blocking the heartbeat loop: rank 1 declared rank 0 lost),
+    one that claims to be rank 1 without the secret and hangs up (it once replaced the
+    real rank 1, whose heartbeats then went nowhere, and its hang-up read as rank 1
+    lost), and one whose proof is wrong. None of them may cost a heartbeat."""
+    address = _free_address()
+    peer = _peer(address)
+    losses: list[Loss] = []
+    live = Liveness(0, 2, address, losses.append, secret=SECRET, timeout_s=1.0, period_s=0.1)
+    try:
+        live.start()
+        assert peer.stdout.readline() == "up\n"
+        with _stranger(address) as sock:
+            if stranger == "slow hello":  # 2 s: twice what rank 1 waits for a heartbeat
+                for byte in b'{"t": "hello", "r':
+                    sock.send(bytes([byte]))
+                    time.sleep(0.15)  # real sockets, real time: a client that trickles
+            else:
+                proof = "0" * 64 if stranger == "wrong proof" else None
+                hello = {"t": "hello", "rank": 1, **({"proof": proof} if proof else {})}
+                sock.sendall((json.dumps(hello) + "\n").encode())
+                time.sleep(0.2)
+        time.sleep(1.5)  # more than a heartbeat timeout after the stranger left
+        assert live.loss is None and losses == []
+        assert peer.poll() is None
+    finally:
+        peer.kill()
+        out = peer.communicate()[0]
+        live.close()
+    assert "lost" not in out, out
+
+
+def test_the_watchdog_listens_on_the_ranks_address_only():
+    """Rank 0 told to listen on 127.0.0.2 (the ranks' address) is not reachable on
+    127.0.0.1: it once bound every interface."""
+    address = _free_address("127.0.0.2")
+    peer = _peer(address)
+    live = Liveness(0, 2, address, lambda loss: None, secret=SECRET, timeout_s=2.0,
+                    period_s=0.1)
+    try:
+        live.start()
+        assert peer.stdout.readline() == "up\n"
+        with pytest.raises(ConnectionRefusedError):
+            _stranger("127.0.0.1:" + address.rpartition(":")[2])
+    finally:
+        peer.kill()
+        peer.wait()
+        live.close()
+
+
+def test_the_launch_hands_the_ranks_a_secret_on_no_local_command_line(tmp_path):
+    plan = plan_launch(2, None, load_config(None).distributed)
+    command, env = launch_command(plan, ["train"])
+    secret = env["TSCU_DIST_SECRET"]
+    assert len(secret) == 64 and not any(secret in arg for arg in command)
+    assert launch_command(plan, ["train"])[1]["TSCU_DIST_SECRET"] != secret  # per run
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps({"hosts": [{"ssh": "mac1", "ips": ["10.0.0.1"]},
+                                              {"ssh": "mac2", "ips": ["10.0.0.2"]}]}))
+    command, env = launch_command(plan_launch(None, str(hostfile),
+                                              load_config(None).distributed), ["train"])
+    assert f"TSCU_DIST_SECRET={env['TSCU_DIST_SECRET']}" in command  # only ssh carries it
 
 
 def test_a_world_of_one_where_two_were_asked_for_is_an_error(demo_data, tmp_path):
@@ -260,3 +343,68 @@ def test_nodes_combine_to_total_watts_and_the_hottest_node_whose_emergency_stops
                                       [np.nan, 50.0, np.nan, 0.5, 0.2]]))
     assert partial.cluster.power_w is None and partial.cluster.energy_j is None
     assert partial.cluster.temp_c == 50.0  # a partial sum would understate the watts
+
+
+FAKE_SSH = Path(__file__).resolve().parent / "fake_ssh"
+
+
+def test_ctrl_c_on_a_hostfile_run_stops_remote_ranks_with_a_checkpoint_fake_ssh(demo_data,
+                                                                               tmp_path):
+    """Two ranks on "remote" hosts: mlx.launch runs each through `ssh -tt HOST`, here
+    tests/fake_ssh/ssh (no sshd can run here; it runs the command on this machine, on a
+    terminal of its own, and hangs that terminal up when it dies, as ssh does). Ctrl+C
+    once went to the ssh clients, which died and took the ranks with them, without a
+    checkpoint; now it reaches each rank through its terminal, and they stop together."""
+    from tscu_tui.engine.distributed.launch import _free_ports
+
+    port = _free_ports(2) + 1  # the watchdog one below the ring's two ports
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps({"backend": "ring", "hosts": [
+        {"ssh": "fake-host-a", "ips": ["127.0.0.1"]},
+        {"ssh": "fake-host-b", "ips": ["127.0.0.1"]}]}))
+    file = _config_file(demo_data, tmp_path / "run", "train.max_steps=500",
+                        "train.eval_steps=1000", "train.save_steps=1000",
+                        f"distributed.port={port}")
+    env = _env(PATH=os.pathsep.join([str(FAKE_SSH), os.environ["PATH"]]))
+    launch = _tscu("train", "--config", str(file), "--hostfile", str(hostfile), env=env)
+    events = tmp_path / "run" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = events.read_text() if events.exists() else ""
+        if '"step": 2' in text and '"StepEvent"' in text:
+            break
+        assert launch.poll() is None, launch.communicate()
+        time.sleep(0.05)
+    launch.send_signal(signal.SIGINT)
+    _, stderr = launch.communicate(timeout=120)
+    assert launch.returncode == 0, stderr
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert records[-1]["event"] == "RunFinished" and records[-1]["reason"] == "stopped"
+    assert records[-2]["event"] == "CheckpointEvent" and records[-2]["reason"] == "stop"
+    assert latest_checkpoint(tmp_path / "run").step == records[-1]["step"] < 500
+    assert _errors(stderr) == []
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"  # file-boundary fault injection
+
+
+def test_rank_0_killed_while_writing_a_checkpoint_the_others_name_the_one_on_disk(
+        demo_data, tmp_path):
+    """Rank 0 dies (SIGKILL, injected at the file boundary) in the middle of writing the
+    checkpoint of step 6. Rank 1 once said "the last checkpoint (step 6) is intact" (it
+    counted the checkpoint as it began); the one on disk, which resumes, is step 3's."""
+    file = _config_file(demo_data, tmp_path / "run", "train.max_steps=12",
+                        "train.save_steps=3", "train.eval_steps=100")
+    env = _env(TSCU_FAULT="kill@6", TSCU_FAULT_RANK="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), env["PYTHONPATH"]])
+    launch = _tscu("train", "--config", str(file), "--launch", "2", env=env)
+    _, stderr = launch.communicate(timeout=300)
+    assert launch.returncode == 1
+    errors = _errors(stderr)
+    assert len(errors) == 1, stderr
+    assert "rank 0 was lost at step 6" in errors[0]
+    assert errors[0].endswith("the last checkpoint (step 3) is intact"), errors[0]
+    assert latest_checkpoint(tmp_path / "run").step == 3
+    records = [json.loads(line) for line in
+               (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "RunFailed" and "(step 3) is intact" in records[-1]["reason"]

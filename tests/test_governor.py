@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from governor_loop import BUSY_W, simulated_run
+from governor_loop import BUSY_W, FakeClock, simulated_run
 
 from tscu_tui.engine.config.schema import TscuConfig
 from tscu_tui.engine.telemetry.efficiency import EfficiencyTracker, landauer_efficiency
@@ -182,3 +182,79 @@ def test_emergency_is_checked_every_step_not_only_per_measurement():
                         eval_every=1000)
     # 26.3 °C after the second step; the first measurement completes with the third.
     assert run.emergencies[0] == 2 and run.control[1] == 0.1
+
+
+def test_a_checkpoint_restores_the_controller_not_its_limits_nor_the_emergency_latch():
+    """A run stopped by its emergency temperature must be resumable: the latch starts
+    clear, and the limits are the config's now (with the changes said), not the
+    checkpoint's (which `over_budget` would contradict)."""
+    hot = Governor(GovernorLimits(max_temp_c=25.5, hysteresis_c=0.1, emergency_temp_c=26.0))
+    hot.update(30.0, 27.0, 1.0)
+    assert hot.emergency and hot.control_factor == 0.1
+    state = hot.state_dict()
+    resumed = Governor(GovernorLimits.from_config(TscuConfig()))
+    resumed.load_state_dict(state)
+    assert not resumed.emergency and resumed.limits == GovernorLimits.from_config(TscuConfig())
+    assert not resumed.check_emergency(60.0)  # 60 °C is fine under 75/85
+    assert resumed.limits.changes_from(Governor.saved_limits(state)) == [
+        "tscu.max_temperature_celsius 25.5 -> 75",
+        "tscu.temperature_hysteresis_celsius 0.1 -> 2",
+        "tscu.emergency_shutdown_temp 26 -> 85"]
+    assert Governor.saved_limits({"limits": {"renamed": 1}}) is None
+
+
+def test_the_emergency_stop_is_armed_with_the_governor_switched_off():
+    """`tscu.enabled = false` turns off the duty cycling, not the emergency stop."""
+    run = simulated_run("tscu.enabled=false", "tscu.max_temperature_celsius=25.5",
+                        "tscu.temperature_hysteresis_celsius=0.1",
+                        "tscu.emergency_shutdown_temp=26.0", steps=6, step_s=0.5,
+                        eval_every=1000)
+    assert run.emergencies and run.emergencies[0] == 2
+    assert run.stops[run.emergencies[0] - 1] == "emergency_stop"
+    assert run.control == [1.0] * 6  # no duty cycling: c is not reported (None)
+
+
+def _hot_resume(*overrides: str) -> tuple[bool, list[str], list[str], float, FakeClock]:
+    """A run stopped by its emergency, resumed on a chip still at 90 °C (simulated)."""
+    from tscu_tui.engine.config import load_config
+    from tscu_tui.engine.telemetry.simulated import SimulatedSource
+    from tscu_tui.engine.train.thermal import DutyMeter, ThermalControl
+
+    clock = FakeClock()
+    duty = DutyMeter(clock)
+    plant = ThermalPlant(PlantParams(), temp_c=90.0)
+    config = load_config(None, ['telemetry.source="simulated"', *overrides])
+    warnings: list[str] = []
+    infos: list[str] = []
+    thermal = ThermalControl(config, on_warning=warnings.append, on_info=infos.append,
+                             source=SimulatedSource(plant, duty=duty.fraction, clock=clock),
+                             duty=duty, clock=clock)
+    stopped = Governor(GovernorLimits(emergency_temp_c=88.0))
+    stopped.check_emergency(89.0)
+    thermal.load_state_dict({"governor": stopped.state_dict(), "energy_j": 0.0})
+    thermal.start(background=False)
+    thermal.announce()  # as the trainer does: the run's lines, then the wait
+    started = clock.t
+    cool = thermal.cooldown(clock.advance)
+    thermal.stop()
+    return cool, warnings, infos, clock.t - started, clock
+
+
+def test_resuming_after_an_emergency_waits_for_the_chip_to_cool_with_a_countdown():
+    cool, warnings, infos, waited, _ = _hot_resume()
+    # 90 °C idling towards 31 °C with a 36 s time constant: below 75 °C after ~11.6 s.
+    assert cool and waited == pytest.approx(36 * math.log((90 - 31) / (75 - 31)), abs=0.6)
+    countdown = [w for w in warnings if w.startswith("cooling before resuming")]
+    assert countdown[0] == "cooling before resuming: 90.0 °C, resumes below 75 °C; gives up " \
+                           "in 600 s"
+    assert len(countdown) == 3  # one line every 5 s of the ~12 s
+    assert infos[-1].startswith("resuming after the emergency stop: 74.")
+    assert infos[-1].endswith("°C is below tscu.max_temperature_celsius (75 °C) after 11 s")
+    assert "the config's limits apply, changed since the checkpoint: " \
+           "tscu.emergency_shutdown_temp 88 -> 85" in infos
+
+
+def test_a_chip_that_does_not_cool_in_time_is_not_resumed():
+    cool, warnings, _, waited, _ = _hot_resume("tscu.cooldown_timeout_seconds=4")
+    assert not cool and waited == pytest.approx(4.0, abs=0.1)
+    assert warnings[-1].startswith("still 8") and "not resuming" in warnings[-1]

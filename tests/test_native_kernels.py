@@ -49,6 +49,77 @@ def test_native_kernels_are_built_for_this_mlx_and_loaded(kernels):
     assert native.describe().startswith("native CPU kernels (")
 
 
+def test_the_stamp_records_the_instruction_set_the_build_may_use_and_this_cpu_has_it():
+    from tscu_tui.engine.models.cpu_info import cpu_flags
+
+    stamp = json.loads(native.STAMP.read_text())
+    features = set(stamp["cpu_features"])
+    assert features and features <= cpu_flags()
+    if "sse2" in cpu_flags():  # x86: the compiler's own view, not the CPU's flags
+        sys.path.insert(0, str(ROOT / "scripts"))
+        try:
+            from build_native import isa_features
+        finally:
+            sys.path.remove(str(ROOT / "scripts"))
+        baseline = set(isa_features("-march=x86-64"))
+        assert {"sse", "sse2"} <= baseline and not baseline & {"avx", "avx2", "fma"}
+        assert set(isa_features("-march=x86-64-v3")) >= {"avx", "avx2", "fma", "bmi2"}
+
+
+def _stamp_from_another_cpu(tmp_path: Path) -> tuple[Path, str]:
+    """This machine's real stamp, claiming one extension this CPU lacks (as a module
+    built on a newer CPU of a shared checkout, a Docker layer or another host would)."""
+    from tscu_tui.engine.models.cpu_info import cpu_flags
+
+    here = cpu_flags()
+    lacking = next(f for f in ("amx_tile", "avx512_fp16", "avx512f", "avx2", "sve2", "sve")
+                   if f not in here)
+    stamp = json.loads(native.STAMP.read_text())
+    stamp["cpu_features"] = sorted({*stamp["cpu_features"], lacking})
+    stamp["cpu"] = "Another CPU (test)"
+    path = tmp_path / "_native_build.json"
+    path.write_text(json.dumps(stamp))
+    return path, lacking
+
+
+def test_a_module_built_for_another_cpu_is_refused_and_the_mlx_kernels_run(tmp_path,
+                                                                          monkeypatch):
+    from tscu_tui.engine.models import cpu_kernels
+
+    stamp, lacking = _stamp_from_another_cpu(tmp_path)
+    monkeypatch.setattr(native, "STAMP", stamp)
+    native.status.cache_clear()
+    try:
+        status = native.status()
+        assert not status.available and status.module is None
+        assert f"built for a CPU with {lacking} (Another CPU (test)" in status.reason
+        assert "rebuild here: python scripts/build_native.py" in status.reason
+        assert native.describe() == f"MLX-op CPU kernels (native: {status.reason})"
+        logits = mx.random.normal((4, 50), key=mx.random.key(3))  # the MLX ops compute
+        targets = mx.array([1, 2, 3, 4])
+        want = mx.logsumexp(logits, axis=-1) - logits[mx.arange(4), targets]
+        assert rel_err(cpu_kernels.cross_entropy(logits, targets), want) < 1e-5
+    finally:
+        monkeypatch.undo()
+        native.status.cache_clear()
+        native.status()
+
+
+def test_a_stamp_without_a_cpu_record_is_refused(tmp_path, monkeypatch):
+    stamp = json.loads(native.STAMP.read_text())
+    del stamp["cpu_features"]
+    path = tmp_path / "_native_build.json"
+    path.write_text(json.dumps(stamp))
+    monkeypatch.setattr(native, "STAMP", path)
+    native.status.cache_clear()
+    try:
+        assert "without a record of its CPU's features" in native.status().reason
+    finally:
+        monkeypatch.undo()
+        native.status.cache_clear()
+        native.status()
+
+
 @pytest.mark.parametrize("queries,cols", [(7, 7), (5, 9), (1, 4), (0, 33)])
 def test_causal_softmax_and_its_gradient(kernels, queries, cols):
     rows = max(queries, 1)
@@ -63,6 +134,31 @@ def test_causal_softmax_and_its_gradient(kernels, queries, cols):
     _, (want_grad,) = mx.vjp(lambda s: mx.softmax(s + mask, axis=-1), [scores], [cot])
     _, (got_grad,) = mx.vjp(lambda s: native.causal_softmax(s, queries), [scores], [cot])
     assert rel_err(got_grad, want_grad) < 1e-5
+
+
+def test_more_queries_than_columns_is_an_error_not_a_write_before_the_row(kernels):
+    scores = mx.zeros((2, 4, 3))
+    for queries in (4, -1):
+        with pytest.raises(ValueError, match="queries must be between 0 and the number of "
+                                             r"columns \(3\)"):
+            kernels.softmax(scores, queries)
+        with pytest.raises(ValueError, match="queries must be between"):
+            kernels.softmax_grad(scores, scores, queries)
+
+
+def test_fast_exp_keeps_its_documented_accuracy_in_vectorised_loops(kernels):
+    """exp's error where it is largest (|x| ~ 72: the range reduction), through two
+    vectorised kernels: silu(-x) = -x / (1 + e^x) and softmax([0, -d])[1] =
+    e^-d / (1 + e^-d). Reassociated, the Cody-Waite reduction gave 3.6e-6."""
+    x = np.linspace(5.0, 80.0, 200_001).astype(np.float32)
+    silu = np.array(kernels.swiglu(mx.array(-x), mx.ones(x.shape)), dtype=np.float64)
+    want = -x.astype(np.float64) / (1.0 + np.exp(x.astype(np.float64)))
+    assert np.abs(silu / want - 1).max() < 4e-7
+    d = np.linspace(0.0, 80.0, 100_001).astype(np.float32)
+    probs = np.array(kernels.softmax(mx.array(np.stack([np.zeros_like(d), -d], 1)), 0),
+                     dtype=np.float64)
+    e = np.exp(-d.astype(np.float64))
+    assert np.abs(probs[:, 1] / (e / (1 + e)) - 1).max() < 4e-7
 
 
 def test_cross_entropy_values_and_gradient_against_float64(kernels):

@@ -8,7 +8,13 @@ import statistics
 import pytest
 from runs import tiny_config, train
 
-from tscu_tui.engine.events import CheckpointEvent, EvalEvent, RunFinished, StepEvent
+from tscu_tui.engine.events import (
+    CheckpointEvent,
+    EvalEvent,
+    LogEvent,
+    RunFinished,
+    StepEvent,
+)
 
 
 def test_simulated_plant_budget_below_busy_power_holds_the_budget_within_5_percent(
@@ -50,18 +56,53 @@ def test_estimated_source_low_budget_measurably_lowers_the_duty_fraction(demo_da
     assert duty < 0.6
 
 
-def test_emergency_temperature_saves_a_checkpoint_and_stops(demo_data, tmp_path):
-    events, _ = train(tiny_config(demo_data, tmp_path / "run", 'telemetry.source="simulated"',
-                                  "telemetry.interval_seconds=0.05",
+def test_emergency_stop_saves_a_checkpoint_and_resumes_under_the_configs_limits(
+        demo_data, tmp_path):
+    """Stopped at a 26 °C emergency on the simulated plant; resumed with the default
+    limits (75/85 °C) it trains on to the planned step, saying which limits changed
+    and that the chip is cool enough (it once stopped again at the next step)."""
+    hot = ('telemetry.source="simulated"', "telemetry.interval_seconds=0.05",
+           "train.eval_steps=1000", "train.save_steps=1000")
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", *hot,
                                   "tscu.max_temperature_celsius=25.5",
                                   "tscu.temperature_hysteresis_celsius=0.1",
-                                  "tscu.emergency_shutdown_temp=26.0", "train.max_steps=500",
-                                  "train.eval_steps=1000", "train.save_steps=1000"))
+                                  "tscu.emergency_shutdown_temp=26.0", "train.max_steps=500"))
     assert isinstance(events[-1], RunFinished) and events[-1].reason == "emergency_stop"
-    assert events[-1].step < 500
+    stopped = events[-1].step
+    assert stopped < 500
     checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
-    assert checkpoints[0].reason == "emergency"
+    assert checkpoints[0].reason == "emergency" and checkpoints[0].step == stopped
     assert max(e.temp_c for e in events if isinstance(e, StepEvent)) >= 26.0
+
+    resumed, _ = train(tiny_config(demo_data, tmp_path / "run", *hot,
+                                   f"train.max_steps={stopped + 4}"), resume=True)
+    assert isinstance(resumed[-1], RunFinished), resumed[-1]
+    assert (resumed[-1].reason, resumed[-1].step) == ("completed", stopped + 4)
+    said = [e.message for e in resumed if isinstance(e, LogEvent)]
+    assert ("the config's limits apply, changed since the checkpoint: "
+            "tscu.max_temperature_celsius 25.5 -> 75, tscu.temperature_hysteresis_celsius "
+            "0.1 -> 2, tscu.emergency_shutdown_temp 26 -> 85") in said
+    assert any(m.startswith("resuming after the emergency stop: 2") and
+               m.endswith("°C is below tscu.max_temperature_celsius (75 °C)") for m in said)
+
+
+def test_an_evaluation_a_stop_came_before_is_made_on_resume(demo_data, tmp_path):
+    """The emergency stops a step before its evaluation (no compute while too hot); the
+    resumed run evaluates that step first, so its record is the uninterrupted run's."""
+    sim = ('telemetry.source="simulated"', "telemetry.interval_seconds=0.05",
+           "train.eval_steps=1", "train.save_steps=1000")
+    events, _ = train(tiny_config(demo_data, tmp_path / "run", *sim,
+                                  "tscu.max_temperature_celsius=25.0",
+                                  "tscu.temperature_hysteresis_celsius=0.1",
+                                  "tscu.emergency_shutdown_temp=25.01", "train.max_steps=50"))
+    assert events[-1].reason == "emergency_stop"
+    stopped = events[-1].step
+    assert [e.step for e in events if isinstance(e, EvalEvent)] == list(range(stopped))
+    resumed, _ = train(tiny_config(demo_data, tmp_path / "run", *sim,
+                                   f"train.max_steps={stopped + 2}"), resume=True)
+    assert resumed[-1].reason == "completed"
+    assert [e.step for e in resumed if isinstance(e, EvalEvent)] == [
+        stopped, stopped + 1, stopped + 2]
 
 
 def test_opt_in_lr_coupling_and_adaptive_batch_sizing_follow_the_control_factor(

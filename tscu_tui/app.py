@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,11 @@ from tscu_tui.screens.error import ErrorDialog, one_line
 from tscu_tui.screens.help import HelpScreen
 from tscu_tui.screens.results import ResultsScreen
 from tscu_tui.screens.train import TrainScreen
+from tscu_tui.terminal import TerminalWatch
 from tscu_tui.theming import load_themes
+
+#: after the terminal is lost, how long a running training may take to save and stop
+LOST_TERMINAL_GRACE_S = 300.0
 
 #: mode name -> screen class, in the order of the number keys
 SCREENS: dict[str, type[Screen[None]]] = {
@@ -61,6 +66,8 @@ class TscuApp(App[None]):
         if "tscu-dark" in self.available_themes:
             self.theme = "tscu-dark"
         self.set_keymap(keymap(self.config.keys))
+        if not self.is_headless:
+            TerminalWatch(self._terminal_lost).start()
         self.switch_mode("train")
 
     # -- shared state --------------------------------------------------------------------
@@ -113,6 +120,23 @@ class TscuApp(App[None]):
         """Called by the train screen when its run is over (finished, stopped or failed)."""
         if self._quit_after_stop:
             self.exit()
+
+    def _terminal_lost(self, why: str) -> None:
+        """The terminal is gone (on the watch's thread: the event loop may be blocked on
+        a write that can never finish). A running training stops with a checkpoint, then
+        the process ends: nobody is left to show anything to."""
+        train = self._train_screen()
+        done = train.stop_for_exit() if train is not None else None
+        if done is not None:
+            done.wait(LOST_TERMINAL_GRACE_S)
+        os._exit(129)  # 128 + SIGHUP, as a shell reports a hung-up job
+
+    def _train_screen(self) -> TrainScreen | None:
+        try:
+            screen = self.get_screen("train") if self.is_screen_installed("train") else None
+        except Exception:  # from another thread, while the app tears down
+            return None
+        return screen if isinstance(screen, TrainScreen) else None
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

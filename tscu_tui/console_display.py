@@ -68,6 +68,8 @@ class ConsoleDisplay:
                       "temperature", fmt(s and s.temp_c, ".1f", " °C"))
         source = (f"{s.telemetry_source} ({s.telemetry_kind})" if s and s.telemetry_source
                   else "none yet")
+        if s and s.telemetry_status:
+            source += f" FAILED, {s.telemetry_status}"
         table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
         table.add_row("information", self.information or "n/a", "", "")
         return Group(self.progress, table)
@@ -92,7 +94,9 @@ class ConsoleDisplay:
                                 f"S {event.s:.4f} lambda {event.lambda_reg:.4g} "
                                 f"tok/s {event.tokens_per_s:.0f} "
                                 f"{fmt(event.power_w, '.1f')} W {fmt(event.temp_c, '.1f')} °C "
-                                f"c {fmt(event.control_factor, '.2f')}")
+                                f"c {fmt(event.control_factor, '.2f')}"
+                                + (f" telemetry FAILED, {event.telemetry_status}"
+                                   if event.telemetry_status else ""))
             case EvalEvent():
                 self.heldout = event.heldout_bpt
                 if self.first_heldout is None:

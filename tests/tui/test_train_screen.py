@@ -149,6 +149,27 @@ async def test_watch_follows_a_recorded_run_read_only(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_failed_telemetry_is_shown_failed_not_as_readings(tmp_path):
+    """A run whose sensor was lost: the status line says so, with why (the step record
+    carries it), and the readings are n/a."""
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED / "demo-simulated", run)
+    records = [json.loads(line) for line in (run / EVENTS_FILE).read_text().splitlines()]
+    last = max(i for i, r in enumerate(records) if r["event"] == "StepEvent")
+    records[last].update(power_w=None, temp_c=None, energy_j=None,
+                         telemetry_status="lost: sensor gone")
+    (run / EVENTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    app = TscuApp(load_config(None), tmp_path / "tscu.toml", watch_dir=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "finished", timeout=10)
+        status = str(screen.query_one("#telemetry-source").render())
+        assert status == "telemetry simulated (simulated) FAILED, lost: sensor gone"
+
+
+@pytest.mark.asyncio
 async def test_watch_shows_the_watched_runs_settings_not_the_local_config(tmp_path):
     from tscu_tui.commands.watch import run_config
 

@@ -74,6 +74,7 @@ class StepEvent:
     energy_j: float | None = None
     telemetry_source: str | None = None
     telemetry_kind: str | None = None
+    telemetry_status: str | None = None  # why the telemetry is not measuring; None while it is
     over_budget: bool | None = None
     peak_memory_bytes: int | None = None  # MLX's peak allocation so far this run
     # Distributed runs: one entry per node (rank); power_w is their sum, temp_c the hottest.
@@ -123,7 +124,7 @@ class TestEvent:
 class CheckpointEvent:
     step: int
     path: str
-    reason: str  # periodic | requested | stop | final | emergency
+    reason: str  # periodic | requested | stop | final | emergency | sensor_lost
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ class StateEvent:
 @dataclass(frozen=True)
 class RunFinished:
     step: int
-    reason: str  # completed | stopped | early_stopping | emergency_stop | diminishing_returns
+    # completed | stopped | early_stopping | emergency_stop | sensor_lost | diminishing_returns
+    reason: str
     best_bpt: float | None
     final_bpt: float | None
     duration_s: float

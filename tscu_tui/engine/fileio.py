@@ -1,5 +1,10 @@
 """Atomic file and directory writes (readers never see a half-written file), and reading
-the JSON objects they write back with one-line errors."""
+the JSON objects they write back with one-line errors.
+
+Atomic and durable: the data is fsynced before the rename and the directory after
+it, so a power loss right after a write (a thermal shutdown just after the
+emergency checkpoint) finds the new file or the old one, never an empty one.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +37,32 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+        fsync_directory(target.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names in `path` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file under `root` and every directory, deepest first (the writers,
+    e.g. MLX's safetensors, do not)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(Path(folder) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_directory(Path(folder))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -47,7 +75,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
-    """Yield a temp directory beside `path`; on success it becomes `path`.
+    """Yield a temp directory beside `path`; on success its contents are fsynced and it
+    becomes `path`.
 
     On any error the temp directory is removed and `path` is left untouched, so
     a failed job never leaves output that looks valid. With `replace`, an
@@ -60,6 +89,7 @@ def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> 
     try:
         os.chmod(staging, 0o777 & ~_UMASK)
         yield staging
+        fsync_tree(staging)
         if target.exists():
             if not replace:
                 raise FileExistsError(f"{target} already exists")
@@ -70,6 +100,7 @@ def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, target)
+        fsync_directory(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

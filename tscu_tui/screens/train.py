@@ -73,6 +73,8 @@ class TrainScreen(TscuScreen):
         self._dirty = False
         self._worker: Worker[None] | None = None
         self._follow_stop = threading.Event()
+        self._run_done = threading.Event()  # set once the run's worker has returned
+        self._run_done.set()
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -158,6 +160,7 @@ class TrainScreen(TscuScreen):
         self._write_log(f"{'resuming' if resume else 'starting'} {config.model.name} on "
                         f"{config.data.path} -> {config.output.dir}")
         self.commands = queue.Queue()
+        self._run_done = threading.Event()
         if config.distributed.ranks > 1 or config.distributed.hostfile:
             self._worker = self._launch(config, resume)  # ranks through mlx.launch
         else:
@@ -184,6 +187,15 @@ class TrainScreen(TscuScreen):
             self.commands.put(Command.SAVE)
             self._write_log("checkpoint requested")
 
+    def stop_for_exit(self) -> threading.Event | None:
+        """From any thread (the app's terminal is gone): ask a running training to stop
+        with a checkpoint, touching no widget; the event is set once its worker has
+        returned. None when nothing runs."""
+        if not self.is_training:
+            return None
+        self.commands.put(Command.STOP)
+        return self._run_done
+
     def request_stop(self) -> None:
         """Ask the trainer to checkpoint and stop (a paused run is woken to do it)."""
         if self.is_training and self.state != "stopping":
@@ -204,13 +216,17 @@ class TrainScreen(TscuScreen):
             Trainer(config, self.bridge, self.commands, resume=resume).run()
         finally:
             release_streams()  # MLX needs each thread to release its streams
+            self._run_done.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP,
           name="Distributed training")
     def _launch(self, config: Config, resume: bool) -> None:
         from tscu_tui.engine.distributed.launched import run_launched
 
-        run_launched(config, self.bridge, self.commands, resume=resume)
+        try:
+            run_launched(config, self.bridge, self.commands, resume=resume)
+        finally:
+            self._run_done.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
     def _follow(self, run_dir: Path) -> None:
@@ -375,6 +391,8 @@ class TrainScreen(TscuScreen):
         self._set("#run-state", state)
         if e is not None and e.telemetry_source:
             source = f"telemetry {e.telemetry_source} ({e.telemetry_kind})"
+            if e.telemetry_status:  # failed or silent: said, never shown as readings
+                source += f" FAILED, {e.telemetry_status}"
         elif e is not None:
             source = "telemetry none (no readings)"
         else:

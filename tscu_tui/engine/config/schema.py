@@ -168,7 +168,8 @@ class ScuConfig:
 class TscuConfig:
     """Thermodynamic governor: power and temperature limits, efficiency target."""
 
-    enabled: bool = setting(True, "Close the loop on watts and degrees (duty cycling).")
+    enabled: bool = setting(True, "Close the loop on watts and degrees (duty cycling). "
+                                  "Off, the emergency stop stays armed.")
     power_budget_watts: float = setting(20.0, "Average power the run may draw.",
                                         min=0.0, min_exclusive=True)
     max_temperature_celsius: float = setting(75.0, "Temperature the governor holds below.",
@@ -176,7 +177,9 @@ class TscuConfig:
     temperature_hysteresis_celsius: float = setting(2.0, "Margin below the maximum before "
                                                          "the governor relaxes.", min=0.0)
     emergency_shutdown_temp: float = setting(85.0, "Save a checkpoint and stop at this "
-                                                   "temperature (C).", min=0.0, max=150.0)
+                                                   "temperature (C); armed whenever a "
+                                                   "temperature is measured, even with "
+                                                   "enabled = false.", min=0.0, max=150.0)
     control_frequency: int = setting(1, "Run the governor every N optimizer steps.", min=1)
     control_factor_min: float = setting(0.1, "Lowest compute share the governor may set.",
                                         min=0.01, max=1.0)
@@ -194,6 +197,18 @@ class TscuConfig:
                                                  "c-sized share of the gradient accumulation "
                                                  "micro-batches per step (fewer tokens per "
                                                  "step).")
+    on_sensor_loss: str = setting("slow", "When telemetry fails or falls silent for more "
+                                          "than a few sampling periods: 'slow' holds the "
+                                          "control factor at control_factor_min until "
+                                          "readings return; 'stop' saves a checkpoint and "
+                                          "stops. Silence is never read as 0 W, and without "
+                                          "a temperature the emergency stop cannot act.",
+                                  choices=("slow", "stop"))
+    cooldown_timeout_seconds: float = setting(600.0, "Resuming a run stopped at "
+                                                     "emergency_shutdown_temp waits until "
+                                                     "the chip is below "
+                                                     "max_temperature_celsius, at most this "
+                                                     "long; then it stops again.", min=0.0)
     nvidia_power_limit: bool = setting(False, "On NVIDIA, also cap the GPU's board power at "
                                               "power_budget_watts (clamped to the card's "
                                               "range) for the run. Needs root; the original "

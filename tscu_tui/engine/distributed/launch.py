@@ -6,8 +6,13 @@ forwards their output and, when one exits with an error, terminates the
 others. What it does not do, this does: it tells every rank how many ranks
 there are and where rank 0's watchdog listens (so a world of size 1 is an
 error and a lost rank is named), picks free ports on this machine, gives each
-local rank its share of the cores' BLAS threads, forwards Ctrl+C to the ranks
-(they stop together with a checkpoint), filters the ring backend's repeated
+local rank its share of the cores' BLAS threads, hands the ranks the run's
+watchdog secret (through the environment: on this machine mlx.launch's own, so
+it is on no command line; over ssh, mlx.launch's --env), forwards Ctrl+C to the
+ranks (they stop together with a checkpoint: a rank on this machine gets the
+signal itself; one behind ssh gets a ^C typed into the terminal that
+`ssh -tt` opened for it, since a signal to the ssh client would cut the
+connection and kill the rank without a checkpoint), filters the ring backend's repeated
 socket messages, kills ranks that are left behind (a stopped process never
 obeys mlx.launch's SIGTERM), and turns the ranks' end into an exit status:
 mlx.launch itself always exits 0.
@@ -31,9 +36,11 @@ from pathlib import Path
 from typing import TextIO
 
 from tscu_tui.engine.config.schema import DistributedConfig
+from tscu_tui.engine.distributed.liveness import new_secret
 from tscu_tui.engine.distributed.world import (
     BACKEND_ENV,
     HEARTBEAT_ENV,
+    SECRET_ENV,
     WATCHDOG_ENV,
     WORLD_ENV,
 )
@@ -55,6 +62,12 @@ class LaunchPlan:
     @property
     def local(self) -> bool:
         return all(h in ("127.0.0.1", "localhost") for h in self.hosts)
+
+    @property
+    def without_ssh(self) -> bool:
+        """Every rank a child of mlx.launch here (it runs any other host name over ssh,
+        "localhost" too)."""
+        return all(h == "127.0.0.1" for h in self.hosts)
 
 
 def read_hostfile(path: Path) -> tuple[list[str], str, str]:
@@ -130,7 +143,8 @@ def _mlx_launch() -> list[str]:
 
 
 def launch_command(plan: LaunchPlan, rank_args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """mlx.launch's command line and the environment every rank gets."""
+    """mlx.launch's command line and the environment every rank gets (the secret is on the
+    command line only where ssh must carry it)."""
     if plan.local and plan.port == 0:
         watchdog_port = _free_ports(plan.ranks)
     else:
@@ -145,14 +159,15 @@ def launch_command(plan: LaunchPlan, rank_args: list[str]) -> tuple[list[str], d
     rank0_ip = rank0_ip or plan.hosts[0]
     env = {WORLD_ENV: str(plan.ranks), BACKEND_ENV: plan.backend,
            WATCHDOG_ENV: f"{rank0_ip}:{watchdog_port}",
-           HEARTBEAT_ENV: f"{plan.heartbeat_timeout_s:g}"}
+           HEARTBEAT_ENV: f"{plan.heartbeat_timeout_s:g}", SECRET_ENV: new_secret()}
     if plan.local and "TSCU_BLAS_THREADS" not in os.environ:
         env["TSCU_BLAS_THREADS"] = str(max(1, (os.cpu_count() or 1) // plan.ranks))
     command = [*_mlx_launch(), *where, "--starting-port", str(ring_port)]
     if plan.backend != "auto":
         command += ["--backend", plan.backend]
     for key, value in env.items():
-        command += ["--env", f"{key}={value}"]
+        if key != SECRET_ENV or not plan.without_ssh:  # else: mlx.launch's environment
+            command += ["--env", f"{key}={value}"]
     command += ["--", sys.executable, "-m", "tscu_tui", *rank_args]
     return command, env
 
@@ -176,9 +191,11 @@ class Launch:
         # Its own session: Ctrl+C reaches this process alone, which forwards it to the
         # ranks (mlx.launch would die of it and orphan them). stdin stays an open pipe:
         # mlx.launch polls it and would spin on /dev/null.
+        env = {**os.environ, SECRET_ENV: self.env[SECRET_ENV]} if self.plan.without_ssh \
+            else None
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                                        start_new_session=True, env=env)
         self._pumps = [threading.Thread(target=self._pump, args=(pipe, sink), daemon=True)
                        for pipe, sink in ((self.process.stdout, self.out),
                                           (self.process.stderr, self.err))]
@@ -203,8 +220,8 @@ class Launch:
             children = psutil.Process(self.process.pid).children()
         except psutil.Error:
             return self._ranks
-        for child in children:
-            if child.pid not in self._ranks:
+        for child in children:  # a rank not known yet may not have exec'd python yet
+            if self._ranks.get(child.pid, -1) < 0:
                 try:
                     self._ranks[child.pid] = int(child.environ().get("MLX_RANK", -1))
                 except (psutil.Error, ValueError):
@@ -212,9 +229,17 @@ class Launch:
         return self._ranks
 
     def interrupt(self) -> None:
-        """Ctrl+C: every rank asked to stop (they agree on it and save a checkpoint)."""
-        for pid in self.rank_pids():
-            _signal(pid, signal.SIGINT)
+        """Ctrl+C: every rank asked to stop (they agree on it and save a checkpoint). A
+        rank here gets SIGINT; mlx.launch's other children are ssh clients, which a
+        signal would kill (and the rank with them), so those ranks get ^C through
+        mlx.launch's stdin, which it copies to every rank's terminal."""
+        for pid, rank in self.rank_pids().items():
+            if self.plan.without_ssh or rank >= 0:
+                _signal(pid, signal.SIGINT)
+        if not self.plan.without_ssh and self.process.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.write(b"\x03")
+                self.process.stdin.flush()
 
     def _reap_stragglers(self) -> None:
         """Once rank 0 is gone the others have 5 s to follow (a stopped process never obeys
@@ -286,8 +311,8 @@ class Launch:
             return 0
         if last != "RunFailed":
             step = max((r.get("step") or 0 for r in records), default=0)
-            reason = ("rank 0 ended without finishing the run (killed or crashed); the last "
-                      "checkpoint is intact")
+            reason = ("rank 0 ended without finishing the run (killed or crashed); "
+                      f"{_last_checkpoint(self.run_dir)}")
             if records and self.plan.local:
                 with events.open("a", encoding="utf-8") as handle:
                     if not text.endswith("\n"):
@@ -300,6 +325,16 @@ class Launch:
             self.err.write(f"tscu: error: {records[-1].get('reason', 'the run failed')}\n")
         self.err.flush()
         return 1
+
+
+def _last_checkpoint(run_dir: Path) -> str:
+    """What a killed rank 0 left: its newest complete checkpoint (they are written whole
+    or not at all), in the words of the run's one line."""
+    folder = run_dir / "checkpoints"
+    steps = [int(p.name[5:]) for p in folder.glob("step_*")
+             if p.name[5:].isdigit() and (p / "state.json").is_file()] if folder.is_dir() else []
+    return (f"the last checkpoint (step {max(steps)}) is intact" if steps
+            else "no checkpoint was written yet")
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ WORLD_ENV = "TSCU_DIST_WORLD"  # ranks the launcher started
 BACKEND_ENV = "TSCU_DIST_BACKEND"  # backend it asked mlx.launch for
 WATCHDOG_ENV = "TSCU_DIST_WATCHDOG"  # host:port of rank 0's watchdog
 HEARTBEAT_ENV = "TSCU_DIST_HEARTBEAT_S"  # seconds of silence that mean a rank is lost
+SECRET_ENV = "TSCU_DIST_SECRET"  # the run's secret: who may talk to rank 0's watchdog
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class World:
     group: Any = None  # mx.distributed.Group
     watchdog: str = ""  # host:port of rank 0's watchdog; "" = none
     heartbeat_timeout_s: float = 10.0
+    secret: str = field(default="", repr=False)  # never printed, never written
 
     @property
     def distributed(self) -> bool:
@@ -123,6 +125,11 @@ def init_world() -> World:
     if size == 1:
         return SINGLE
     timeout = float(os.environ.get(HEARTBEAT_ENV, "10") or 10)
+    watchdog = os.environ.get(WATCHDOG_ENV, "")
+    secret = os.environ.pop(SECRET_ENV, "")  # read once; nothing this rank starts inherits it
+    if watchdog and not secret:
+        raise TscuError(f"{WATCHDOG_ENV} is set but {SECRET_ENV} is not: rank 0's watchdog "
+                        "lets in only ranks that know the run's secret (start the ranks with "
+                        "`tscu train --launch N` or --hostfile)")
     return World(rank=rank, size=size, backend=backend if backend != "any" else "unknown",
-                 group=group, watchdog=os.environ.get(WATCHDOG_ENV, ""),
-                 heartbeat_timeout_s=timeout)
+                 group=group, watchdog=watchdog, heartbeat_timeout_s=timeout, secret=secret)

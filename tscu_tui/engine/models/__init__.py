@@ -6,7 +6,8 @@
 `cpu_kernels` gives it cheaper exp-heavy ops; `memory` estimates a run's peak
 memory, `checkpointing` and `fused_loss` trade compute for it, `peak` measures
 it; `blas`, `threads`, `allocator` and `runtime` set up OpenBLAS (before MLX),
-its threads and the allocator, and hand out `mx`. It may import `config` and the
+its threads and the allocator, and hand out `mx`; `native` loads the C++ kernels
+when `cpu_info` says this CPU can run them. It may import `config` and the
 shared vocabulary only. This `__init__` stays empty: `blas` must be importable
 before anything here imports mlx.
 """

@@ -12,10 +12,11 @@ stays lazy and `mx.compile`d like the rest of the step.
 
 The module is optional: `make setup` builds it (scripts/build_native.py) and
 everything falls back to the pure-MLX kernels of cpu_kernels.py when it is
-missing, was built against another MLX version, fails its self-check, or
-`TSCU_NATIVE=0`. `status()` says which and why. The kernels use as many
-threads as BLAS (`set_threads`, called by the trainer with the BLAS thread
-policy's count).
+missing, was built against another MLX version or for a CPU with instruction-set
+extensions this one lacks (checked before the import, which would die of
+SIGILL), fails its self-check, or `TSCU_NATIVE=0`. `status()` says which and
+why. The kernels use as many threads as BLAS (`set_threads`, called by the
+trainer with the BLAS thread policy's count).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tscu_tui.engine.models.cpu_info import cpu_flags, cpu_name
 from tscu_tui.engine.models.runtime import mx
 
 STAMP = Path(__file__).with_name("_native_build.json")
@@ -74,6 +76,27 @@ def _self_check(module: Any) -> str | None:
     return None if ok else "self-check gave wrong values"
 
 
+def _stamp_problem(stamp: dict[str, Any]) -> str | None:
+    """Why the module described by `stamp` must not be loaded here, or None."""
+    built_for = stamp.get("mlx")
+    if built_for != mx.__version__:
+        return (f"built for MLX {built_for}, this is {mx.__version__} (rebuild: python "
+                "scripts/build_native.py)")
+    needed = stamp.get("cpu_features")
+    if not isinstance(needed, list):
+        return "built without a record of its CPU's features (rebuild: python " \
+               "scripts/build_native.py)"
+    have = cpu_flags()
+    if have is None:
+        return "cannot read this CPU's features (/proc/cpuinfo) to check the build"
+    missing = sorted(set(needed) - have)
+    if missing:
+        return (f"built for a CPU with {', '.join(missing)} ({stamp.get('cpu', 'another CPU')},"
+                f" {stamp.get('arch', '')}), which {cpu_name()} lacks (rebuild here: python "
+                "scripts/build_native.py)")
+    return None
+
+
 @lru_cache(maxsize=1)
 def status() -> NativeStatus:
     if _disabled():
@@ -81,12 +104,12 @@ def status() -> NativeStatus:
     if mx.default_device().type != mx.cpu:
         return NativeStatus(None, "MLX runs on the GPU (the native kernels are CPU-only)")
     try:
-        built_for = json.loads(STAMP.read_text()).get("mlx")
+        stamp = json.loads(STAMP.read_text())
     except (OSError, ValueError):
         return NativeStatus(None, "not built (python scripts/build_native.py)")
-    if built_for != mx.__version__:
-        return NativeStatus(None, f"built for MLX {built_for}, this is {mx.__version__} "
-                                  "(rebuild: python scripts/build_native.py)")
+    problem = _stamp_problem(stamp) if isinstance(stamp, dict) else "unreadable build stamp"
+    if problem is not None:
+        return NativeStatus(None, problem)
     try:
         module = importlib.import_module("tscu_tui.engine.models._native")
     except ImportError as exc:

@@ -1,8 +1,9 @@
 """Power and temperature telemetry, the T-SCU governor and efficiency accounting.
 
 Sources sit behind one interface (base.Source); `auto.pick_source` chooses one.
-The Sampler polls it on a thread and is the one owner of its reads; the
-Governor and EfficiencyTracker are pure objects the trainer feeds. Nothing
+The Sampler polls it on a thread and is the one owner of its reads; `health`
+judges whether its readings are still current (a source that fails or falls
+silent); the Governor and EfficiencyTracker are pure objects the trainer feeds. Nothing
 here imports a UI library or MLX (the device MLX computes on arrives as a
 `device.ComputeDevice`), optional hardware libraries (pynvml,
 zeus_apple_silicon) are imported only when used, and IOKit (`apple_iokit`,

@@ -27,6 +27,12 @@ measured) the setpoint drops below the budget by that excess, so the run's
 average comes back to the budget instead of staying above it.
 
 It owns no clock: the caller passes `dt_s` (seconds since the last update).
+
+What a checkpoint carries is the controller's state (c and the integral), not
+its limits or gains: a resumed run obeys the config it is resumed with, and the
+emergency latch starts clear, so a run stopped by it can resume once the chip
+has cooled (train.cooldown). `fail_safe()` is the side to fall to when nothing
+can be measured any more (telemetry.health): c at its floor.
 """
 
 from __future__ import annotations
@@ -58,6 +64,12 @@ class GovernorGains:
     setpoint_floor: float = 0.5
 
 
+#: GovernorLimits field -> its [tscu] config key
+LIMIT_KEYS = {"power_budget_w": "power_budget_watts", "max_temp_c": "max_temperature_celsius",
+              "hysteresis_c": "temperature_hysteresis_celsius",
+              "emergency_temp_c": "emergency_shutdown_temp", "c_min": "control_factor_min"}
+
+
 @dataclass(frozen=True)
 class GovernorLimits:
     power_budget_w: float = 20.0
@@ -68,11 +80,13 @@ class GovernorLimits:
 
     @classmethod
     def from_config(cls, tscu: TscuConfig) -> GovernorLimits:
-        return cls(power_budget_w=tscu.power_budget_watts,
-                   max_temp_c=tscu.max_temperature_celsius,
-                   hysteresis_c=tscu.temperature_hysteresis_celsius,
-                   emergency_temp_c=tscu.emergency_shutdown_temp,
-                   c_min=tscu.control_factor_min)
+        return cls(**{field: getattr(tscu, key) for field, key in LIMIT_KEYS.items()})
+
+    def changes_from(self, old: GovernorLimits) -> list[str]:
+        """'tscu.KEY OLD -> NEW' for each limit that differs from `old`."""
+        return [f"tscu.{key} {getattr(old, field):g} -> {getattr(self, field):g}"
+                for field, key in LIMIT_KEYS.items()
+                if getattr(old, field) != getattr(self, field)]
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,11 @@ class Governor:
             self.control_factor = self.limits.c_min
         return self.emergency
 
+    def fail_safe(self) -> None:
+        """Nothing is measured any more: c at its floor until a measurement returns (the
+        integral is kept, so the first update after that carries on from it)."""
+        self.control_factor = self.limits.c_min
+
     def idle_seconds(self, t_compute_s: float) -> float:
         return duty_idle_seconds(t_compute_s, self.control_factor)
 
@@ -181,11 +200,23 @@ class Governor:
                 "gains": asdict(self.gains)}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.limits = GovernorLimits(**state["limits"])  # type: ignore[arg-type]
-        self.gains = GovernorGains(**state["gains"])  # type: ignore[arg-type]
-        self.control_factor = float(state["control_factor"])  # type: ignore[arg-type]
-        self.integral = float(state["integral"])  # type: ignore[arg-type]
-        self.emergency = bool(state["emergency"])
+        """The controller's state; limits and gains stay this governor's own (the config's
+        and the code's), and the emergency latch clear (see the module doc). The
+        integral is clamped to the current floor's range."""
+        u_max = math.log(1.0 / self.limits.c_min)
+        self.integral = min(max(float(state["integral"]), 0.0), u_max)  # type: ignore[arg-type]
+        self.control_factor = min(max(float(state["control_factor"]),  # type: ignore[arg-type]
+                                      self.limits.c_min), 1.0)
+        self.emergency = False
+
+    @staticmethod
+    def saved_limits(state: dict[str, object]) -> GovernorLimits | None:
+        """The limits a checkpoint's governor ran under (None if it did not say)."""
+        limits = state.get("limits")
+        try:
+            return GovernorLimits(**limits) if isinstance(limits, dict) else None
+        except TypeError:  # a field renamed since: nothing to compare with
+            return None
 
 
 def _finite(value: float | None) -> bool:

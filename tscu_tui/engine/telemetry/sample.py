@@ -13,6 +13,11 @@ from typing import Literal, get_args
 SampleKind = Literal["measured", "estimated", "simulated"]
 SAMPLE_KINDS: tuple[str, ...] = get_args(SampleKind)
 
+#: what a working sensor can report; outside, the reading is garbage (a driver bug, an
+#: unplugged probe reading -273 or 1e6 C), never a number to act on
+PLAUSIBLE_TEMP_C = (-50.0, 200.0)
+PLAUSIBLE_POWER_W = (0.0, 100_000.0)
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -41,6 +46,20 @@ class Sample:
     def measured_anything(self) -> bool:
         """Whether this sample carries power or energy (a temperature alone is not energy)."""
         return self.power_w is not None or self.energy_j is not None
+
+    def implausible(self) -> str | None:
+        """What makes this reading garbage (a number no working sensor reports), or None."""
+        checks = (("power_w", self.power_w, PLAUSIBLE_POWER_W, "W"),
+                  ("temp_c", self.temp_c, PLAUSIBLE_TEMP_C, "°C"),
+                  ("cpu_temp_c", self.cpu_temp_c, PLAUSIBLE_TEMP_C, "°C"),
+                  ("gpu_temp_c", self.gpu_temp_c, PLAUSIBLE_TEMP_C, "°C"),
+                  ("energy_j", self.energy_j, (0.0, math.inf), "J"))
+        for name, value, (low, high), unit in checks:
+            if value is None:
+                continue
+            if not math.isfinite(value) or not low <= value <= high:
+                return f"implausible reading {name} = {value:g} {unit}"
+        return None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

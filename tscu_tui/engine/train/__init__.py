@@ -5,10 +5,12 @@ pieces it is made of: the objective with its SCU penalty (`objective`), the
 lambda controller (`scu`), the learning-rate schedule (`schedule`), batch
 drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
 (`evaluate`), the event recorder and the run's output files (`recorder`,
-`outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`), data
-parallelism across ranks (`parallel`), the run's length and SCU mode resolved on its
-data (`run_plan`), selecting on validation and reporting on test (`selection`), and
-ablations (`ablation`, `ablation_stats` with `pairing`, `ablation_report`).
+`outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`, with the compute
+share it measures, `duty`, and the wait for a chip to cool after an emergency stop,
+`cooldown`), data parallelism across ranks (`parallel`), the run's length and SCU
+mode resolved on its data (`run_plan`), selecting on validation and reporting on test
+(`selection`), and ablations (`ablation`, `ablation_stats` with `pairing`,
+`ablation_report`).
 It may import `models`, `data`, `telemetry`, `hub` (the model card), `distributed`,
 `report` (TensorBoard, W&B),
 `config` and the shared vocabulary (`events`, `errors`, `fileio`); nothing imports

@@ -2,9 +2,11 @@
 
 `RUN/checkpoints/step_0000300/` holds the adapters, the optimizer state and
 `state.json` (step, data position, SCU controller, best eval,
-metrics so far). Each is written into a temp folder that is renamed into place
-only when complete, so a SIGKILL at any moment leaves the previous checkpoint
-intact and never a half-written one.
+metrics so far). Each is written into a temp folder that is fsynced and renamed
+into place only when complete, so a SIGKILL (or a power loss) at any moment
+leaves the previous checkpoint intact and never a half-written one. A write
+that fails (a full disk) is one line that says so and which checkpoint is
+still there.
 """
 
 from __future__ import annotations
@@ -48,11 +50,19 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: optim.Optimizer,
                     state: dict[str, Any], keep: int) -> Path:
     target = run_dir / CHECKPOINTS / f"{_PREFIX}{step:07d}"
-    with atomic_directory(target, replace=True) as tmp:
-        mx.save_safetensors(str(tmp / "adapters.safetensors"), adapter_weights(model))
-        mx.save_safetensors(str(tmp / "optimizer.safetensors"),
-                            dict(tree_flatten(optimizer.state)))
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
+    try:
+        with atomic_directory(target, replace=True) as tmp:
+            mx.save_safetensors(str(tmp / "adapters.safetensors"), adapter_weights(model))
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"),
+                                dict(tree_flatten(optimizer.state)))
+            (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
+    except (OSError, RuntimeError) as exc:  # MLX reports a failed write as RuntimeError
+        earlier = [p for p in checkpoint_dirs(run_dir) if p != target]
+        kept = (f"the last checkpoint ({earlier[-1].name}) is intact" if earlier
+                else "no earlier checkpoint exists")
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise TscuError(f"checkpoint of step {step} not written to {target.parent}: {why}; "
+                        f"{kept}") from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

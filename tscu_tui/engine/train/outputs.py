@@ -9,6 +9,7 @@ T-SCU fields stay null where the run had no such measurement, never invented.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,24 @@ from tscu_tui import __version__
 from tscu_tui.engine.config import Config, to_dict
 from tscu_tui.engine.fileio import atomic_write_json
 from tscu_tui.engine.runs.files import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
     ANALYSIS_FILE,
     ARGS_FILE,
     CONFIG_FILE,
+    CURVES_FILE,
+    EVENTS_FILE,
+    LOG_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
 )
 from tscu_tui.engine.telemetry.efficiency import DEFINITION, MDL_DEFINITION, mdl_meaning
+
+#: what a run writes into its folder: all that `output.overwrite` replaces. Anything
+#: else there (an output.dir that is a project folder) is the user's and stays.
+RUN_OUTPUTS = (EVENTS_FILE, METRICS_FILE, ANALYSIS_FILE, SUMMARY_FILE, CONFIG_FILE,
+               ARGS_FILE, ADAPTER_WEIGHTS, ADAPTER_CONFIG, CURVES_FILE, str(LOG_FILE),
+               "checkpoints", "best")
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -165,6 +177,19 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
         "telemetry_kind": next((s["telemetry_kind"] for s in reversed(steps)
                                 if s.get("telemetry_kind")), None),
     }
+
+
+def remove_run_outputs(run_dir: Path) -> None:
+    """Delete an earlier run's outputs from `run_dir` (RUN_OUTPUTS), nothing else."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    logs = (run_dir / LOG_FILE).parent
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()
 
 
 def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[str, Any]]],

@@ -29,6 +29,7 @@ from tscu_tui.engine.distributed.collectives import Collectives
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.distributed.world import SINGLE, World, init_world
 from tscu_tui.engine.errors import TscuError
+from tscu_tui.engine.telemetry.health import SENSOR_STATES, SensorState, worst
 from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
 from tscu_tui.engine.train.objective import LN2
 from tscu_tui.engine.train.thermal import NodeReading
@@ -57,11 +58,12 @@ def _value(x: float) -> float | None:
 
 
 def combine_nodes(rows: np.ndarray) -> NodesAgreement:
-    """Every rank's (power W, temperature C, energy J, dt s, compute s), NaN = not measured,
-    as the governor's one input: total watts (only when every node measured: a partial
-    sum would let the governor overspend), the hottest node, the longest interval."""
+    """Every rank's (power W, temperature C, energy J, dt s, compute s, telemetry state),
+    NaN = not measured, as the governor's one input: total watts (only when every node
+    measured: a partial sum would let the governor overspend), the hottest node, the
+    longest interval, the worst telemetry (one node lost is the run's loss)."""
     nodes = [NodeReading(power_w=_value(r[0]), temp_c=_value(r[1]), energy_j=_value(r[2]),
-                         dt_s=float(r[3])) for r in rows]
+                         dt_s=float(r[3]), sensor=_state(r)) for r in rows]
     powers = [n.power_w for n in nodes]
     temps = [n.temp_c for n in nodes if n.temp_c is not None]
     energies = [n.energy_j for n in nodes]
@@ -69,8 +71,13 @@ def combine_nodes(rows: np.ndarray) -> NodesAgreement:
         power_w=sum(powers) if all(p is not None for p in powers) else None,  # type: ignore[arg-type]
         temp_c=max(temps) if temps else None,
         energy_j=sum(energies) if all(e is not None for e in energies) else None,  # type: ignore[arg-type]
-        dt_s=float(rows[:, 3].max()))
+        dt_s=float(rows[:, 3].max()), sensor=worst([n.sensor for n in nodes]))
     return NodesAgreement(cluster, nodes, float(rows[:, 4].max()))
+
+
+def _state(row: np.ndarray) -> SensorState:
+    """The telemetry state a rank sent (rows without one, from a 5-column gather, are ok)."""
+    return SENSOR_STATES[int(row[5])] if len(row) > 5 and not math.isnan(row[5]) else "ok"
 
 
 def loss_reason(loss: Loss, step: int, last_checkpoint: int | None) -> str:
@@ -98,7 +105,7 @@ class DataParallel:
         liveness = None
         if world.watchdog:
             liveness = Liveness(world.rank, world.size, world.watchdog, on_loss,
-                                timeout_s=world.heartbeat_timeout_s)
+                                secret=world.secret, timeout_s=world.heartbeat_timeout_s)
             liveness.start()
         return cls(world, liveness)
 
@@ -141,7 +148,14 @@ class DataParallel:
         if not self.distributed:
             return NodesAgreement(reading, None, compute_s)
         return combine_nodes(self.collectives.gather(
-            [reading.power_w, reading.temp_c, reading.energy_j, reading.dt_s, compute_s]))
+            [reading.power_w, reading.temp_c, reading.energy_j, reading.dt_s, compute_s,
+             SENSOR_STATES.index(reading.sensor)]))
+
+    def agree_any(self, flag: bool) -> bool:
+        """Whether any rank raised `flag` (one rank that must stop stops them all)."""
+        if not self.distributed:
+            return flag
+        return bool(self.collectives.gather([float(flag)])[:, 0].any())
 
     def heldout(self, model: nn.Module, blocks: np.ndarray, batch_size: int,
                 max_batches: int) -> HeldOut:

@@ -6,6 +6,13 @@ governor and the efficiency tracker; the trainer tells it when it computes
 it held-out BPT at evaluations. Where nothing can be measured the readings
 are None and the governor holds c = 1: no reading is ever invented.
 
+Safety, whatever else is switched off: the emergency stop is armed whenever a
+temperature is measured (`tscu.enabled = false` only stops the duty cycling);
+a source that fails or falls silent is shown as failed and, past a few
+sampling periods, handled by `tscu.on_sensor_loss` (telemetry.health); a run
+stopped by the emergency resumes once the chip has cooled (train.cooldown)
+under the config's limits, not the checkpoint's.
+
 `auto` telemetry measures the device MLX computes on (`train.device`). On
 NVIDIA, `tscu.nvidia_power_limit` adds the board power limit as a second
 actuator: set in `start()`, restored in `stop()`, which the trainer calls in a
@@ -14,7 +21,6 @@ actuator: set in `start()`, restored in `stop()`, which the trainer calls in a
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,43 +37,20 @@ from tscu_tui.engine.telemetry import (
 from tscu_tui.engine.telemetry.actuators import guard
 from tscu_tui.engine.telemetry.auto import pick_source
 from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
+from tscu_tui.engine.telemetry.health import (
+    SensorHealth,
+    SensorState,
+    SensorWatch,
+    sensor_health,
+)
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
+from tscu_tui.engine.train.cooldown import wait_until_cool
 from tscu_tui.engine.train.device import mlx_compute_device
+from tscu_tui.engine.train.duty import DutyMeter
 
 #: cycles (step + idle) one governor measurement covers at least: one cycle's power is
 #: exact on an energy counter, but the cycles' lengths jitter with the machine's load
 MIN_CYCLES = 3
-
-
-class DutyMeter:
-    """The engine's real compute share, for the simulated plant: busy time / elapsed time."""
-
-    def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._busy_since: float | None = None
-        self._busy_s = 0.0
-        self._last = self._clock()
-
-    def busy(self, on: bool) -> None:
-        with self._lock:
-            now = self._clock()
-            if on and self._busy_since is None:
-                self._busy_since = now
-            elif not on and self._busy_since is not None:
-                self._busy_s += now - self._busy_since
-                self._busy_since = None
-
-    def fraction(self) -> float:
-        """Share of the time since the previous call spent computing (resets the window)."""
-        with self._lock:
-            now = self._clock()
-            busy = self._busy_s
-            if self._busy_since is not None:
-                busy += now - self._busy_since
-                self._busy_since = now
-            elapsed, self._last, self._busy_s = now - self._last, now, 0.0
-        return min(max(busy / elapsed, 0.0), 1.0) if elapsed > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +66,9 @@ class ThermalStep:
     kind: str
     emergency: bool
     over_budget: bool
+    sensor: str | None = None  # why telemetry is not measuring now; None while it is
+    stop: str | None = None  # the run must stop: "emergency_stop" | "sensor_lost"
+    stop_message: str = ""
     # One entry per node (rank) of a distributed run; None for a single process.
     node_power_w: list[float | None] | None = None
     node_temp_c: list[float | None] | None = None
@@ -99,6 +85,7 @@ class NodeReading:
     temp_c: float | None
     energy_j: float | None  # joules of this session on this node
     dt_s: float  # seconds since the governor last ran
+    sensor: SensorState = "ok"  # readings current, held (briefly failed) or lost
 
 
 class ThermalControl:
@@ -137,13 +124,18 @@ class ThermalControl:
         self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
         self._wall_offset = 0.0  # and their seconds
         self._t_start = self._clock()
-        self._last_control = self._clock()
+        self._last_control = self._clock()  # when the readings of the last update were taken
+        self._measured_at = self._last_control  # when this step's readings were taken
         self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
         self._control_step = 0  # self._steps at the governor's last update
         self._control_energy: float | None = None  # sampler joules then
         self._governed_s = 0.0  # seconds the governor's updates have covered
-        self._started: list[tuple[Callable[[str], None], str]] = []
+        self._notes: list[tuple[Callable[[str], None], str]] = []  # said by announce()
+        self._health = SensorHealth("ok", None, 0.0)  # this node's, as of the last read
+        self.sensors = SensorWatch(config.tscu.on_sensor_loss, clock, on_warning,
+                                   self._info)  # the run's (all nodes'), step by step
+        self._cooldown_pending = False  # stopped by the emergency: cool down before step 1
         self._node_energy: list[float | None] | None = None  # per node, this session
         self.distributed = False  # set by the trainer: energy is then all nodes' or None
         self._node_offsets: list[float] | None = None  # per node, earlier sessions
@@ -163,21 +155,20 @@ class ThermalControl:
         `background=False` polls only after steps (a test in simulated time)."""
         self._t_start = self._last_control = self._clock()
         detail = self.sampler.source.describe()
-        self._started = [(self._info, f"telemetry: {self.reason}"
-                          + (f"; measuring {detail}" if detail != self.source_name else ""))]
+        self._notes.insert(0, (self._info, f"telemetry: {self.reason}" + (
+            f"; measuring {detail}" if detail != self.source_name else "")))
         if self.power_limit is not None:
             change = self.power_limit.apply(self.config.tscu.power_budget_watts)
-            self._started.append((self._info if change.applied else self._warn,
-                                  change.message))
+            self._notes.append((self._info if change.applied else self._warn, change.message))
         self.sampler.poll_once()  # a first reading (and energy baseline) right away
         self._control_energy = self.sampler.energy_j
         if background:
             self.sampler.start()
 
     def announce(self) -> None:
-        for say, message in self._started:
+        for say, message in self._notes:
             say(message)
-        self._started = []
+        self._notes = []
 
     def stop(self) -> None:
         """End of run, however it ends: the GPU's own limit back first, then the sensors."""
@@ -195,8 +186,11 @@ class ThermalControl:
         (self._info if change.applied else self._warn)(change.message)
 
     def energy_j(self) -> float | None:
-        """Joules of this run (earlier sessions included); None while nothing is measured.
+        """Joules of this run (earlier sessions included); None while nothing is measured,
+        or while the telemetry has failed (a frozen total would read as 0 W since).
         In a distributed run: all nodes together, as of the last step's exchange."""
+        if self.sensors.state != "ok":
+            return None
         if (nodes := self.node_energy_j()) is not None:
             if any(e is None for e in nodes):
                 return None
@@ -221,23 +215,51 @@ class ThermalControl:
         return self.decide(self.read(), compute_s)
 
     def read(self) -> NodeReading:
-        """This node's sensors after a step (fresh numbers for the decision)."""
+        """This node's sensors after a step (fresh numbers for the decision); nothing but
+        the interval when they are not current (failed, garbage or silent)."""
         now = self._clock()
-        latest = self.sampler.poll_once() or self.sampler.latest()
-        power = self.sampler.window_average(self._window(now))
-        return NodeReading(power_w=power, temp_c=latest.temp_c if latest is not None else None,
-                           energy_j=self.sampler.energy_j, dt_s=now - self._last_control)
+        # The sampler's thread reads the source (a read that hangs, hangs there); only
+        # without one (simulated time) does the loop read it itself.
+        fresh = None if self.sampler.running else self.sampler.poll_once(wait=False)
+        window = self._window(now)
+        self._health = sensor_health(self.sampler.problem, self.sampler.last_good_at,
+                                     self._t_start, now, self.sampler.period_s)
+        # Time and joules both as of the newest good reading: measured to "now", a source
+        # that stopped answering a moment ago would read as a drop in power.
+        self._measured_at = self.sampler.last_good_at or now
+        dt = self._measured_at - self._last_control
+        if not self._health.ok:
+            return NodeReading(power_w=None, temp_c=None, energy_j=None, dt_s=dt,
+                               sensor=self._health.state)
+        latest = fresh or self.sampler.latest()
+        return NodeReading(power_w=self.sampler.window_average(window),
+                           temp_c=latest.temp_c if latest is not None else None,
+                           energy_j=self.sampler.energy_j, dt_s=dt)
 
     def decide(self, reading: NodeReading, compute_s: float,
                nodes: list[NodeReading] | None = None) -> ThermalStep:
         """The governor on `reading` (this node's, or all nodes' combined: total watts and
-        joules, hottest node, longest interval) and the idle that follows. Given the same
-        inputs every rank decides the same control factor, so duty cycles stay in step."""
+        joules, hottest node, longest interval, worst telemetry) and the idle that
+        follows. Given the same inputs every rank decides the same control factor and
+        the same stop, so duty cycles stay in step."""
         self._steps += 1
         power, temp = reading.power_w, reading.temp_c
-        if self.enabled:
-            self.governor.check_emergency(temp)  # every step, not only per measurement
+        # Armed whenever a temperature is measured, governor on or off; every step.
+        emergency = self.governor.check_emergency(temp)
+        change = self.sensors.update(reading.sensor, self._health.problem,
+                                     governed=self.enabled, c_min=self.governor.limits.c_min)
+        if change.back:  # a fresh measuring window: the gap's energy is not this c's
+            self._last_control, self._control_energy = self._measured_at, self.sampler.energy_j
+            self._control_step = self._steps
+        stop, message = change.stop, change.message
+        if self.enabled and reading.sensor == "ok":
             self._govern(reading)
+        elif self.enabled and reading.sensor == "lost":
+            self.governor.fail_safe()
+        if emergency:
+            stop, message = "emergency_stop", (
+                f"temperature {temp:.1f} °C reached tscu.emergency_shutdown_temp "
+                f"({self.governor.limits.emergency_temp_c:g} °C): saving and stopping")
         if nodes is not None:
             self._node_energy = [n.energy_j for n in nodes]
         c = self.governor.control_factor if self.enabled else None
@@ -247,10 +269,17 @@ class ThermalControl:
         return ThermalStep(
             power_w=power, temp_c=temp, control_factor=c, idle_s=idle,
             energy_j=self.energy_j(), source=self.source_name, kind=self.source_kind,
-            emergency=self.governor.emergency, over_budget=over,
+            emergency=emergency, over_budget=over,
+            sensor=self._sensor_problem(reading.sensor), stop=stop, stop_message=message,
             node_power_w=[n.power_w for n in nodes] if nodes is not None else None,
             node_temp_c=[n.temp_c for n in nodes] if nodes is not None else None,
             node_energy_j=self.node_energy_j() if nodes is not None else None)
+
+    def _sensor_problem(self, state: SensorState) -> str | None:
+        if state == "ok":
+            return None
+        what = self._health.problem or "another node's telemetry failed"
+        return f"{'lost' if state == 'lost' else 'failing'}: {what}"
 
     def _govern(self, reading: NodeReading) -> None:
         """Update the governor once the cycles since its last update span a measuring
@@ -269,7 +298,7 @@ class ThermalControl:
         run_avg = (energy / self._governed_s if energy is not None and self._governed_s > 0
                    else None)
         self.governor.update(power, reading.temp_c, reading.dt_s, run_avg_power_w=run_avg)
-        self._last_control, self._control_energy = self._clock(), energy
+        self._last_control, self._control_energy = self._measured_at, energy
         self._control_step = self._steps
 
     def _span(self) -> float:
@@ -290,6 +319,28 @@ class ThermalControl:
         start = next((t for t in reversed(ends) if now - t >= span), ends[0] if ends else None)
         ends.append(now)
         return max(now - start, self.sampler.period_s) if start is not None else span
+
+    def cooldown(self, wait: Callable[[float], None]) -> bool:
+        """Before the first step of a run stopped by its emergency temperature (or at it
+        now): wait until the chip is below max_temperature_celsius, saying so. False when
+        it does not cool within tscu.cooldown_timeout_seconds (the run stops again)."""
+        latest = self.sampler.latest()
+        hot_now = latest is not None and latest.temp_c is not None and (
+            latest.temp_c >= self.governor.limits.emergency_temp_c)
+        if not (self._cooldown_pending or hot_now):
+            return True
+
+        def temperature() -> float | None:
+            sample = self.sampler.poll_once()
+            return sample.temp_c if sample is not None else None
+
+        result = wait_until_cool(temperature, self.governor.limits.max_temp_c,
+                                 self.config.tscu.cooldown_timeout_seconds,
+                                 self.sampler.period_s, wait, self._clock,
+                                 lambda line: self._warn(line))
+        (self._info if result.cool else self._warn)(result.message)
+        self._cooldown_pending = not result.cool
+        return result.cool
 
     def on_eval(self, heldout_bpt: float, param_bpt: float, tokens: int, n_tokens: int,
                 mdl: bool = False) -> EfficiencyReading | None:
@@ -316,13 +367,24 @@ class ThermalControl:
                                     "energy_j": self.energy_j() or 0.0, "wall_s": self.wall_s(),
                                     "efficiency": (self.efficiency.state_dict()
                                                    if self.efficiency is not None
-                                                   else self._efficiency_state)}
+                                                   else self._efficiency_state),
+                                    "emergency_stop": self.governor.emergency
+                                    or self._cooldown_pending}
         if (nodes := self.node_energy_j()) is not None:
             state["node_energy_j"] = [e or 0.0 for e in nodes]
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.governor.load_state_dict(state["governor"])  # type: ignore[arg-type]
+        """A resumed run: the controller's state and the energy so far; the limits stay the
+        config's (a line says which changed), and an emergency stop means cooling first."""
+        governor: dict[str, object] = state["governor"]  # type: ignore[assignment]
+        self.governor.load_state_dict(governor)
+        saved = self.governor.saved_limits(governor)
+        changed = self.governor.limits.changes_from(saved) if saved is not None else []
+        if changed:
+            self._notes.append((self._info, "the config's limits apply, changed since the "
+                                            f"checkpoint: {', '.join(changed)}"))
+        self._cooldown_pending = bool(state.get("emergency_stop", governor.get("emergency")))
         self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
         self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
         self._efficiency_state = state.get("efficiency")  # type: ignore[assignment]
@@ -341,7 +403,8 @@ class ThermalControl:
             "telemetry_reason": self.reason,
             "avg_power_watts": energy / self.wall_s() if energy is not None else None,
             "measured_seconds": self.wall_s() if energy is not None else None,
-            "information_tokens_n": self.efficiency.n_tokens if self.efficiency else None}
+            "information_tokens_n": self.efficiency.n_tokens if self.efficiency else None,
+            "telemetry_lost_seconds": self.sensors.down_seconds}
         if (nodes := self.node_energy_j()) is not None:
             summary["node_energy_joules"] = nodes
             summary["node_avg_power_watts"] = [None if e is None else e / self.wall_s()

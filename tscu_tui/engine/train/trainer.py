@@ -66,7 +66,7 @@ from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoi
 from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
 from tscu_tui.engine.train.objective import budget, make_objective, penalty_scale
-from tscu_tui.engine.train.outputs import write_outputs
+from tscu_tui.engine.train.outputs import remove_run_outputs, write_outputs
 from tscu_tui.engine.train.pairing import adapter_digest, data_order_digest
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
@@ -90,6 +90,7 @@ class _Progress:
     best_step: int = 0
     evals_without_best: int = 0
     last_bpt: float | None = None
+    last_eval_step: int = 0
     sampler: SamplerState = field(default_factory=SamplerState)
 
 
@@ -199,8 +200,12 @@ class Trainer:
         """The watchdog's verdict (on its thread): report it once; the command exits."""
         if self.thermal is not None:
             self.thermal.stop()  # e.g. the GPU's own power limit back before the exit
+        saved = self._last_checkpoint  # rank 0's own; the others', as rank 0 said it
+        if not self.parallel.is_main and self.liveness is not None:
+            known = [c for c in (saved, self.liveness.checkpoint) if c is not None]
+            saved = max(known, default=None)
         self.emit(RunFailed(step=self.progress.step, rank=loss.rank,
-                            reason=loss_reason(loss, self.progress.step, self._last_checkpoint),
+                            reason=loss_reason(loss, self.progress.step, saved),
                             reported_elsewhere=loss.reported))
 
     def _fail(self, reason: str) -> RunFailed:
@@ -223,10 +228,8 @@ class Trainer:
         if has_run and not self.resume and not self.config.output.overwrite:
             raise TscuError(f"output directory {out} already holds a run; pass --resume to "
                             "continue it or set output.overwrite = true to replace it")
-        if has_run and not self.resume:
-            import shutil
-
-            shutil.rmtree(out)
+        if has_run and not self.resume:  # the old run's files only, never the folder
+            remove_run_outputs(out)
         out.mkdir(parents=True, exist_ok=True)
         # The settings first, so `tscu watch` shows this run's, not its own folder's.
         atomic_write_json(out / CONFIG_FILE, to_dict(self.config))
@@ -288,6 +291,7 @@ class Trainer:
                                       best_step=int(s.get("best_step", 0)),
                                       evals_without_best=s["evals_without_best"],
                                       last_bpt=s["last_bpt"],
+                                      last_eval_step=int(s.get("last_eval_step", s["step"])),
                                       sampler=SamplerState(**s["sampler"]))
             self.scu.load_state_dict(s["scu"], s["lambda_reg"])
             self._resume_state = s
@@ -418,9 +422,16 @@ class Trainer:
         self._emit_started()
         self.thermal.announce()
         self.log(self.memory_plan.describe())
+        cool = self.thermal.cooldown(lambda s: self._drain_commands(until=time.monotonic() + s))
+        if self.parallel.agree_any(not cool):
+            raise _Stop("emergency_stop")
+        due = p.step % cfg.train.eval_steps == 0 or p.step >= cfg.train.max_steps
+        if initial is None and due and p.last_eval_step < p.step:
+            initial = self._measure()  # a stop (emergency, sensor) came before this step's
         if initial is not None:
             self._record_eval(*initial)
-            self.tests.run("base", 0)
+            if p.step == 0:
+                self.tests.run("base", 0)
         self.model.train()
         tokens_per_micro = cfg.train.batch_size * (self.data.meta.block_size - 1)
         while p.step < cfg.train.max_steps:
@@ -513,15 +524,15 @@ class Trainer:
             power_w=thermal.power_w, temp_c=thermal.temp_c,
             control_factor=thermal.control_factor, idle_s=thermal.idle_s,
             energy_j=thermal.energy_j, telemetry_source=thermal.source,
-            telemetry_kind=thermal.kind, over_budget=thermal.over_budget,
+            telemetry_kind=thermal.kind, telemetry_status=thermal.sensor,
+            over_budget=thermal.over_budget,
             peak_memory_bytes=peak_memory_bytes(),
             node_power_w=thermal.node_power_w, node_temp_c=thermal.node_temp_c,
             node_energy_j=thermal.node_energy_j))
-        if thermal.emergency:
-            self.log(f"temperature {thermal.temp_c:.1f} °C reached tscu.emergency_shutdown_temp "
-                     f"({cfg.tscu.emergency_shutdown_temp:g} °C): saving and stopping", "error")
-            self._checkpoint("emergency")
-            raise _Stop("emergency_stop")
+        if thermal.stop is not None:  # the emergency temperature, or telemetry lost
+            self.log(thermal.stop_message, "error")
+            self._checkpoint("emergency" if thermal.emergency else thermal.stop)
+            raise _Stop(thermal.stop)
         done = p.step >= cfg.train.max_steps
         idle_s = thermal.idle_s
         if p.step % cfg.train.eval_steps == 0 or done:
@@ -579,6 +590,7 @@ class Trainer:
 
     def _record_eval(self, result: HeldOut, eval_s: float) -> None:
         cfg, p = self.config, self.progress
+        p.last_eval_step = p.step
         is_best = result.bpt < p.best_bpt
         if is_best:
             p.best_bpt, p.best_step, p.evals_without_best = result.bpt, p.step, 0
@@ -644,13 +656,13 @@ class Trainer:
     # ------------------------------------------------------------------ saving
     def _checkpoint(self, reason: str) -> None:
         p = self.progress
-        self._last_checkpoint = p.step
         if not self.parallel.is_main:
-            return  # the ranks hold the same state; rank 0 writes it
+            return  # the ranks hold the same state; rank 0 writes it and tells them
         assert self._recorder is not None
         state = {"tokens": p.tokens, "elapsed_s": p.elapsed_s, "best_bpt": p.best_bpt,
                  "best_step": p.best_step,
                  "evals_without_best": p.evals_without_best, "last_bpt": p.last_bpt,
+                 "last_eval_step": p.last_eval_step,
                  "sampler": {"epoch": self.sampler.state.epoch,
                              "position": self.sampler.state.position},
                  "scu": self.scu.state_dict(), "lambda_reg": self.scu.lambda_reg,
@@ -658,6 +670,9 @@ class Trainer:
                  "thermal": self.thermal.state_dict() if self.thermal else {}}
         path = save_checkpoint(self.run_dir, p.step, self.model, self.optimizer, state,
                                KEEP_CHECKPOINTS)
+        self._last_checkpoint = p.step  # only once it is complete and on disk
+        if self.liveness is not None:
+            self.liveness.checkpointed(p.step)
         self.emit(CheckpointEvent(step=p.step, path=str(path), reason=reason))
 
     def _emit_started(self) -> None:
