@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tscu_tui.engine.data.documents import TRAIN, Document, ReadPosition
-from tscu_tui.engine.data.options import PrepareOptions
 from tscu_tui.engine.data.encoding import Encoder
+from tscu_tui.engine.data.options import PrepareOptions
 from tscu_tui.engine.data.prepare import make_template
 from tscu_tui.engine.data.sources import resolve_source
 from tscu_tui.engine.errors import DataError

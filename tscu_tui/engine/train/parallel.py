@@ -25,11 +25,18 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.distributed.collectives import Collectives
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.distributed.world import SINGLE, World, init_world
 from tscu_tui.engine.errors import TscuError
-from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
+from tscu_tui.engine.train.batches import SplitBlocks
+from tscu_tui.engine.train.evaluate import (
+    HeldOut,
+    evaluated_rows,
+    heldout_bits_per_token,
+    heldout_nats,
+)
 from tscu_tui.engine.train.objective import LN2
 from tscu_tui.engine.train.thermal import NodeReading
 
@@ -143,19 +150,17 @@ class DataParallel:
         return combine_nodes(self.collectives.gather(
             [reading.power_w, reading.temp_c, reading.energy_j, reading.dt_s, compute_s]))
 
-    def heldout(self, model: nn.Module, blocks: np.ndarray, batch_size: int,
+    def heldout(self, model: nn.Module, data: PreparedDataset, split: str, batch_size: int,
                 max_batches: int) -> HeldOut:
-        """Held-out BPT over the same batches as one process would use, each rank taking
-        every size-th batch; the sums of nats and tokens are added up over ranks."""
+        """Held-out BPT of `split` over the same batches as one process would use, each
+        rank taking every size-th batch; the sums of nats and tokens are added up over
+        ranks."""
         if not self.distributed:
-            return heldout_bits_per_token(model, blocks, batch_size, max_batches)
-        n = len(blocks) if max_batches <= 0 else min(len(blocks), max_batches * batch_size)
+            return heldout_bits_per_token(model, data, split, batch_size, max_batches)
+        blocks = SplitBlocks(data, split)
+        n = evaluated_rows(len(blocks), batch_size, max_batches)
         starts = list(range(0, n, batch_size))[self.world.rank::self.world.size]
-        mine = [blocks[s:min(s + batch_size, n)] for s in starts]
-        nats, tokens = 0.0, 0
-        if mine:
-            local = heldout_bits_per_token(model, np.concatenate(mine), batch_size, 0)
-            nats, tokens = local.bpt * LN2 * local.tokens, local.tokens
+        nats, tokens = heldout_nats(model, blocks, starts, batch_size, n)
         total = self.collectives.gather([nats, tokens]).sum(axis=0)
         return HeldOut(bpt=float(total[0] / max(total[1], 1) / LN2), tokens=int(total[1]))
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import mlx.nn as nn
 import mlx.optimizers as optim
-import numpy as np
 from mlx.utils import tree_map
 
 from tscu_tui.engine.config import Config, to_dict
@@ -59,7 +58,7 @@ from tscu_tui.engine.models.threads import (
 from tscu_tui.engine.runs.files import CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train import lora
-from tscu_tui.engine.train.batches import BlockSampler, SamplerState
+from tscu_tui.engine.train.batches import Batch, BlockSampler, SamplerState, SplitBlocks
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
@@ -206,8 +205,7 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.config
         reset_peaks()
-        self.train_blocks = self.data.blocks("train")
-        self.val_blocks = self.data.blocks("validation")
+        self.train_blocks = SplitBlocks(self.data, "train")
         if len(self.train_blocks) < cfg.train.batch_size:
             raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
                             f"cannot fill a batch of {cfg.train.batch_size}")
@@ -234,7 +232,7 @@ class Trainer:
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
-        n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
+        n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").trained_tokens
         self.scale = penalty_scale(cfg.scu.prior_sigma, n_tokens)
         self.scu = RunScu(cfg.scu, cfg.train, self.scale)
         self.scu.set_anchor(model)  # the adapter as initialised: before any restore
@@ -348,8 +346,8 @@ class Trainer:
         state = [model.state, mx.random.state]
 
         @partial(mx.compile, inputs=state, outputs=state)
-        def micro_step(batch: mx.array, lambda_reg: mx.array, acc: Any) -> Any:
-            (loss, ce, sq), grads = value_and_grad(model, batch, lambda_reg)
+        def micro_step(arrays: tuple[Any, ...], lambda_reg: mx.array, acc: Any) -> Any:
+            (loss, ce, sq), grads = value_and_grad(model, Batch(*arrays), lambda_reg)
             if acc is not None:
                 grads = tree_map(lambda a, b: a + b, acc, grads)
             return loss, ce, sq, grads
@@ -399,8 +397,8 @@ class Trainer:
             accum = self._micro_batches()
             for _ in range(accum):
                 rows = self.parallel.shard(self.sampler.next_indices())  # this rank's share
-                batch = mx.array(self.train_blocks[rows].astype(np.int32))
-                loss, ce, sq_arr, grads = self._micro_step(batch, lam, grads)
+                batch = self.train_blocks.batch(rows)
+                loss, ce, sq_arr, grads = self._micro_step(batch.arrays, lam, grads)
                 mx.eval(loss, ce, sq_arr, grads)
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
             grads = self.parallel.average_gradients(grads)
@@ -507,7 +505,7 @@ class Trainer:
         assert self.thermal is not None
         self.thermal.duty.busy(True)
         started = time.perf_counter()
-        result = self.parallel.heldout(self.model, self.val_blocks,
+        result = self.parallel.heldout(self.model, self.data, "validation",
                                        self.config.train.batch_size,
                                        self.config.train.eval_batches)
         self.progress.last_bpt = result.bpt
@@ -532,7 +530,7 @@ class Trainer:
         param_bpt = budget(0.0, self.scu.sum_sq(self.model).item(), self.scale).param_bpt
         assert self.thermal is not None
         eff = self.thermal.on_eval(result.bpt + param_bpt, p.tokens,
-                                   self.data.meta.split("train").tokens)
+                                   self.data.meta.split("train").trained_tokens)
         self.emit(EvalEvent(
             step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
             best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
