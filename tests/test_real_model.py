@@ -48,7 +48,7 @@ def real_run(pydoc_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0", "train.batch_size=4",
         "train.gradient_accumulation_steps=1", "train.learning_rate=1e-3",
         "train.warmup_steps=2", "train.max_steps=10", "train.eval_steps=5",
-        "train.save_steps=100", "train.eval_batches=3",
+        "train.save_steps=100", "train.eval_batches=3", "data.sample_max_tokens=8",
         'scu.mode="off"', 'telemetry.source="none"'])
     events, _ = train(config)
     assert type(events[-1]).__name__ == "RunFinished", events[-1]
@@ -139,3 +139,11 @@ def test_the_model_card_names_the_gguf_source(real_run):
 def test_tscu_import_prints_the_cached_folder(smollm2_dir, capsys):
     assert main(["import", MODEL]) == 0
     assert capsys.readouterr().out.strip() == str(smollm2_dir)
+
+
+def test_samples_of_the_real_model_answer_at_each_evaluation(real_run):
+    run, events = real_run
+    samples = [e for e in events if type(e).__name__ == "SampleEvent"]
+    assert [s.step for s in samples] == [0, 5, 10]
+    assert len(samples[-1].prompts) == 3 and all(a.strip() for a in samples[-1].answers)
+    assert "## Samples" in (run / "README.md").read_text()

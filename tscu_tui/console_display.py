@@ -20,6 +20,7 @@ from tscu_tui.engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    SampleEvent,
     StateEvent,
     StepEvent,
 )
@@ -96,6 +97,10 @@ class ConsoleDisplay:
                     self.first_heldout = event.heldout_bpt
                 self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
                             f"bits/token{' (best)' if event.is_best else ''}")
+            case SampleEvent():
+                for prompt, answer in zip(event.prompts, event.answers, strict=True):
+                    asked = " ".join(prompt.split())[-50:]
+                    self._print(f"  sample: ...{asked} -> {' '.join(answer.split())[:100]}")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
             case LogEvent() if event.level != "info" or not self.live_mode:

@@ -97,6 +97,17 @@ class EvalEvent:
 
 
 @dataclass(frozen=True)
+class SampleEvent:
+    """The model's greedy answers to a few held-out prompts at an evaluation."""
+
+    step: int
+    prompts: list[str]  # as the model saw them (chat template and generation prompt)
+    answers: list[str]
+    references: list[str | None] | None = None  # the held-out answers, where known
+    sample_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class CheckpointEvent:
     step: int
     path: str
@@ -134,11 +145,11 @@ class RunFailed:
     reported_elsewhere: bool = False  # that rank printed the line itself: stay quiet
 
 
-Event = (RunStarted | StepEvent | EvalEvent | CheckpointEvent | LogEvent | StateEvent
-         | RunFinished | RunFailed)
+Event = (RunStarted | StepEvent | EvalEvent | SampleEvent | CheckpointEvent | LogEvent
+         | StateEvent | RunFinished | RunFailed)
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    RunStarted, StepEvent, EvalEvent, CheckpointEvent, LogEvent, StateEvent, RunFinished,
-    RunFailed)}
+    RunStarted, StepEvent, EvalEvent, SampleEvent, CheckpointEvent, LogEvent, StateEvent,
+    RunFinished, RunFailed)}
 
 
 class EventSink(Protocol):

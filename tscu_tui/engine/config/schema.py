@@ -92,7 +92,7 @@ class DataConfig:
                                             "(through the chat template, greedy); empty = up "
                                             "to three held-out prompts of the dataset.",
                                         empty=True)
-    sample_max_tokens: int = setting(48, "Tokens of each answer sampled at evaluation; 0 = "
+    sample_max_tokens: int = setting(32, "Tokens of each answer sampled at evaluation; 0 = "
                                          "no samples.", min=0, max=4096)
 
 

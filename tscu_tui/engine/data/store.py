@@ -123,6 +123,17 @@ class DatasetMeta:
         """Format 3: per-token flags (loss masks, document segments) exist."""
         return self.format_version >= 3
 
+    def training_facts(self) -> dict[str, Any]:
+        """How this data trains, for a run's summary and model card: which tokens carry
+        loss, their share, the chat template (where it came from and its variables)."""
+        template = self.chat_template
+        return {"train_on": self.train_on if template is not None else "all (plain text)",
+                "loss_token_share": self.loss_token_share,
+                "documents_masked": self.has_flags,
+                "chat_template": None if template is None else {
+                    "source": template.get("source"), "kwargs": template.get("kwargs") or {},
+                    "custom": template.get("text") is not None}}
+
     def split(self, name: str) -> SplitMeta:
         if name not in self.splits:
             raise DataError(f"unknown split '{name}': use {', '.join(SPLITS)}")

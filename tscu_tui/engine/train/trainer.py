@@ -66,6 +66,7 @@ from tscu_tui.engine.train.objective import budget, make_objective, penalty_scal
 from tscu_tui.engine.train.outputs import write_outputs
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
+from tscu_tui.engine.train.samples import TrainingSamples
 from tscu_tui.engine.train.schedule import lr_at
 from tscu_tui.engine.train.scu_run import RunScu
 from tscu_tui.engine.train.thermal import ThermalControl, ThermalStep
@@ -273,6 +274,8 @@ class Trainer:
         if problem is not None:
             self.log(problem, "warning")
         self.blas_policy = self._blas_thread_policy()
+        self.samples = (TrainingSamples(cfg.data, self.data.meta, self.tokenizer)
+                        if self.parallel.is_main else None)  # rank 0 alone reports them
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
                                       on_info=self.log)
         self.thermal.distributed = self.parallel.distributed
@@ -539,6 +542,7 @@ class Trainer:
             tokens_per_j=eff and eff.tokens_per_j,
             landauer_efficiency=eff and eff.landauer_cumulative,
             energy_j=self.thermal.energy_j()))
+        self._sample()
         if eff is not None and eff.newly_diminishing:
             target = cfg.tscu.target_efficiency_bits_per_joule
             message = (f"diminishing returns: marginal information per joule below {target:g} "
@@ -551,6 +555,16 @@ class Trainer:
         if patience and p.evals_without_best >= patience:
             self.log(f"no better held-out BPT in {patience} evaluations: stopping early")
             raise _Stop("early_stopping")
+
+    def _sample(self) -> None:
+        """The model's answers to the held-out prompts (train/samples.py)."""
+        if self.samples is None or self.thermal is None:
+            return
+        self.thermal.duty.busy(True)
+        event = self.samples(self.model, self.progress.step)
+        self.thermal.duty.busy(False)
+        if event is not None:
+            self.emit(event)
 
     def _drain_commands(self, until: float | None = None) -> None:
         """Handle queued commands; with `until`, idle until then (interruptibly).
@@ -649,6 +663,7 @@ class Trainer:
             "base_model": cfg.model.name, "base_model_source": model_source(cfg.model.name),
             "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
+            "data": self.data.meta.training_facts(),
             "cpu_kernels": native.describe() if on_cpu() else None,
             "device": str(mx.default_device()), "hardware": hardware_facts(),
             "peak_memory_bytes": peak_memory_bytes(), "peak_rss_bytes": peak_rss_bytes(),
