@@ -12,6 +12,7 @@ from runs import tiny_config, train
 from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import SampleEvent
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
+from tscu_tui.engine.runs.sample import generate_samples
 
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
@@ -52,6 +53,10 @@ def test_samples_at_each_evaluation_use_the_template_and_are_kept(tmp_path: Path
     summary = json.loads((out / "mlx_training_summary.json").read_text())
     assert summary["data"]["chat_template"]["kwargs"] == {"terse": True}
     assert 0 < summary["data"]["loss_token_share"] < 1
+    # The results screen's sampler asks through the same template and variables.
+    pair = generate_samples(EMBEDDED_MODEL, out, "Spell owl.", max_tokens=4)
+    assert pair.prompt == samples[0].prompts[0]
+    assert pair.adapted == samples[-1].answers[0][:len(pair.adapted)]
 
 
 def test_without_sample_prompts_the_held_out_records_are_asked(demo_data: Path,

@@ -227,3 +227,24 @@ def render_record(chat: ChatTemplate, messages: list[Any], tools: Any, train_on:
     except Exception as exc:  # jinja raises anything (TemplateError, TypeError, ...)
         raise DataError(f"{where}: cannot render with {chat.where(exc)} "
                         f"({first_line(exc)})") from None
+
+
+def recorded_template(recorded: Mapping[str, Any] | None, tokenizer: Any) -> ChatTemplate | None:
+    """The template a prepared dataset records (meta.json's `chat_template`: source,
+    variables, a custom template's text), for rendering prompts as training did; None
+    for plain-text data."""
+    if recorded is None:
+        return None
+    chat = ChatTemplate(tokenizer, recorded.get("text"), recorded.get("kwargs") or {},
+                        str(recorded.get("source") or "the chat template"))
+    return chat if chat.available else None
+
+
+def prompt_tokens(text: str, tokenizer: Any, chat: ChatTemplate | None) -> tuple[list[int], str]:
+    """`text` as the model sees it when used: a user turn and the generation prompt
+    through `chat`, or plain text to continue without one. (token ids, that text)"""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    if chat is None:
+        return list(hf.encode(text)), text
+    rendered = chat.render([{"role": "user", "content": text}], add_generation_prompt=True)
+    return list(hf.encode(rendered, add_special_tokens=False)), rendered

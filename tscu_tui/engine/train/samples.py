@@ -18,7 +18,7 @@ from typing import Any
 import mlx.nn as nn
 
 from tscu_tui.engine.config import DataConfig
-from tscu_tui.engine.data.chat import ChatTemplate
+from tscu_tui.engine.data.chat import prompt_tokens, recorded_template
 from tscu_tui.engine.data.store import DatasetMeta
 from tscu_tui.engine.events import SampleEvent
 from tscu_tui.engine.models.generate import greedy
@@ -31,36 +31,17 @@ class Prompt:
     reference: str | None = None
 
 
-def dataset_template(meta: DatasetMeta, tokenizer: Any) -> ChatTemplate | None:
-    """The chat template the dataset was rendered with (None for plain-text data)."""
-    recorded = meta.chat_template
-    if recorded is None:
-        return None
-    chat = ChatTemplate(tokenizer, recorded.get("text"), recorded.get("kwargs") or {},
-                        str(recorded.get("source") or "the chat template"))
-    return chat if chat.available else None
-
-
-def user_prompt(text: str, tokenizer: Any, chat: ChatTemplate | None) -> Prompt:
-    """`text` as the model will see it: a user turn and the generation prompt through the
-    template, or plain text to continue when there is none."""
-    hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    if chat is None:
-        return Prompt(list(hf.encode(text)), text)
-    rendered = chat.render([{"role": "user", "content": text}], add_generation_prompt=True)
-    return Prompt(list(hf.encode(rendered, add_special_tokens=False)), rendered)
-
-
 class TrainingSamples:
     """The prompts of a run, and a round of answers at each evaluation."""
 
     def __init__(self, data: DataConfig, meta: DatasetMeta, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = data.sample_max_tokens
-        self.chat = dataset_template(meta, tokenizer)
+        self.chat = recorded_template(meta.chat_template, tokenizer)
         self.stop_text = self.chat.end_marker.strip() if self.chat is not None else ""
         if data.sample_prompts:
-            self.prompts = [user_prompt(p, tokenizer, self.chat) for p in data.sample_prompts]
+            self.prompts = [Prompt(*prompt_tokens(p, tokenizer, self.chat))
+                            for p in data.sample_prompts]
         else:
             self.prompts = [Prompt(list(p["tokens"]), str(p.get("text", "")),
                                    p.get("reference")) for p in meta.sample_prompts or []]
