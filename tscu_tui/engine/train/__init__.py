@@ -3,8 +3,9 @@
 `trainer.Trainer` runs one LoRA fine-tune top to bottom; beside it live the
 pieces it is made of: the objective with its SCU penalty (`objective`), the
 lambda controller (`scu`), the learning-rate schedule (`schedule`), batch
-drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
-(`evaluate`), the event recorder and the run's output files (`recorder`,
+drawing and the masks each batch carries (`batches`), checkpoints (`checkpoint`),
+held-out evaluation of any split (`evaluate`), samples at each evaluation
+(`samples`), the event recorder and the run's output files (`recorder`,
 `outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`) and data
 parallelism across ranks (`parallel`).
 It may import `models`, `data`, `telemetry`, `hub` (the model card), `distributed`,

@@ -55,16 +55,21 @@ class Batch:
     `weights` (b, L-1): 1 where the target (the next token) carries loss;
     `starts` (b, L-1): where each input position's document starts, for the
     attention mask (models/document_mask.py). Both None for a dataset prepared
-    before per-token flags existed: every target trains, attention is causal."""
+    before per-token flags existed: every target trains, attention is causal.
+    `denominator`: what the summed loss is divided by; None = this batch's own
+    count of trained targets. A rank of a distributed run divides by the global
+    batch's count over the number of ranks, so that the ranks' averaged gradients
+    are those of the global batch's mean, however the targets fall."""
 
     tokens: mx.array
     weights: mx.array | None = None
     starts: mx.array | None = None
+    denominator: mx.array | None = None
 
     @property
     def arrays(self) -> tuple[mx.array | None, ...]:
         """The arrays, for a compiled step (`Batch(*arrays)` inside it)."""
-        return self.tokens, self.weights, self.starts
+        return self.tokens, self.weights, self.starts, self.denominator
 
     @property
     def targets(self) -> int:
@@ -74,17 +79,19 @@ class Batch:
         return int(self.weights.sum().item())
 
 
-def make_batch(tokens: np.ndarray, flags: np.ndarray | None) -> Batch:
+def make_batch(tokens: np.ndarray, flags: np.ndarray | None,
+               denominator: float | None = None) -> Batch:
     """A Batch from (b, L) blocks of a prepared split and their flags (encoding.py)."""
     array = mx.array(np.asarray(tokens, dtype=np.int32))
+    share = None if denominator is None else mx.array(float(denominator), dtype=mx.float32)
     if flags is None:
-        return Batch(array)
+        return Batch(array, denominator=share)
     flags = np.asarray(flags)
     weights = (flags[:, 1:] & TRAINED).astype(np.float32)
     inputs = flags[:, :-1]
     positions = np.where(inputs & START, np.arange(inputs.shape[1]), 0)
     starts = np.maximum.accumulate(positions, axis=1).astype(np.int32)
-    return Batch(array, mx.array(weights), mx.array(starts))
+    return Batch(array, mx.array(weights), mx.array(starts), share)
 
 
 class SplitBlocks:
@@ -99,5 +106,12 @@ class SplitBlocks:
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def batch(self, rows: np.ndarray | slice) -> Batch:
-        return make_batch(self.blocks[rows], None if self.flags is None else self.flags[rows])
+    def batch(self, rows: np.ndarray | slice, denominator: float | None = None) -> Batch:
+        return make_batch(self.blocks[rows], None if self.flags is None else self.flags[rows],
+                          denominator)
+
+    def trained(self, rows: np.ndarray | slice) -> int:
+        """Targets that carry loss in these blocks."""
+        if self.flags is None:
+            return len(self.blocks[rows]) * (self.blocks.shape[1] - 1)
+        return int(np.count_nonzero(np.asarray(self.flags[rows])[:, 1:] & TRAINED))

@@ -117,7 +117,10 @@ def loss_sums(model: nn.Module, batch: Batch) -> tuple[mx.array, mx.array]:
 def cross_entropy(model: nn.Module, batch: Batch | mx.array) -> mx.array:
     """Mean next-token cross-entropy (nats) over the targets that carry loss (every
     target of `batch` when it is a plain array of blocks)."""
-    total, count = loss_sums(model, batch if isinstance(batch, Batch) else Batch(batch))
+    batch = batch if isinstance(batch, Batch) else Batch(batch)
+    total, count = loss_sums(model, batch)
+    if batch.denominator is not None:
+        count = batch.denominator
     return total / mx.maximum(count, 1.0)  # a batch of prompts alone trains nothing
 
 

@@ -127,6 +127,12 @@ class DataParallel:
         share = len(indices) // self.world.size
         return indices[self.world.rank * share:(self.world.rank + 1) * share]
 
+    def denominator(self, global_targets: int) -> float:
+        """What a rank divides its summed loss by: the global batch's trained targets
+        over the ranks, so that the averaged gradients are the global mean's (each rank
+        counts them itself: every rank draws the same global indices)."""
+        return global_targets / self.world.size
+
     def average_gradients(self, grads: Any) -> Any:
         return self.collectives.average_gradients(grads)
 

@@ -399,8 +399,10 @@ class Trainer:
             loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
             accum = self._micro_batches()
             for _ in range(accum):
-                rows = self.parallel.shard(self.sampler.next_indices())  # this rank's share
-                batch = self.train_blocks.batch(rows)
+                indices = self.sampler.next_indices()
+                rows = self.parallel.shard(indices)  # this rank's share
+                batch = self.train_blocks.batch(rows, self.parallel.denominator(
+                    self.train_blocks.trained(indices)) if self.parallel.distributed else None)
                 loss, ce, sq_arr, grads = self._micro_step(batch.arrays, lam, grads)
                 mx.eval(loss, ce, sq_arr, grads)
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
