@@ -60,7 +60,6 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
     from pathlib import Path
 
     import mlx.nn as nn
-    import numpy as np
     from mlx.utils import tree_flatten
 
     from tscu_tui.engine.config import load_config
@@ -186,8 +185,8 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
     blocks = trainer.train_blocks
 
     def step() -> None:
-        batch_ids = mx.array(np.asarray(blocks[:batch], dtype=np.int32))
-        loss, _, _, g = trainer._micro_step(batch_ids, lam, None)
+        arrays = blocks.batch(slice(0, batch)).arrays  # with loss and document masks
+        loss, _, _, g = trainer._micro_step(arrays, lam, None)
         mx.eval(loss, g)
         trainer._update(g, scale)
         mx.eval(model.parameters(), trainer.optimizer.state)

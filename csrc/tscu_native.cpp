@@ -6,7 +6,8 @@
 // outside the matmuls, mostly in three places; this file does each of them as
 // one fused, vectorised, multi-threaded pass:
 //   - causal softmax over attention scores (masked columns never touched) and
-//     its backward pass;
+//     its backward pass, optionally block-diagonal over the documents packed
+//     into a sequence (each row sees its own document's keys only);
 //   - the cross-entropy of logits against targets and its gradient
 //     (softmax - onehot), one row at a time;
 //   - SwiGLU (silu(gate) * up) and its two gradients;
@@ -112,44 +113,64 @@ inline float row_max(const float* x, int64_t n) {
 
 // ------------------------------------------------------------------ row kernels
 
-// Causal rows: row r of a block of `queries` rows over `cols` keys sees the
-// first cols - queries + (r % queries) + 1 keys; queries == 0 means no mask.
-inline int64_t visible(int64_t r, int64_t queries, int64_t cols) {
-  return queries == 0 ? cols : cols - queries + (r % queries) + 1;
-}
+// The keys a row of scores sees: [lo, hi). Rows come in blocks of `queries`
+// (one block per batch row and head) over `cols` keys; row r is query
+// q = r % queries and sees keys up to cols - queries + q. With `starts` (one
+// int32 per batch row and query: where that query's document begins), it sees
+// none before its document either. queries == 0 means no mask.
+struct Visible {
+  const int32_t* starts = nullptr;
+  int64_t queries = 0, cols = 0, rows_per_batch = 1;
 
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols,
-                  int64_t queries) {
+  inline void range(int64_t r, int64_t& lo, int64_t& hi) const {
+    if (queries == 0) {
+      lo = 0;
+      hi = cols;
+      return;
+    }
+    int64_t q = r % queries;
+    hi = cols - queries + q + 1;
+    lo = starts ? std::min<int64_t>(std::max<int32_t>(starts[(r / rows_per_batch) * queries + q],
+                                                      0), hi - 1)
+                : 0;
+  }
+};
+
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, Visible vis) {
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
-      int64_t n = visible(r, queries, cols);
-      float m = row_max(xr, n), s = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
+      int64_t lo, hi;
+      vis.range(r, lo, hi);
+      float m = row_max(xr + lo, hi - lo), s = 0.0f;
+      for (int64_t j = lo; j < hi; ++j) {
         float e = fast_exp(xr[j] - m);
         yr[j] = e;
         s += e;
       }
       float inv = 1.0f / s;
-      for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
-      std::fill(yr + n, yr + cols, 0.0f);
+      for (int64_t j = lo; j < hi; ++j) yr[j] *= inv;
+      std::fill(yr, yr + lo, 0.0f);
+      std::fill(yr + hi, yr + cols, 0.0f);
     }
   });
 }
 
 void softmax_grad_rows(const float* y, const float* dy, float* dx, int64_t rows,
-                       int64_t cols, int64_t queries) {
+                       int64_t cols, Visible vis) {
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
       const float* yr = y + r * cols;
       const float* dyr = dy + r * cols;
       float* dxr = dx + r * cols;
-      int64_t n = visible(r, queries, cols);
+      int64_t lo, hi;
+      vis.range(r, lo, hi);
       float dot = 0.0f;
-      for (int64_t j = 0; j < n; ++j) dot += yr[j] * dyr[j];
-      for (int64_t j = 0; j < n; ++j) dxr[j] = yr[j] * (dyr[j] - dot);
-      std::fill(dxr + n, dxr + cols, 0.0f);
+      for (int64_t j = lo; j < hi; ++j) dot += yr[j] * dyr[j];
+      for (int64_t j = lo; j < hi; ++j) dxr[j] = yr[j] * (dyr[j] - dot);
+      std::fill(dxr, dxr + lo, 0.0f);
+      std::fill(dxr + hi, dxr + cols, 0.0f);
     }
   });
 }
@@ -323,7 +344,8 @@ class NativeKernel : public mx::Primitive {
     static const char* names[] = {"TscuSoftmax", "TscuSoftmaxGrad",
                                   "TscuCrossEntropy", "TscuCrossEntropyGrad",
                                   "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize",
-                                  "TscuRmsNorm", "TscuRmsNormGrad"};
+                                  "TscuRmsNorm", "TscuRmsNormGrad",
+                                  "TscuSegmentSoftmax", "TscuSegmentSoftmaxGrad"};
     return names[kind_];
   }
 
@@ -346,7 +368,7 @@ class NativeKernel : public mx::Primitive {
   }
 
   enum { Softmax, SoftmaxGrad, CrossEntropy, CrossEntropyGrad, Swiglu, SwigluGrad,
-         Dequantize, RmsNorm, RmsNormGrad };
+         Dequantize, RmsNorm, RmsNormGrad, SegmentSoftmax, SegmentSoftmaxGrad };
 
  private:
   static void run(int kind, int64_t param, float fparam, std::vector<mx::array>& in,
@@ -355,12 +377,27 @@ class NativeKernel : public mx::Primitive {
     int64_t cols = x.ndim() ? x.shape(-1) : 1;
     int64_t rows = cols ? static_cast<int64_t>(x.size()) / cols : 0;
     auto f = [](const mx::array& a) { return a.data<float>(); };
+    // Segments: the starts come last, one per batch row and query (param = queries).
+    auto segments = [&](const mx::array& starts) {
+      Visible vis{starts.data<int32_t>(), param, cols, 1};
+      int64_t batch = starts.size() / std::max<int64_t>(param, 1);
+      vis.rows_per_batch = std::max<int64_t>(rows / std::max<int64_t>(batch, 1), 1);
+      return vis;
+    };
     switch (kind) {
       case Softmax:
-        softmax_rows(f(x), out[0].data<float>(), rows, cols, param);
+        softmax_rows(f(x), out[0].data<float>(), rows, cols, Visible{nullptr, param, cols, 1});
         break;
       case SoftmaxGrad:
-        softmax_grad_rows(f(x), f(in[1]), out[0].data<float>(), rows, cols, param);
+        softmax_grad_rows(f(x), f(in[1]), out[0].data<float>(), rows, cols,
+                          Visible{nullptr, param, cols, 1});
+        break;
+      case SegmentSoftmax:
+        softmax_rows(f(x), out[0].data<float>(), rows, cols, segments(in[1]));
+        break;
+      case SegmentSoftmaxGrad:
+        softmax_grad_rows(f(x), f(in[1]), out[0].data<float>(), rows, cols,
+                          segments(in[2]));
         break;
       case CrossEntropy:
         cross_entropy_rows(f(x), in[1].data<int32_t>(), out[0].data<float>(), rows,
@@ -466,6 +503,31 @@ mx::array softmax_grad(const mx::array& y, const mx::array& dy, int64_t queries)
   return make(NativeKernel::SoftmaxGrad, queries, {a.shape()}, {a, b})[0];
 }
 
+// Where each query's document starts: int32 (batch, queries), and the scores'
+// rows must be a whole number of (heads x queries) blocks per batch row.
+mx::array starts_of(const mx::array& scores, const mx::array& starts) {
+  if (starts.ndim() != 2 || scores.ndim() < 2 || starts.shape(1) != scores.shape(-2) ||
+      scores.shape(0) != starts.shape(0)) {
+    throw std::invalid_argument(
+        "tscu native: segment starts must be (batch, queries) of the scores");
+  }
+  return mx::contiguous(mx::astype(starts, mx::int32, cpu_stream()), false, cpu_stream());
+}
+
+mx::array segment_softmax(const mx::array& x, const mx::array& starts) {
+  auto d = dense(x, "scores");
+  return make(NativeKernel::SegmentSoftmax, starts.shape(-1), {d.shape()},
+              {d, starts_of(d, starts)})[0];
+}
+
+mx::array segment_softmax_grad(const mx::array& y, const mx::array& dy,
+                               const mx::array& starts) {
+  same_shape(y, dy, "probabilities and cotangent");
+  auto a = dense(y, "probabilities"), b = dense(dy, "cotangent");
+  return make(NativeKernel::SegmentSoftmaxGrad, starts.shape(-1), {a.shape()},
+              {a, b, starts_of(a, starts)})[0];
+}
+
 mx::array targets_of(const mx::array& t) {
   return mx::contiguous(mx::astype(t, mx::int32, cpu_stream()), false, cpu_stream());
 }
@@ -552,6 +614,11 @@ NB_MODULE(_native, m) {
         "many rows (masked entries are 0).");
   m.def("softmax_grad", &tscu::softmax_grad, nb::arg("probs"), nb::arg("cotangent"),
         nb::arg("queries") = 0);
+  m.def("segment_softmax", &tscu::segment_softmax, nb::arg("scores"), nb::arg("starts"),
+        "Causal softmax over the last axis where each query also sees no key before "
+        "starts[batch, query] (its document's first token); masked entries are 0.");
+  m.def("segment_softmax_grad", &tscu::segment_softmax_grad, nb::arg("probs"),
+        nb::arg("cotangent"), nb::arg("starts"));
   m.def("cross_entropy", &tscu::cross_entropy, nb::arg("logits"), nb::arg("targets"),
         "Per-row cross-entropy in nats.");
   m.def("cross_entropy_grad", &tscu::cross_entropy_grad, nb::arg("logits"),

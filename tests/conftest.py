@@ -132,7 +132,7 @@ def real_run(pydoc_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0", "train.batch_size=4",
         "train.gradient_accumulation_steps=1", "train.learning_rate=1e-3",
         "train.warmup_steps=2", "train.max_steps=10", "train.eval_steps=5",
-        "train.save_steps=100", "train.eval_batches=3",
+        "train.save_steps=100", "train.eval_batches=3", "data.sample_max_tokens=8",
         'scu.mode="off"', 'telemetry.source="none"'])
     events, _ = train(config)
     assert type(events[-1]).__name__ == "RunFinished", events[-1]

@@ -22,7 +22,9 @@ def tiny_config(data: Path, out: Path, *overrides: str) -> Config:
             'telemetry.source="none"',
             # The SCU these engine tests exercise: the PI controller on a zero-centred
             # prior (the shipped defaults, penalty off, are tested in test_scu_defaults.py).
-            'scu.mode="pi"', "scu.target_s=0.01", 'scu.prior_center="zero"']
+            'scu.mode="pi"', "scu.target_s=0.01", 'scu.prior_center="zero"',
+            # Samples at each evaluation cost seconds; tests/test_training_samples.py has them.
+            "data.sample_max_tokens=0"]
     return load_config(None, [*base, *overrides])
 
 

@@ -25,6 +25,7 @@ name = "{model}"
 [data]
 path = "{data}"
 block_size = 64
+sample_max_tokens = 0
 [lora]
 r = 4
 alpha = 8.0

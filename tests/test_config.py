@@ -117,3 +117,13 @@ def test_save_to_a_new_file_writes_the_commented_render(tmp_path):
     save_config(file, config)
     assert file.read_text() == render_toml(config)
     assert load_config(file).train.max_steps == 7
+
+
+def test_a_table_field_saves_as_an_inline_table_and_reads_back(tmp_path):
+    file = tmp_path / "tscu.toml"
+    file.write_text("[data]\ntrain_on = \"last_turn\"\n")
+    config = load_config(file, ['data.chat_template_kwargs={enable_thinking=false}'])
+    assert config.data.chat_template_kwargs == {"enable_thinking": False}
+    save_config(file, config)
+    assert "chat_template_kwargs = {enable_thinking = false}" in file.read_text()
+    assert load_config(file) == config

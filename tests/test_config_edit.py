@@ -31,3 +31,18 @@ def test_text_is_read_like_set_overrides() -> None:
     assert field_problem("lora", config.lora, "target_modules", []) == (
         "lora.target_modules = []: must be a list of strings")
     assert field_problem("train", config.train, "max_steps", 5) is None
+
+
+def test_tables_and_lists_that_may_be_empty() -> None:
+    """data.chat_template_kwargs is a TOML table (braces optional when typed);
+    data.sample_prompts a list that may be empty, unlike lora.target_modules."""
+    data = Config().data
+    assert parse_text(data, "chat_template_kwargs", "enable_thinking = false") == {
+        "enable_thinking": False}
+    assert parse_text(data, "chat_template_kwargs", '{a = 1, b = "x"}') == {"a": 1, "b": "x"}
+    assert value_text({"enable_thinking": False}) == "{enable_thinking = false}"
+    assert field_problem("data", data, "chat_template_kwargs", {"a": [1]}) == (
+        "data.chat_template_kwargs = {'a': [1]}: must be a table of names to plain values")
+    assert field_problem("data", data, "sample_prompts", []) is None
+    assert parse_text(data, "sample_prompts", "Hi there., What is 2+2?") == [
+        "Hi there.", "What is 2+2?"]

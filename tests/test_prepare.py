@@ -13,7 +13,6 @@ import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tscu_tui.cli import main
@@ -97,33 +96,49 @@ def _shares(meta) -> dict[str, Fraction]:  # type: ignore[no-untyped-def]
     return {"train": 1 - sum(shares.values(), Fraction(0)), **shares}
 
 
-def _split_streams(data: PreparedDataset, tokenizer, docs: list[str]  # type: ignore[no-untyped-def]
-                   ) -> dict[str, np.ndarray]:
-    """What each split's file must hold: the documents (each + EOS), whole, in corpus
-    order, routed by token share exactly as documented (packing.SplitAssigner)."""
+def _ids(tokenizer, doc: str) -> list[int]:  # type: ignore[no-untyped-def]
+    return [*tokenizer.encode(doc), tokenizer.eos_token_id]
+
+
+def _pieces(documents: list[list[int]], block_size: int) -> list[tuple[int, ...]]:
+    """What packing makes of whole documents (data.long_records = "split"): each one a
+    segment, one longer than a block cut into block-size pieces; sorted, since packing
+    places them by best fit."""
+    return sorted(tuple(ids[a:a + block_size]) for ids in documents
+                  for a in range(0, len(ids), block_size))
+
+
+def _segments(data: PreparedDataset, split: str) -> list[tuple[int, ...]]:
+    return sorted(tuple(seg.tolist()) for seg in data.segments(split))
+
+
+def _split_docs(data: PreparedDataset, tokenizer, docs: list[str]  # type: ignore[no-untyped-def]
+                ) -> dict[str, list[list[int]]]:
+    """The documents (each + EOS) each split must hold, routed by token share exactly
+    as documented (packing.SplitAssigner)."""
     assigner = SplitAssigner(_shares(data.meta))
-    parts: dict[str, list[int]] = {s: [] for s in ("train", "validation", "test")}
+    parts: dict[str, list[list[int]]] = {s: [] for s in ("train", "validation", "test")}
     for doc in docs:
-        ids = [*tokenizer.encode(doc), tokenizer.eos_token_id]
-        parts[assigner.assign(len(ids))].extend(ids)
-    return {s: np.array(ids, dtype=np.int64) for s, ids in parts.items()}
+        ids = _ids(tokenizer, doc)
+        parts[assigner.assign(len(ids))].append(ids)
+    return parts
 
 
-def _expected(tokenizer, docs: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    eos = tokenizer.eos_token_id
-    return np.array([t for d in docs for t in [*tokenizer.encode(d), eos]])
+def _check_split(data: PreparedDataset, split: str, tokenizer, docs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    assert _segments(data, split) == _pieces([_ids(tokenizer, d) for d in docs],
+                                             data.meta.block_size), split
+    assert data.meta.splits[split].documents == len(docs)
 
 
 def _check_tokens(data: PreparedDataset, tokenizer, docs: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Token count = sum(len(encode(doc)) + 1); every split holds whole documents, EOS
-    after each, in corpus order, as the router assigns them."""
+    """Token count = sum(len(encode(doc)) + 1) plus padding; every split holds whole
+    documents (pieces of long ones), EOS after each, as the router assigns them."""
     meta = data.meta
-    assert sum(s.tokens for s in meta.splits.values()) == sum(
+    assert sum(s.content_tokens for s in meta.splits.values()) == sum(
         len(tokenizer.encode(d)) + 1 for d in docs)
-    for split, expected in _split_streams(data, tokenizer, docs).items():
-        assert np.array_equal(data.tokens(split), expected), split
-        if expected.size:
-            assert data.tokens(split)[-1] == meta.eos_token_id
+    for split, expected in _split_docs(data, tokenizer, docs).items():
+        assert _segments(data, split) == _pieces(expected, meta.block_size), split
+        assert meta.splits[split].tokens % meta.block_size == 0
     assert sum(s.documents for s in meta.splits.values()) == len(docs)
 
 
@@ -203,18 +218,19 @@ def test_blocks_shape_validation_share_and_meta(tmp_path: Path, model: str) -> N
     assert n >= 100
     assert data.blocks("train").shape == (meta.splits["train"].blocks, 64)
     assert data.blocks("validation").shape == (meta.splits["validation"].blocks, 64)
-    total = sum(s.tokens for s in meta.splits.values())
-    assert abs(meta.splits["validation"].tokens / total - 0.05) < 0.01
-    assert meta.splits["test"] == SplitMeta(0, 0, 0) and not meta.has_test
+    total = sum(s.content_tokens for s in meta.splits.values())
+    assert abs(meta.splits["validation"].content_tokens / total - 0.05) < 0.01
+    assert meta.splits["test"] == SplitMeta(0, 0, 0, 0, 0) and not meta.has_test
     assert not data.blocks("train").flags.writeable
     assert meta.validation_source == "fraction 0.05" and meta.test_source == "none"
-    assert meta.dtype in ("uint16", "uint32") and meta.format_version == 2
+    assert meta.dtype in ("uint16", "uint32") and meta.format_version == 3
     assert meta.content_hash.startswith("sha256:") and meta.created.endswith("Z")
     data.verify()
     on_disk = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert on_disk["splits"]["train"]["blocks"] == meta.splits["train"].blocks
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "meta.json", "test.bin", "train.bin", "validation.bin"]
+        "meta.json", "test.bin", "test.flags.bin", "train.bin", "train.flags.bin",
+        "validation.bin", "validation.flags.bin"]
 
 
 def test_damaged_dataset_is_refused_with_one_line(tmp_path: Path, model: str) -> None:
@@ -242,7 +258,7 @@ def test_max_tokens_caps_the_total_exactly(tmp_path: Path, model: str) -> None:
     data = _prepare(model, tmp_path / "c.txt", tmp_path / "out", block_size=16,
                     max_tokens=1000, validation_fraction=0.1)
     meta = data.meta
-    assert sum(s.tokens for s in meta.splits.values()) == 1000
+    assert sum(s.content_tokens for s in meta.splits.values()) == 1000
     assert meta.truncated and meta.max_tokens == 1000
 
 
@@ -262,8 +278,7 @@ def test_local_dataset_folder_goes_through_the_datasets_library(tmp_path: Path, 
     assert data.meta.validation_source == "dataset split"
     assert data.meta.source["kind"] == "local dataset"
     for split, docs in (("train", train), ("validation", val)):
-        assert np.array_equal(data.tokens(split), _expected(tokenizer, docs))
-        assert data.meta.splits[split].documents == len(docs)
+        _check_split(data, split, tokenizer, docs)
     with pytest.raises(DataError, match=r"no column 'text' \(columns: body, n\)"):
         _prepare(model, folder, tmp_path / "out2", block_size=16)
     assert not (tmp_path / "out2").exists()
@@ -278,8 +293,8 @@ def test_mlx_lm_layout_uses_its_own_validation_file(tmp_path: Path, model: str,
         (folder / name).write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     data = _prepare(model, folder, tmp_path / "out", block_size=16)
     assert data.meta.validation_source == "dataset split" and data.meta.test_source == "none"
-    assert np.array_equal(data.tokens("validation"), _expected(tokenizer, valid))
-    assert np.array_equal(data.tokens("train"), _expected(tokenizer, train))
+    _check_split(data, "validation", tokenizer, valid)
+    _check_split(data, "train", tokenizer, train)
 
 
 def test_mlx_lm_layout_with_test_jsonl_uses_all_three_files(tmp_path: Path, model: str,
@@ -294,8 +309,7 @@ def test_mlx_lm_layout_with_test_jsonl_uses_all_three_files(tmp_path: Path, mode
     data = _prepare(model, folder, tmp_path / "out", block_size=16, test_fraction=0.2)
     assert data.meta.test_source == "dataset split" and data.meta.has_test
     for split, docs in splits.items():  # the file's own split wins over the fraction
-        assert np.array_equal(data.tokens(split), _expected(tokenizer, docs)), split
-        assert data.meta.splits[split].documents == len(docs)
+        _check_split(data, split, tokenizer, docs)
 
 
 @pytest.mark.parametrize("own_validation", [False, True])
@@ -320,40 +334,61 @@ def test_test_fraction_takes_whole_documents_from_training(tmp_path: Path, model
     if own_validation:
         assert meta.validation_source == "dataset split"
         expected = SplitAssigner({"train": Fraction(17, 20), "test": Fraction(3, 20)})
-        parts: dict[str, list[int]] = {"train": [], "test": []}
+        parts: dict[str, list[list[int]]] = {"train": [], "test": []}
         for doc in docs:
-            ids = [*tokenizer.encode(doc), tokenizer.eos_token_id]
-            parts[expected.assign(len(ids))].extend(ids)
-        for split, ids in parts.items():
-            assert data.tokens(split).tolist() == ids, split
+            ids = _ids(tokenizer, doc)
+            parts[expected.assign(len(ids))].append(ids)
+        for split, documents in parts.items():  # whole documents, each on one side
+            assert _segments(data, split) == _pieces(documents, 16), split
     else:
         _check_tokens(data, tokenizer, docs)
-    routed = meta.splits["train"].tokens + meta.splits["test"].tokens + (
-        0 if own_validation else meta.splits["validation"].tokens)
-    assert abs(meta.splits["test"].tokens / routed - 0.15) < 0.02
-    # No document straddles two splits: every split's text is whole documents of the corpus.
-    encoded = {tuple(tokenizer.encode(d)) for d in docs}
-    for split in ("train", "test"):
-        tokens = data.tokens(split).tolist()
-        cuts = [i for i, t in enumerate(tokens) if t == meta.eos_token_id]
-        starts = [0, *(c + 1 for c in cuts[:-1])]
-        assert all(tuple(tokens[a:b]) in encoded for a, b in zip(starts, cuts, strict=True))
+    routed = meta.splits["train"].content_tokens + meta.splits["test"].content_tokens + (
+        0 if own_validation else meta.splits["validation"].content_tokens)
+    assert abs(meta.splits["test"].content_tokens / routed - 0.15) < 0.02
 
 
-def test_a_format_1_dataset_still_opens_without_a_test_split(tmp_path: Path,
-                                                             model: str) -> None:
+def _older_format(out: Path, version: int) -> None:
+    """Make a prepared folder what an older tscu wrote: no flag files (format < 3), no
+    test split (format 1), the hash over the token files alone."""
+    from tscu_tui.engine.data.packing import sha256_files
+
+    meta = json.loads((out / "meta.json").read_text())
+    meta["format_version"] = version
+    for key in ("train_on", "long_records", "chat_template", "loss_token_share", "example",
+                "sample_prompts"):
+        del meta[key]
+    for split in meta["splits"].values():
+        del split["padding"], split["loss_tokens"]
+    for flags in out.glob("*.flags.bin"):
+        flags.unlink()
+    names = ["train.bin", "validation.bin"]
+    if version == 1:
+        del meta["splits"]["test"], meta["test_source"]
+        (out / "test.bin").unlink()
+    else:
+        names.append("test.bin")
+    meta["content_hash"] = "sha256:" + sha256_files([out / n for n in names])
+    (out / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_formats_still_open_training_every_target(tmp_path: Path, model: str,
+                                                        version: int) -> None:
     (tmp_path / "c.txt").write_text("\n\n".join(_docs(100)))
     out = tmp_path / "out"
-    _prepare(model, tmp_path / "c.txt", out, block_size=16)
-    meta = json.loads((out / "meta.json").read_text())
-    meta["format_version"] = 1
-    del meta["splits"]["test"], meta["test_source"]
-    (out / "meta.json").write_text(json.dumps(meta))
-    (out / "test.bin").unlink()
+    _prepare(model, tmp_path / "c.txt", out, block_size=16, test_fraction=0.1)
+    _older_format(out, version)
     data = PreparedDataset.open(out)
-    assert data.meta.splits["test"] == SplitMeta(0, 0, 0) and data.meta.test_source == "none"
-    assert data.blocks("test").shape == (0, 16)
-    data.verify()  # the hash of format 1 is the hash of its two files
+    assert not data.meta.has_flags and data.flags("train") is None
+    assert data.meta.split("train").trained_tokens == data.meta.split("train").tokens - \
+        data.meta.split("train").blocks
+    if version == 1:
+        assert data.meta.splits["test"] == SplitMeta(0, 0, 0)
+        assert data.meta.test_source == "none"
+        assert data.blocks("test").shape == (0, 16)
+    else:
+        assert data.meta.has_test
+    data.verify()  # an older format's hash is the hash of its token files
 
 
 def test_wikitext_lines_are_rebuilt_into_articles() -> None:

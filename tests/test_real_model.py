@@ -114,3 +114,11 @@ def test_the_model_card_names_the_gguf_source(real_run):
 def test_tscu_import_prints_the_cached_folder(smollm2_dir, capsys):
     assert main(["import", MODEL]) == 0
     assert capsys.readouterr().out.strip() == str(smollm2_dir)
+
+
+def test_samples_of_the_real_model_answer_at_each_evaluation(real_run):
+    run, events = real_run
+    samples = [e for e in events if type(e).__name__ == "SampleEvent"]
+    assert [s.step for s in samples] == [0, 5, 10]
+    assert len(samples[-1].prompts) == 3 and all(a.strip() for a in samples[-1].answers)
+    assert "## Samples" in (run / "README.md").read_text()

@@ -20,6 +20,7 @@ from tscu_tui.engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    SampleEvent,
     StateEvent,
     StepEvent,
     TestEvent,
@@ -109,6 +110,10 @@ class ConsoleDisplay:
             case TestEvent():
                 self._print(f"test split, {event.adapter} adapter (step {event.step}): "
                             f"{event.test_bpt:.4f} bits/token")
+            case SampleEvent():
+                for prompt, answer in zip(event.prompts, event.answers, strict=True):
+                    asked = " ".join(prompt.split())[-50:]
+                    self._print(f"  sample: ...{asked} -> {' '.join(answer.split())[:100]}")
             case CheckpointEvent():
                 self._print(f"checkpoint ({event.reason}) at step {event.step}")
             case LogEvent() if event.level != "info" or event.step is None or not self.live_mode:

@@ -123,7 +123,8 @@ async def test_type_preview_and_prepare_by_keys(config: Config, tmp_path: Path) 
         assert meta.block_size == 16 and meta.splits["train"].tokens > 0
         assert _text(screen, "#status") == f"done: dataset written to {tmp_path / 'prepared'}"
         shown = _text(screen, "#meta")
-        assert f"{meta.splits['train'].tokens:,} tok" in shown and meta.content_hash[:20] in shown
+        assert f"{meta.splits['train'].content_tokens:,} tok" in shown
+        assert meta.content_hash[:20] in shown and f"loss on {meta.loss_token_share:.1%}" in shown
 
         # A second prepare asks before it replaces the dataset.
         await pilot.press("ctrl+r")
@@ -309,3 +310,37 @@ async def test_an_unexpected_failure_goes_to_the_app_dialog(
         assert str(app.screen.query_one("#error-cause", Static).content) == (
             "RuntimeError: disk on fire")
         assert not screen.preparing and _text(screen, "#status") == "preparation failed"
+
+
+@pytest.mark.asyncio
+async def test_a_chat_dataset_shows_its_loss_share_and_a_highlighted_example(
+        tmp_path: Path) -> None:
+    import json
+
+    from rich.text import Text
+
+    from tscu_tui.widgets.dataset_panels import PreviewPanel
+
+    records = [{"messages": [{"role": "user", "content": f"Say {i}."},
+                             {"role": "assistant", "content": f"I say {i}."}]}
+               for i in range(60)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    prepare_dataset(PrepareOptions(dataset=str(tmp_path / "chat.jsonl"), model=EMBEDDED_MODEL,
+                                   output_dir=tmp_path / "prepared", block_size=64,
+                                   validation_fraction=0.1))
+    config = Config()
+    config.model.name = EMBEDDED_MODEL
+    config.data.dataset, config.data.path = str(tmp_path / "chat.jsonl"), str(
+        tmp_path / "prepared")
+    meta = PreparedDataset.open(tmp_path / "prepared").meta
+    async with _app(config, tmp_path).run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot)
+        assert f"loss on {meta.loss_token_share:.1%} (completions)" in _text(
+            screen, "#meta")
+        assert screen.query_one("#preview-box").border_title == (
+            "Prepared example: trained text highlighted")
+        shown = screen.query_one(PreviewPanel).content
+        assert isinstance(shown, Text)
+        trained = [shown.plain[s.start:s.end] for s in shown.spans if s.style == "bold reverse"]
+        assert trained == ["I say 0.<|im_end|>\n<|endoftext|>"]
+        assert "<|im_start|>user\nSay 0." in shown.plain

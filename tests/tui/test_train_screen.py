@@ -346,3 +346,23 @@ async def test_the_screen_names_the_best_checkpoint_and_says_when_the_run_overfi
         fit = screen.query_one("#fit")
         assert str(fit.render()) == ("best validation 5.7642 bits/token at step 60, adapter "
                                      "in best/") and not fit.has_class("overfitting")
+
+
+@pytest.mark.asyncio
+async def test_the_latest_answers_show_under_the_charts(demo_data, tmp_path):
+    from tscu_tui.widgets.sample_answers import SampleAnswers
+
+    config = tiny_config(demo_data, tmp_path / "run", "train.max_steps=2", "train.eval_steps=1",
+                         "data.sample_max_tokens=3")
+    app = TscuApp(config, tmp_path / "tscu.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        answers = screen.query_one(SampleAnswers)
+        assert not answers.display  # nothing sampled yet
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state == "finished")
+        await pilot.pause(0.1)
+        assert answers.display
+        text = str(answers.render())
+        assert text.startswith("answers at step 2 (greedy):")
+        assert text.count(" -> ") == 3 and "Unicode characters U+" in text

@@ -57,7 +57,8 @@ def ensure_demo_data(config: Config) -> None:
                              block_size=config.data.block_size,
                              validation_fraction=config.data.validation_fraction,
                              test_fraction=config.data.test_fraction,
-                             overwrite=True)
+                             train_on=config.data.train_on,
+                             long_records=config.data.long_records, overwrite=True)
     try:
         meta = PreparedDataset.open(options.output_dir).meta
     except TscuError:
@@ -65,9 +66,11 @@ def ensure_demo_data(config: Config) -> None:
     test_source = f"fraction {options.test_fraction:g}" if options.test_fraction else "none"
     if meta is None or (meta.format_version, meta.block_size, meta.model,
                         meta.validation_source, meta.test_source,
-                        meta.source.get("dataset")) != (
+                        meta.source.get("dataset"), meta.train_on,
+                        (meta.long_records or {}).get("mode")) != (
             FORMAT_VERSION, options.block_size, options.model,
-            f"fraction {options.validation_fraction:g}", test_source, options.dataset):
+            f"fraction {options.validation_fraction:g}", test_source, options.dataset,
+            options.train_on, options.long_records):
         prepare_with_progress(options)
 
 

@@ -52,6 +52,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="Hugging Face dataset config name")
     parser.add_argument("--txt-split", choices=TXT_SPLITS,
                         help="documents of a .txt file: paragraph (default), line or document")
+    parser.add_argument("--train-on", choices=("completions", "last_turn", "all"),
+                        help="tokens of chat and prompt/completion records that carry loss: "
+                             "every assistant turn (default), the last one, or all")
+    parser.add_argument("--long-records", choices=("split", "truncate", "drop"),
+                        help="a document longer than a block: split into pieces (default), "
+                             "truncate to one block, or drop")
+    parser.add_argument("--chat-template", metavar="FILE",
+                        help="a Jinja chat template to render chat records with (default: "
+                             "data.chat_template, else the tokenizer's own)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output folder if it exists")
 
@@ -62,7 +71,8 @@ FLAG_OF_KEY = {"data.dataset": "--dataset", "model.name": "--model", "data.path"
                "data.validation_fraction": "--validation-fraction",
                "data.test_fraction": "--test-fraction",
                "data.text_column": "--text-column", "data.dataset_config": "--dataset-config",
-               "data.txt_split": "--txt-split"}
+               "data.txt_split": "--txt-split", "data.train_on": "--train-on",
+               "data.long_records": "--long-records", "data.chat_template": "--chat-template"}
 
 
 def in_flags(message: str) -> str:
@@ -136,6 +146,10 @@ def build_options(args: argparse.Namespace, defaults: tuple[Config, str]) -> Pre
         dataset_config=given("dataset_config", data.dataset_config) or None,
         txt_split=given("txt_split", data.txt_split),
         overwrite=bool(getattr(args, "overwrite", False)),
+        train_on=given("train_on", data.train_on),
+        long_records=given("long_records", data.long_records),
+        chat_template=given("chat_template", data.chat_template),
+        chat_template_kwargs=dict(data.chat_template_kwargs),
     )
     try:
         options.check()
@@ -203,10 +217,43 @@ def _summary(console: Any, options: PrepareOptions, meta: DatasetMeta) -> None:
     console.print(f"Prepared [bold]{escape(options.dataset)}[/] into "
                   f"[bold]{escape(str(options.output_dir))}[/]", soft_wrap=True)
     for name, split in meta.splits.items():
-        console.print(f"  {name:<10} {split.tokens:>14,} tokens {split.blocks:>10,} blocks "
-                      f"{split.documents:>10,} documents", soft_wrap=True)
+        console.print(f"  {name:<10} {split.content_tokens:>14,} tokens {split.blocks:>10,} "
+                      f"blocks {split.documents:>10,} documents", soft_wrap=True)
     capped = ", stopped at --max-tokens" if meta.truncated else ""
     console.print(f"  block size {meta.block_size}, {meta.dtype}, validation: "
                   f"{escape(meta.validation_source)}, test: {escape(meta.test_source)}{capped}",
                   soft_wrap=True)
     console.print(f"  tokenizer of {escape(meta.model)}", soft_wrap=True)
+    for line in summary_lines(meta):
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
+def summary_lines(meta: DatasetMeta) -> list[str]:
+    """What the loss trains on and what packing did, for the summary (and `tscu demo`)."""
+    if not meta.has_flags:
+        return []
+    train = meta.split("train")
+    padding = sum(s.padding for s in meta.splits.values())
+    total = sum(s.tokens for s in meta.splits.values())
+    lines = []
+    if meta.loss_token_share is not None:
+        what = (f"data.train_on = {meta.train_on}" if meta.chat_template is not None
+                else "plain text: every token")
+        lines.append(f"loss on {meta.loss_token_share:.1%} of the training tokens "
+                     f"({train.trained_tokens:,} of {train.content_tokens:,}; {what})")
+    lines.append(f"one document per block segment, attention kept apart; padding "
+                 f"{padding / total:.1%} of the blocks" if total else "no blocks")
+    long = meta.long_records or {}
+    count = sum(long.get(k, 0) for k in ("split", "truncated", "dropped"))
+    if count:
+        done = {"split": "split into block-size pieces (each trains without the text "
+                         "before it)", "truncate": "truncated to one block",
+                "drop": "dropped"}[long.get("mode", "split")]
+        lines.append(f"warning: {count:,} documents longer than a block of {meta.block_size} "
+                     f"were {done} (data.long_records = {long.get('mode')})")
+    if meta.chat_template is not None:
+        template = meta.chat_template
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in (template.get("kwargs") or {}).items())
+        lines.append(f"chat records rendered with {template.get('source')}"
+                     f"{f' ({kwargs})' if kwargs else ''}")
+    return lines

@@ -121,6 +121,17 @@ class TestEvent:
 
 
 @dataclass(frozen=True)
+class SampleEvent:
+    """The model's greedy answers to a few held-out prompts at an evaluation."""
+
+    step: int
+    prompts: list[str]  # as the model saw them (chat template and generation prompt)
+    answers: list[str]
+    references: list[str | None] | None = None  # the held-out answers, where known
+    sample_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class CheckpointEvent:
     step: int
     path: str
@@ -159,10 +170,11 @@ class RunFailed:
     reported_elsewhere: bool = False  # that rank printed the line itself: stay quiet
 
 
-Event = (RunStarted | StepEvent | EvalEvent | TestEvent | CheckpointEvent | LogEvent
-         | StateEvent | RunFinished | RunFailed)
+Event = (RunStarted | StepEvent | EvalEvent | TestEvent | SampleEvent | CheckpointEvent
+         | LogEvent | StateEvent | RunFinished | RunFailed)
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    RunStarted, StepEvent, EvalEvent, TestEvent, CheckpointEvent, LogEvent, StateEvent,
+    RunStarted, StepEvent, EvalEvent, TestEvent, SampleEvent, CheckpointEvent, LogEvent,
+    StateEvent,
     RunFinished, RunFailed)}
 
 

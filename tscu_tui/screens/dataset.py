@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.data import (
+    DatasetMeta,
     PrepareCancelled,
     PreparedDataset,
     PrepareOptions,
@@ -47,7 +48,12 @@ from tscu_tui.screens.dataset_form import (
 )
 from tscu_tui.screens.dataset_messages import Prepared, Previewed, Progressed
 from tscu_tui.screens.error import one_line
-from tscu_tui.widgets.dataset_panels import MetaPanel, PreviewPanel, progress_text
+from tscu_tui.widgets.dataset_panels import (
+    MetaPanel,
+    PreviewPanel,
+    example_text,
+    progress_text,
+)
 
 IDLE_TOTAL = 100
 PREP_GROUP = "dataset-prepare"
@@ -104,9 +110,10 @@ class DatasetScreen(TscuScreen):
     def on_mount(self) -> None:
         self.query_one("#preview-box").border_title = "Preview"
         self._load_fields()
-        self._show_meta()
+        meta = self._show_meta()
         self._show_ready()
-        self.query_one(PreviewPanel).show_hint("No preview yet.")
+        if not self._show_example(meta):
+            self.query_one(PreviewPanel).show_hint("No preview yet.")
 
     def on_unmount(self) -> None:
         self.cancel.set()  # quitting mid-preparation: the engine removes its staging folder
@@ -214,16 +221,28 @@ class DatasetScreen(TscuScreen):
 
     # -- prepared dataset --------------------------------------------------------------------
 
-    def _show_meta(self) -> None:
+    def _show_meta(self) -> DatasetMeta | None:
         panel = self.query_one(MetaPanel)
         path = self.tscu.config.data.path
         if not Path(path).expanduser().exists():
             panel.show_missing(path)
-            return
+            return None
         try:
-            panel.show_meta(PreparedDataset.open(path).meta)
+            meta = PreparedDataset.open(path).meta
         except TscuError as exc:
             panel.show_error(in_fields(one_line(exc)))
+            return None
+        panel.show_meta(meta)
+        return meta
+
+    def _show_example(self, meta: DatasetMeta | None) -> bool:
+        """A chat dataset's rendered example in the preview box, trained text highlighted."""
+        example = example_text(meta) if meta is not None else None
+        if example is None:
+            return False
+        self.query_one("#preview-box").border_title = "Prepared example: trained text highlighted"
+        self.query_one(PreviewPanel).show_example(example)
+        return True
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -326,6 +345,7 @@ class DatasetScreen(TscuScreen):
             self._set_status(f"done: dataset written to {self.tscu.config.data.path}",
                              "-success")
             self.query_one(MetaPanel).show_meta(message.meta)
+            self._show_example(message.meta)
         else:
             bar.update(total=IDLE_TOTAL, progress=0)
             self._set_status(message.error, "-warning" if message.cancelled else "-error")
@@ -335,6 +355,7 @@ class DatasetScreen(TscuScreen):
         self.previewing = False
         self.refresh_bindings()
         panel = self.query_one(PreviewPanel)
+        self.query_one("#preview-box").border_title = "Preview"
         if message.preview is not None:
             panel.show_preview(message.preview)
             if not self.preparing:

@@ -101,4 +101,5 @@ def options_from_config(config: Config, *, overwrite: bool = False) -> PrepareOp
         validation_fraction=data.validation_fraction, test_fraction=data.test_fraction,
         text_column=data.text_column,
         dataset_config=data.dataset_config or None, txt_split=data.txt_split,
-        overwrite=overwrite)
+        overwrite=overwrite, train_on=data.train_on, long_records=data.long_records,
+        chat_template=data.chat_template, chat_template_kwargs=dict(data.chat_template_kwargs))

@@ -29,6 +29,7 @@ from tscu_tui.engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    SampleEvent,
     StateEvent,
     StepEvent,
 )
@@ -41,6 +42,7 @@ from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
 from tscu_tui.screens.plot import PlotScreen
 from tscu_tui.widgets.metric_panel import MetricPanel
+from tscu_tui.widgets.sample_answers import SampleAnswers
 from tscu_tui.widgets.train_charts import TrainCharts
 
 REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast events come
@@ -89,6 +91,7 @@ class TrainScreen(TscuScreen):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
             yield Static("", id="eta", markup=False)
         yield TrainCharts(id="charts")
+        yield SampleAnswers(id="answers", markup=False)
         yield Log(id="log", max_lines=2000)
         yield Footer()
 
@@ -304,6 +307,8 @@ class TrainScreen(TscuScreen):
                 self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
                                 f"bits/token, ppl {event.perplexity:.2f}"
                                 f"{' (best)' if event.is_best else ''}{eta}")
+            case SampleEvent():
+                self.query_one(SampleAnswers).show(event)
             case CheckpointEvent():
                 self._write_log(f"checkpoint ({event.reason}) at step {event.step}")
             case LogEvent():
@@ -438,6 +443,7 @@ class TrainScreen(TscuScreen):
         self.last_step = None
         self.last_control = None
         self.bits_per_j = self.mdl_bits_per_j = None
+        self.query_one(SampleAnswers).clear()
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
 
     def _write_log(self, line: str) -> None:

@@ -7,6 +7,7 @@ ellipsis instead of wrapping the layout out of an 80x24 terminal.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import Static
 
 from tscu_tui.engine.data import DatasetMeta, PrepareProgress
@@ -30,16 +31,41 @@ def meta_text(meta: DatasetMeta) -> str:
     capped = f", capped at {meta.max_tokens:,}" if meta.truncated and meta.max_tokens else ""
     documents = f"{train.documents:,} + {valid.documents:,}"
     return "\n".join([
-        f"train {train.tokens:>11,} tok {train.blocks:>8,} blk",
-        f"valid {valid.tokens:>11,} tok {valid.blocks:>8,} blk",
-        *([f"test  {test.tokens:>11,} tok {test.blocks:>8,} blk"] if meta.has_test else []),
+        f"train {train.content_tokens:>11,} tok {train.blocks:>8,} blk",
+        f"valid {valid.content_tokens:>11,} tok {valid.blocks:>8,} blk",
+        *([f"test  {test.content_tokens:>11,} tok {test.blocks:>8,} blk"]
+          if meta.has_test else []),
         f"documents {documents}{f' + {test.documents:,}' if meta.has_test else ''}{capped}",
+        loss_text(meta),
         f"block {meta.block_size}, vocab {meta.vocab_size:,}, {meta.dtype}",
         f"source {source} ({meta.source.get('kind', '?')})",
         f"held out: valid {_held_out(meta.validation_source)}, "
         f"test {_held_out(meta.test_source)}",
         f"hash {meta.content_hash}",
     ])
+
+
+def loss_text(meta: DatasetMeta) -> str:
+    """The share of training tokens that carry loss, what trains, and the padding."""
+    if not meta.has_flags:
+        return f"loss on every token (format {meta.format_version}: prepare again for masks)"
+    share = meta.loss_token_share
+    what = meta.train_on if meta.chat_template is not None else "text"
+    padding = sum(s.padding for s in meta.splits.values())
+    total = sum(s.tokens for s in meta.splits.values())
+    pad = f", pad {padding / total:.0%}" if total else ""
+    return f"loss on {share:.1%} ({what}){pad}" if share is not None else \
+        f"loss on no token ({what})"
+
+
+def example_text(meta: DatasetMeta) -> Text | None:
+    """A prepared chat record as rendered, the text that trains highlighted."""
+    if meta.chat_template is None or not meta.example:
+        return None
+    text = Text()
+    for piece, trained in meta.example:
+        text.append(str(piece), style="bold reverse" if trained else "dim")
+    return text
 
 
 def _held_out(source: str) -> str:
@@ -112,6 +138,7 @@ class PreviewPanel(_Plain):
     DEFAULT_CSS = """
     PreviewPanel { text-wrap: nowrap; text-overflow: ellipsis; }
     PreviewPanel.-empty { color: $text-muted; }
+    PreviewPanel.-example { text-wrap: wrap; }
     """
 
     def show_hint(self, line: str) -> None:
@@ -121,3 +148,8 @@ class PreviewPanel(_Plain):
     def show_preview(self, preview: DatasetPreview) -> None:
         self.set_classes("")
         self.update(preview_text(preview))
+
+    def show_example(self, example: Text) -> None:
+        """A prepared record, wrapped: the template's markup and the trained answers."""
+        self.set_classes("-example")
+        self.update(example)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
-from tscu_tui.engine.config.load import NUMBER_OR_WORD, field_type
+from tscu_tui.engine.config.load import NUMBER_OR_WORD, TABLE, field_type
 
 
 def parse_text(section: object, key: str, text: str) -> Any:
@@ -18,6 +18,13 @@ def parse_text(section: object, key: str, text: str) -> Any:
     kind = field_type(section, key)
     if kind is str:
         return text
+    if kind == TABLE:  # an inline table, braces optional: enable_thinking = false
+        body = text.strip()
+        body = body if body.startswith("{") else "{" + body + "}"
+        try:
+            return tomllib.loads(f"v = {body}")["v"]
+        except tomllib.TOMLDecodeError:
+            return text.strip()
     if kind not in (bool, int, float, NUMBER_OR_WORD):  # list[str]
         return [part.strip() for part in text.split(",") if part.strip()]
     try:
@@ -26,10 +33,23 @@ def parse_text(section: object, key: str, text: str) -> Any:
         return text.strip()
 
 
+def toml_value(value: Any) -> str:
+    """`value` as TOML source (a dict as an inline table)."""
+    import tomlkit
+
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table.as_string()
+    return tomlkit.item(value).as_string()
+
+
 def value_text(value: Any) -> str:
     """`value` as the text `parse_text` reads back to the same value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return toml_value(value)
     return str(value) if not isinstance(value, float) else repr(value)

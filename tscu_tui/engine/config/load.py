@@ -29,6 +29,7 @@ def field_type(section: object, key: str) -> Any:
 
 
 NUMBER_OR_WORD = float | str  # a number within min/max, or one of the field's choices
+TABLE = dict[str, Any]  # a TOML table of plain values (strings, numbers, booleans)
 
 
 def all_keys() -> list[str]:
@@ -47,8 +48,9 @@ def describe_allowed(section: object, key: str) -> str:
     if choices and kind != NUMBER_OR_WORD:
         return "one of " + choices
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             NUMBER_OR_WORD: "a number"}
-    text = words.get(kind, "a list of strings")
+             NUMBER_OR_WORD: "a number", TABLE: "a table of names to plain values"}
+    text = words.get(kind, "a list of strings" + (" (may be empty)" if meta.get("empty")
+                                                  else ""))
     low, high = meta.get("min"), meta.get("max")
     if low is not None and high is not None:
         left = "(" if meta.get("min_exclusive") else "["
@@ -84,9 +86,14 @@ def check_value(section: object, key: str, value: Any) -> tuple[Any, bool]:
         if not isinstance(value, str):
             return value, False
         return value, not meta.get("choices") or value in meta["choices"]
-    else:  # list[str]: with choices, any of them (none too); without, at least one string
+    elif kind == TABLE:
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str | int | float | bool)
+            for k, v in value.items())
+        return value, ok
+    else:  # list[str]: with choices, any of them (none too); else strings, empty if allowed
         choices = meta.get("choices")
-        ok = (isinstance(value, list) and (bool(value) or bool(choices))
+        ok = (isinstance(value, list) and (bool(value) or bool(choices) or bool(meta.get("empty")))
               and all(isinstance(v, str) and v and (not choices or v in choices)
                       for v in value))
         return value, ok

@@ -9,6 +9,7 @@ from typing import Any
 
 import tomlkit
 
+from tscu_tui.engine.config.edit import toml_value
 from tscu_tui.engine.config.load import describe_allowed, section_fields
 from tscu_tui.engine.config.schema import Config, sections
 from tscu_tui.engine.fileio import atomic_write_text
@@ -35,7 +36,7 @@ def render_toml(config: Config, header: str = HEADER) -> str:
         lines += ["", *_comment((type(section).__doc__ or "").strip()), f"[{name}]"]
         for key, f in section_fields(section).items():
             help_text = f"{f.metadata['help']} Allowed: {describe_allowed(section, key)}."
-            value = tomlkit.item(getattr(section, key)).as_string()
+            value = toml_value(getattr(section, key))
             lines += [*_comment(help_text), f"{key} = {value}"]
     return "\n".join(lines) + "\n"
 
@@ -58,8 +59,17 @@ def save_config(path: str | Path, config: Config) -> None:
         for key, value in values.items():
             current = table.get(key)
             if current is None or _plain(current) != value:
-                table[key] = value
+                table[key] = _item(value)
     atomic_write_text(file, tomlkit.dumps(document))
+
+
+def _item(value: Any) -> Any:
+    """A dict as an inline table (tomlkit would make it a [section.key] table)."""
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table
+    return value
 
 
 def _plain(item: Any) -> Any:

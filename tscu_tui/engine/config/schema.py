@@ -17,15 +17,17 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-            min_exclusive: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+            min_exclusive: bool = False, choices: tuple[str, ...] | None = None,
+            empty: bool = False) -> Any:
     """Declare a config field with its help text and allowed values.
 
     A `float | str` field takes a number within min/max or one of `choices`
-    (e.g. `scu.target_s`: a number or "auto")."""
+    (e.g. `scu.target_s`: a number or "auto"); a list field may be empty only with
+    `empty`; a `dict[str, Any]` field is a TOML table of plain values."""
     meta = {"help": help, "min": min, "max": max, "min_exclusive": min_exclusive,
-            "choices": choices}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+            "choices": choices, "empty": empty}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -68,6 +70,30 @@ class DataConfig:
                                         "dataset has no test split (test.jsonl beside "
                                         "valid.jsonl); reports quote it. 0 = no test split.",
                                    min=0.0, max=0.5)
+    train_on: str = setting("completions", "Which tokens of chat and prompt/completion records "
+                                           "carry loss (and count in held-out BPT): "
+                                           "'completions' = every assistant turn (its text and "
+                                           "end-of-turn marker), 'last_turn' = the last one, "
+                                           "'all' = everything, prompts and markup included. "
+                                           "Plain-text records always train on all.",
+                            choices=("completions", "last_turn", "all"))
+    long_records: str = setting("split", "A document longer than data.block_size: 'split' "
+                                         "into block-size pieces (each trains without the "
+                                         "text before it; counted in the prepare summary), "
+                                         "'truncate' to its first block, or 'drop'.",
+                                choices=("split", "truncate", "drop"))
+    chat_template: str = setting("", "A Jinja chat template file to render chat records with "
+                                     "instead of the tokenizer's own (prepare, samples); "
+                                     "empty = the tokenizer's.")
+    chat_template_kwargs: dict[str, Any] = setting(
+        {}, "Extra variables for the chat template, in prepare and in samples, e.g. "
+            "{enable_thinking = false} for Qwen3 (no <think> block).")
+    sample_prompts: list[str] = setting([], "Prompts the model answers at each evaluation "
+                                            "(through the chat template, greedy); empty = up "
+                                            "to three held-out prompts of the dataset.",
+                                        empty=True)
+    sample_max_tokens: int = setting(32, "Tokens of each answer sampled at evaluation; 0 = "
+                                         "no samples.", min=0, max=4096)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""What a dataset source yields: documents, read positions, the chat template, and
-the `Source` interface every reader (local files, the Hub) implements.
+"""What a dataset source yields: documents, read positions, and the
+`Source` interface every reader (local files, the Hub) implements.
 
 A *document* is one unit of text that gets an EOS token after it: a paragraph,
 line or file of a .txt, one JSONL record, one WikiText article, one row of a
@@ -13,11 +13,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
-
+from tscu_tui.engine.data.chat import ChatTemplate
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
@@ -30,10 +28,13 @@ DATASETS_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".ar
 @dataclass(frozen=True)
 class Document:
     """One document's text. `templated` text was rendered by a chat template,
-    which already places any BOS, so it is encoded without special tokens."""
+    which already places any BOS, so it is encoded without special tokens.
+    `spans` are the character ranges that carry loss (None: all of the text;
+    chat.Rendered says how they are found)."""
 
     text: str
     templated: bool = False
+    spans: tuple[tuple[int, int], ...] | None = None
 
 
 class ReadPosition:
@@ -47,26 +48,6 @@ class ReadPosition:
 
     def reset(self, total: int | None, unit: str | None) -> None:
         self.completed, self.total, self.unit = (0 if unit else None), total, unit
-
-
-class ChatTemplate:
-    """The tokenizer's chat template, used to render `messages` and prompt/completion
-    records exactly as mlx-lm renders them for training."""
-
-    def __init__(self, tokenizer: TokenizerWrapper | None) -> None:
-        self._tokenizer = tokenizer
-        template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
-        self.available = bool(template)
-
-    def render(self, messages: list[Any], tools: Any = None) -> str:
-        assert self._tokenizer is not None
-        kwargs: dict[str, Any] = {"tokenize": False}
-        if tools is not None:
-            kwargs["tools"] = tools
-        text = self._tokenizer.apply_chat_template(messages, **kwargs)
-        if not isinstance(text, str):  # some versions return a list when batched
-            raise TypeError(f"chat template returned {type(text).__name__}, not text")
-        return text
 
 
 class Source(ABC):

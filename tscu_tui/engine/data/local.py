@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tscu_tui.engine.data.chat import check_messages, render_record
 from tscu_tui.engine.data.documents import (
     DATASETS_SUFFIXES,
     TEST,
@@ -41,7 +42,7 @@ from tscu_tui.engine.data.documents import (
     ReadPosition,
     Source,
 )
-from tscu_tui.engine.errors import DataError, first_line
+from tscu_tui.engine.errors import DataError
 
 if TYPE_CHECKING:
     from tscu_tui.engine.data.options import PrepareOptions
@@ -132,6 +133,7 @@ class LocalFilesSource(Source):
         self._splits = splits
         self._txt_split = options.txt_split
         self._text_key = options.text_column
+        self._train_on = options.train_on
         self._formats: dict[Path, str] = {}
         self.own_splits = VALIDATION in splits
         self.own_test = TEST in splits
@@ -190,7 +192,8 @@ class LocalFilesSource(Source):
             elif kind != first[0]:
                 raise DataError(f"{path}:{lineno}: a '{kind}' record in a file of '{first[0]}' "
                                 f"records (line {first[1]}); a JSONL file must use one format")
-            yield _record_document(record, kind, self._text_key, chat, f"{path}:{lineno}")
+            yield _record_document(record, kind, self._text_key, chat, self._train_on,
+                                   f"{path}:{lineno}")
         if first is None:
             self._formats[path] = "empty"
 
@@ -260,7 +263,9 @@ def _format_label(kind: str, chat: ChatTemplate) -> str:
 
 
 def _record_document(record: dict[str, Any], kind: str, text_key: str, chat: ChatTemplate,
-                     where: str) -> Document:
+                     train_on: str, where: str) -> Document:
+    """A record's document: text as is, or prompt/completion and messages records through
+    the chat template, with the spans `train_on` trains (chat.py)."""
     if kind == "text":
         return Document(_string(record, text_key, where))
     tools = record.get("tools")
@@ -268,24 +273,19 @@ def _record_document(record: dict[str, Any], kind: str, text_key: str, chat: Cha
         prompt = _string(record, "prompt", where)
         completion = _string(record, "completion", where)
         if not chat.available:
-            return Document(prompt + completion)
+            text = prompt + completion
+            return Document(text, spans=None if train_on == "all" else
+                            ((len(prompt), len(text)),))
         messages: Any = [{"role": "user", "content": prompt},
                          {"role": "assistant", "content": completion}]
     else:
         messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise DataError(f"{where}: 'messages' must be a non-empty list")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise DataError(f"{where}: messages[{i}] must be an object with a 'role'")
+        check_messages(messages, where)
         if not chat.available:
             raise DataError(f"{where}: 'messages' records need a chat template, and this "
-                            "model's tokenizer has none")
-    try:
-        return Document(chat.render(messages, tools), templated=True)
-    except Exception as exc:  # jinja raises anything (TemplateError, TypeError, ...)
-        raise DataError(f"{where}: cannot render with the chat template "
-                        f"({first_line(exc)})") from None
+                            "model's tokenizer has none (data.chat_template names one)")
+    rendered = render_record(chat, messages, tools, train_on, where)
+    return Document(rendered.text, templated=True, spans=rendered.spans)
 
 
 def _string(record: dict[str, Any], key: str, where: str) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+from tscu_tui.engine.data.chat import TRAIN_ON
+from tscu_tui.engine.data.packing import LONG_RECORDS
 from tscu_tui.engine.errors import DataError
 
 TXT_SPLITS = ("paragraph", "line", "document")
@@ -28,6 +31,10 @@ class PrepareOptions:
     dataset_config: str | None = None
     txt_split: str = "paragraph"
     overwrite: bool = False
+    train_on: str = "completions"
+    long_records: str = "split"
+    chat_template: str = ""  # a template file; empty = the tokenizer's own
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def check(self, *, output: bool = True) -> None:
         """Raise DataError naming the first bad option (cheap checks only); `output=False`
@@ -57,6 +64,16 @@ class PrepareOptions:
                             f"got {self.txt_split!r}")
         if not self.text_column:
             raise DataError("data.text_column is empty")
+        for key, allowed in (("train_on", TRAIN_ON), ("long_records", LONG_RECORDS)):
+            if getattr(self, key) not in allowed:
+                raise DataError(f"data.{key} must be one of {', '.join(allowed)}, "
+                                f"got {getattr(self, key)!r}")
+        kwargs = self.chat_template_kwargs
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise DataError(f"data.chat_template_kwargs must be a table of names, got "
+                            f"{kwargs!r}")
+        if self.chat_template and not Path(self.chat_template).expanduser().is_file():
+            raise DataError(f"data.chat_template: no such file {self.chat_template}")
         if output:
             self._check_output_dir()
 

@@ -1,17 +1,18 @@
-"""Tokenize documents in batches and pack the token stream into split files.
+"""Pack encoded documents into blocks that keep them apart, split by split.
 
-Every document becomes `encode(text) + [eos]`: the tokenizer's own special
-tokens are kept (so a BOS appears only if the tokenizer adds one by itself,
-as `tokenizer.encode` does; Qwen adds none), and EOS is appended unless the
-encoding already ends with it (mlx-lm's rule). Chat-template output is encoded
-without special tokens because the template already placed them.
+Documents are routed whole to the splits (`DocumentRouter`): the splits a
+dataset does not bring itself (validation, test) are taken from its documents
+by token share, deterministic, spread evenly through the corpus rather than
+taken from its end, and a document is never on two sides of a split.
 
-Each split is one flat binary file of all its tokens (trailing partial block
-included); block i of a split is tokens[i*B:(i+1)*B]. The splits a dataset does
-not bring itself (validation, test) are taken from its documents by token share,
-whole documents at a time (`DocumentRouter`): deterministic, spread evenly
-through the corpus rather than taken from its end, and a document is never on
-two sides of a split.
+Within a split, `BlockPacker` places each document whole inside one block
+(best fit among a few open blocks, the rest of a block padded), so no
+document is cut at a block edge and attention, masked per document by its
+flags (encoding.py), never crosses into a neighbour. A document longer than a
+block follows `data.long_records`: "split" into block-size pieces (each trains
+without the text before it: counted and warned about), "truncate" to its first
+block, or "drop". Each split is one flat token file and one flag file of whole
+blocks; block i is tokens[i*B:(i+1)*B].
 """
 
 from __future__ import annotations
@@ -19,105 +20,181 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
-from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tscu_tui.engine.data.documents import Document
-from tscu_tui.engine.errors import DataError, ModelError
-
-if TYPE_CHECKING:
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
+from tscu_tui.engine.data.encoding import FLAGS_DTYPE, PAD, START, TRAINED, Encoded
+from tscu_tui.engine.errors import DataError
 
 #: A batch is flushed to the tokenizer at this many documents or characters,
 #: which bounds memory (a few MB of Python ints) whatever the corpus size.
 BATCH_DOCUMENTS = 256
 BATCH_CHARACTERS = 512 * 1024
+LONG_RECORDS = ("split", "truncate", "drop")
+#: Blocks kept open for best-fit packing: more wastes less padding, each costs a block.
+OPEN_BLOCKS = 16
+#: Documents of each split kept as they came (examples, sample prompts: examples.py).
+KEEP_FIRST = 3
 
 
-class Encoder:
-    """Batch-encode documents with the HF fast tokenizer inside the mlx-lm wrapper."""
+@dataclass
+class LongRecords:
+    """What happened to documents longer than a block."""
 
-    def __init__(self, tokenizer: TokenizerWrapper, model: str) -> None:
-        self.hf: Any = getattr(tokenizer, "_tokenizer", tokenizer)
-        eos = self.hf.eos_token_id
-        if eos is None:
-            raise ModelError(f"the tokenizer of '{model}' has no EOS token, which packing "
-                             "needs between documents")
-        self.eos_token_id = int(eos)
-        self.vocab_size = max(len(self.hf), int(getattr(self.hf, "vocab_size", 0) or 0))
-        # Little-endian on disk whatever the machine, as store.py reads it.
-        self.dtype = np.dtype("<u2" if self.vocab_size <= 1 << 16 else "<u4")
+    split: int = 0
+    truncated: int = 0
+    dropped: int = 0
 
-    def encode(self, documents: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of all `documents` (each + EOS) and the index of each one's last token."""
-        lists: list[list[int]] = []
-        start = 0
-        while start < len(documents):  # consecutive runs that share `templated`
-            end = start
-            while end < len(documents) and documents[end].templated == documents[start].templated:
-                end += 1
-            texts = [d.text for d in documents[start:end]]
-            # verbose=False: long documents are fine here, no "longer than max length" warning.
-            encoded = self.hf(texts, add_special_tokens=not documents[start].templated,
-                              return_attention_mask=False, verbose=False)["input_ids"]
-            lists.extend(encoded)
-            start = end
-        eos = self.eos_token_id
-        for ids in lists:
-            if not ids or ids[-1] != eos:
-                ids.append(eos)
-        lengths = np.fromiter((len(ids) for ids in lists), dtype=np.int64, count=len(lists))
-        tokens = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
-        if tokens.size and int(tokens.max()) > np.iinfo(self.dtype).max:
-            raise ModelError(f"token id {int(tokens.max())} does not fit {self.dtype.name} "
-                             f"(vocabulary of {self.vocab_size}); the tokenizer is inconsistent")
-        return tokens.astype(self.dtype), np.cumsum(lengths) - 1
+    def add(self, other: LongRecords) -> None:
+        self.split += other.split
+        self.truncated += other.truncated
+        self.dropped += other.dropped
 
 
-class TokenFile:
-    """Append-only token file of one split, counting tokens and documents."""
+@dataclass(eq=False)  # identity: open blocks are removed by `is`, never compared
+class _Block:
+    tokens: list[np.ndarray] = field(default_factory=list)
+    flags: list[np.ndarray] = field(default_factory=list)
+    used: int = 0
 
-    def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self.path = path
-        self.dtype = dtype
-        self.tokens = 0
+
+class BlockPacker:
+    """One split's token and flag files, written a whole block at a time."""
+
+    def __init__(self, path: Path, flags_path: Path, dtype: np.dtype, block_size: int,
+                 long_records: str, pad_id: int) -> None:
+        self.path, self.flags_path = path, flags_path
+        self.dtype, self.size = dtype, block_size
+        self.long_records, self.pad_id = long_records, pad_id
+        self.tokens = self.padding = self.loss_tokens = 0
         self.documents = 0
+        self.long = LongRecords()
+        self.first: list[tuple[np.ndarray, np.ndarray]] = []
+        self._open: list[_Block] = []
         self._handle = path.open("wb")
+        self._flags = flags_path.open("wb")
 
-    def write(self, tokens: np.ndarray) -> None:
-        if tokens.size:
-            self._handle.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
-            self.tokens += int(tokens.size)
+    @property
+    def content_tokens(self) -> int:
+        return self.tokens - self.padding
+
+    def add(self, tokens: np.ndarray, flags: np.ndarray) -> None:
+        """Place one document (its tokens and flags)."""
+        n, size = int(tokens.size), self.size
+        if not n:
+            return
+        self.documents += 1
+        if len(self.first) < KEEP_FIRST:
+            self.first.append((tokens.copy(), flags.copy()))
+        if n > size:
+            if self.long_records == "drop":
+                self.long.dropped += 1
+                self.documents -= 1
+                return
+            if self.long_records == "truncate":
+                self.long.truncated += 1
+                self._write(tokens[:size], flags[:size])
+                return
+            self.long.split += 1
+            for a in range(0, n - n % size, size):  # whole pieces: a block each
+                self._write(tokens[a:a + size], _restart(flags[a:a + size]))
+            if n % size == 0:
+                return
+            tokens, flags = tokens[n - n % size:], _restart(flags[n - n % size:])
+            n = int(tokens.size)
+        fits = [b for b in self._open if b.used + n <= size]
+        if fits:
+            block = max(fits, key=lambda b: b.used)  # best fit: the fullest that has room
+        else:
+            if len(self._open) >= OPEN_BLOCKS:
+                self._close(max(self._open, key=lambda b: b.used))
+            block = _Block()
+            self._open.append(block)
+        block.tokens.append(tokens)
+        block.flags.append(flags)
+        block.used += n
+
+    def _close(self, block: _Block) -> None:
+        self._open.remove(block)
+        pad = self.size - block.used
+        tokens, flags = block.tokens, block.flags
+        if pad:
+            pad_flags = np.full(pad, PAD, dtype=FLAGS_DTYPE)
+            pad_flags[0] |= START
+            tokens = [*tokens, np.full(pad, self.pad_id, dtype=self.dtype)]
+            flags = [*flags, pad_flags]
+            self.padding += pad
+        self._write(np.concatenate(tokens), np.concatenate(flags))
+
+    def _write(self, tokens: np.ndarray, flags: np.ndarray) -> None:
+        self._handle.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+        self._flags.write(np.ascontiguousarray(flags, dtype=FLAGS_DTYPE).tobytes())
+        self.tokens += int(tokens.size)
+        self.loss_tokens += int(np.count_nonzero(flags & TRAINED))
+
+    def finish(self) -> None:
+        """Pad and write the blocks still open (fullest first)."""
+        for block in sorted(self._open, key=lambda b: -b.used):
+            self._close(block)
 
     def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            self._handle.close()
+        for handle in (self._handle, self._flags):
+            if not handle.closed:
+                handle.flush()
+                handle.close()
+
+
+def _restart(flags: np.ndarray) -> np.ndarray:
+    """A piece of a long document starts its own attention segment: its first token is
+    not trained (nothing in the piece predicts it)."""
+    flags = flags.copy()
+    flags[0] = START
+    return flags
 
 
 class Sink(ABC):
-    """Where encoded batches go: one split file, or a fraction router."""
+    """Where encoded batches go: cut into documents (a document may span two batches),
+    each document placed by `place`."""
+
+    def __init__(self) -> None:
+        self._rest: tuple[np.ndarray, np.ndarray] | None = None  # after the last end
 
     @abstractmethod
-    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None: ...
+    def place(self, tokens: np.ndarray, flags: np.ndarray) -> None: ...
 
-    def finish(self) -> None:  # noqa: B027  (optional hook: most sinks have nothing to flush)
-        return None
+    def add(self, batch: Encoded) -> None:
+        tokens, flags, ends = batch.tokens, batch.flags, batch.ends
+        if self._rest is not None:
+            tokens = np.concatenate([self._rest[0], tokens])
+            flags = np.concatenate([self._rest[1], flags])
+            ends = ends + self._rest[0].size
+        start = 0
+        for end in ends.tolist():
+            self.place(tokens[start:end + 1], flags[start:end + 1])
+            start = end + 1
+        self._rest = (tokens[start:].copy(), flags[start:].copy()) if start < tokens.size \
+            else None
+
+    def finish(self) -> None:
+        """A document cut short by --max-tokens (no EOS yet when the stream ended)
+        is placed as it is."""
+        if self._rest is not None:
+            self.place(*self._rest)
+            self._rest = None
 
 
 class SplitSink(Sink):
-    """Everything into one split file (the dataset has its own splits)."""
+    """Everything into one split (the dataset has its own splits)."""
 
-    def __init__(self, file: TokenFile) -> None:
-        self.file = file
+    def __init__(self, packer: BlockPacker) -> None:
+        super().__init__()
+        self.packer = packer
 
-    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
-        self.file.write(tokens)
-        self.file.documents += int(ends.size)
+    def place(self, tokens: np.ndarray, flags: np.ndarray) -> None:
+        self.packer.add(tokens, flags)
 
 
 class SplitAssigner:
@@ -141,38 +218,16 @@ class SplitAssigner:
 
 
 class DocumentRouter(Sink):
-    """Route whole documents (each ends with its EOS) to split files by share, so a
-    document never straddles two splits. A document cut short by --max-tokens (no EOS
-    yet when the stream ends) is kept in the first split's file but not counted."""
+    """Route whole documents to the splits' packers by share, so a document never
+    straddles two splits."""
 
-    def __init__(self, shares: dict[str, Fraction], files: dict[str, TokenFile]) -> None:
+    def __init__(self, shares: dict[str, Fraction], packers: dict[str, BlockPacker]) -> None:
+        super().__init__()
         self.assigner = SplitAssigner(shares)
-        self.files = files
-        self._first = next(iter(shares))
-        self._rest = np.empty(0, dtype=files[self._first].dtype)  # tokens after the last end
+        self.packers = packers
 
-    def add(self, tokens: np.ndarray, ends: np.ndarray) -> None:
-        stream = np.concatenate([self._rest, tokens])
-        if not ends.size:
-            self._rest = stream
-            return
-        ends = ends + self._rest.size
-        starts = np.r_[0, ends[:-1] + 1]
-        splits = [self.assigner.assign(int(n)) for n in ends - starts + 1]
-        lo = 0
-        while lo < len(splits):  # consecutive documents of one split: one write
-            hi = lo
-            while hi < len(splits) and splits[hi] == splits[lo]:
-                hi += 1
-            file = self.files[splits[lo]]
-            file.write(stream[starts[lo]:ends[hi - 1] + 1])
-            file.documents += hi - lo
-            lo = hi
-        self._rest = stream[int(ends[-1]) + 1:].copy()
-
-    def finish(self) -> None:
-        self.files[self._first].write(self._rest)
-        self._rest = self._rest[:0]
+    def place(self, tokens: np.ndarray, flags: np.ndarray) -> None:
+        self.packers[self.assigner.assign(int(tokens.size))].add(tokens, flags)
 
 
 def sha256_files(paths: Sequence[Path], chunk: int = 1 << 18) -> str:

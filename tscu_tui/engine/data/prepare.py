@@ -15,8 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from tscu_tui import __version__
+from tscu_tui.engine.data.chat import read_template_file
 from tscu_tui.engine.data.documents import (
     TEST,
     TRAIN,
@@ -26,15 +28,17 @@ from tscu_tui.engine.data.documents import (
     ReadPosition,
     Source,
 )
+from tscu_tui.engine.data.encoding import Encoded, Encoder
+from tscu_tui.engine.data.examples import example_pieces, sample_prompts
 from tscu_tui.engine.data.options import PrepareOptions, PrepareProgress
 from tscu_tui.engine.data.packing import (
     BATCH_CHARACTERS,
     BATCH_DOCUMENTS,
+    BlockPacker,
     DocumentRouter,
-    Encoder,
+    LongRecords,
     Sink,
     SplitSink,
-    TokenFile,
     check_block_size_fits,
     sha256_files,
 )
@@ -45,6 +49,7 @@ from tscu_tui.engine.data.store import (
     SPLITS,
     DatasetMeta,
     SplitMeta,
+    flags_file,
     split_file,
 )
 from tscu_tui.engine.errors import DataError
@@ -79,7 +84,7 @@ def prepare_dataset(options: PrepareOptions, progress: ProgressCallback | None =
     reporter.stage("tokenizer")
     tokenizer = load_tokenizer(options.model)
     encoder = Encoder(tokenizer, options.model)
-    chat = ChatTemplate(tokenizer)
+    chat = make_template(tokenizer, options)
     reporter.check_cancel()
     try:
         with atomic_directory(options.output_dir, replace=options.overwrite) as staging:
@@ -91,9 +96,23 @@ def prepare_dataset(options: PrepareOptions, progress: ProgressCallback | None =
     return meta
 
 
+def make_template(tokenizer: Any, options: PrepareOptions) -> ChatTemplate:
+    """The template records are rendered with: `data.chat_template`'s file (checked now:
+    one that does not render fails before anything is read) or the tokenizer's own."""
+    if not options.chat_template:
+        return ChatTemplate(tokenizer, None, options.chat_template_kwargs,
+                            f"the chat template of '{options.model}'")
+    path = str(Path(options.chat_template).expanduser())
+    chat = ChatTemplate(tokenizer, read_template_file(path), options.chat_template_kwargs, path)
+    chat.check()
+    return chat
+
+
 def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Encoder,
            chat: ChatTemplate, reporter: _Reporter) -> DatasetMeta:
-    files = {s: TokenFile(staging / split_file(s), encoder.dtype) for s in SPLITS}
+    files = {s: BlockPacker(staging / split_file(s), staging / flags_file(s), encoder.dtype,
+                            options.block_size, options.long_records, encoder.eos_token_id)
+             for s in SPLITS}
     try:
         truncated = _write_splits(source, options, encoder, chat, reporter, files)
     finally:
@@ -101,8 +120,13 @@ def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Enco
             file.close()
     reporter.check_cancel()  # the last point where cancelling still leaves nothing
     reporter.stage("hashing")
-    digest = sha256_files([files[s].path for s in SPLITS])
+    digest = sha256_files([files[s].path for s in SPLITS] + [files[s].flags_path for s in SPLITS])
     size = options.block_size
+    long = LongRecords()
+    for file in files.values():
+        long.add(file.long)
+    train = files[TRAIN]
+    chat_used = encoder.templated > 0
     meta = DatasetMeta(
         format_version=FORMAT_VERSION,
         source=source.describe(),
@@ -114,8 +138,8 @@ def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Enco
         block_size=size,
         max_tokens=options.max_tokens,
         truncated=truncated,
-        splits={s: SplitMeta(files[s].documents, files[s].tokens, files[s].tokens // size)
-                for s in SPLITS},
+        splits={s: SplitMeta(files[s].documents, files[s].tokens, files[s].tokens // size,
+                             files[s].padding, files[s].loss_tokens) for s in SPLITS},
         validation_source=("dataset split" if source.own_splits
                            else f"fraction {options.validation_fraction:g}"),
         content_hash=f"sha256:{digest}",
@@ -123,13 +147,21 @@ def _write(staging: Path, source: Source, options: PrepareOptions, encoder: Enco
         tscu_version=__version__,
         test_source=("dataset split" if source.own_test else
                      f"fraction {options.test_fraction:g}" if options.test_fraction else "none"),
+        train_on=options.train_on,
+        long_records={"mode": options.long_records, "split": long.split,
+                      "truncated": long.truncated, "dropped": long.dropped},
+        chat_template=chat.describe() if chat_used else None,
+        loss_token_share=(train.loss_tokens / train.content_tokens
+                          if train.content_tokens else None),
+        example=example_pieces(encoder, train.first) if chat_used else None,
+        sample_prompts=sample_prompts(encoder, files[VALIDATION].first),
     )
     atomic_write_json(staging / META_FILE, meta.to_json())
     return meta
 
 
 def _write_splits(source: Source, options: PrepareOptions, encoder: Encoder,
-                  chat: ChatTemplate, reporter: _Reporter, files: dict[str, TokenFile]) -> bool:
+                  chat: ChatTemplate, reporter: _Reporter, files: dict[str, BlockPacker]) -> bool:
     """Read the training stream, routing whole documents to the held-out splits the
     source does not bring (validation and test by their fractions), then the held-out
     splits it does bring, each to its own file. True if --max-tokens cut anything short.
@@ -154,31 +186,45 @@ def _write_splits(source: Source, options: PrepareOptions, encoder: Encoder,
     router = DocumentRouter(shares, {s: files[s] for s in shares})
     truncated = _stream(source, TRAIN, router, caps[TRAIN], encoder, chat, reporter)
     router.finish()
+    for split in shares:
+        files[split].finish()
     where = source.where()
-    if sum(files[s].tokens for s in shares) == 0:
+    if sum(files[s].content_tokens for s in shares) == 0:
         raise DataError(f"{where}: no documents (empty, or only blank text)")
     for split, share in derived.items():
         key = f"data.{split}_fraction"
-        if files[split].tokens < size:
+        if files[split].content_tokens < size:
             documents = sum(files[s].documents for s in shares)
             raise DataError(
                 f"{where}: too little text for a {split} set: {key} {float(share):g} took "
-                f"{files[split].documents} of {documents} documents ({files[split].tokens} "
-                f"tokens), fewer than one block of {size}, and a held-out split takes whole "
-                f"documents; add text or documents, lower data.block_size or raise {key}")
-    if derived and files[TRAIN].tokens < size:
+                f"{files[split].documents} of {documents} documents "
+                f"({files[split].content_tokens} tokens), fewer than one block of {size}, and "
+                "a held-out split takes whole documents; add text or documents, lower "
+                f"data.block_size or raise {key}")
+    if derived and files[TRAIN].content_tokens < size:
         keys = " and ".join(f"data.{s}_fraction" for s in derived)
-        raise DataError(f"{where}: {keys} leave {files[TRAIN].tokens} tokens for training, "
-                        f"fewer than one block of {size}; lower {keys} or add text")
-    check_block_size_fits(files[TRAIN].tokens, size, where)
+        raise DataError(f"{where}: {keys} leave {files[TRAIN].content_tokens} tokens for "
+                        f"training, fewer than one block of {size}; lower {keys} or add text")
+    check_block_size_fits(files[TRAIN].content_tokens, size, where)
+    _check_trains(files[TRAIN], where)
     for split in (s for s in own if own[s]):
-        truncated |= _stream(source, split, SplitSink(files[split]), caps[split], encoder,
-                             chat, reporter)
+        sink = SplitSink(files[split])
+        truncated |= _stream(source, split, sink, caps[split], encoder, chat, reporter)
+        sink.finish()
+        files[split].finish()
         label = f"{where} ({split} split)"
         if files[split].documents == 0 and files[split].tokens == 0:
             raise DataError(f"{label}: no documents (empty, or only blank text)")
-        check_block_size_fits(files[split].tokens, size, label)
+        check_block_size_fits(files[split].content_tokens, size, label)
     return truncated
+
+
+def _check_trains(train: BlockPacker, where: str) -> None:
+    """Something must be left to learn from after data.long_records."""
+    if train.loss_tokens == 0:
+        raise DataError(f"{where}: no training token carries loss (data.long_records = "
+                        f"\"{train.long_records}\" dropped {train.long.dropped} documents); "
+                        "raise data.block_size or choose data.long_records = \"split\"")
 
 
 def _stream(source: Source, split: str, sink: Sink, cap: int | None, encoder: Encoder,
@@ -193,15 +239,18 @@ def _stream(source: Source, split: str, sink: Sink, cap: int | None, encoder: En
 
     def flush() -> bool:
         nonlocal written
-        tokens, ends = encoder.encode(batch)
-        full = cap is not None and written + tokens.size >= cap
+        encoded = encoder.encode(batch)
+        size = int(encoded.tokens.size)
+        full = cap is not None and written + size >= cap
         if full:
             keep = cap - written  # type: ignore[operator]
-            # The last document may be cut; it counts as a document only with its EOS.
-            tokens, ends = tokens[:keep], ends[ends < keep]
-        sink.add(tokens, ends)
-        written += int(tokens.size)
-        reporter.advance(len(batch), int(tokens.size))
+            # The last document may be cut short (the sink places it without its EOS).
+            encoded = Encoded(encoded.tokens[:keep], encoded.flags[:keep],
+                              encoded.ends[encoded.ends < keep])
+            size = keep
+        sink.add(encoded)
+        written += size
+        reporter.advance(len(batch), size)
         return full
 
     try:

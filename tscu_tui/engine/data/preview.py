@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tscu_tui.engine.data.documents import TRAIN, ChatTemplate, Document, ReadPosition
+from tscu_tui.engine.data.documents import TRAIN, Document, ReadPosition
+from tscu_tui.engine.data.encoding import Encoder
 from tscu_tui.engine.data.options import PrepareOptions
-from tscu_tui.engine.data.packing import Encoder
+from tscu_tui.engine.data.prepare import make_template
 from tscu_tui.engine.data.sources import resolve_source
 from tscu_tui.engine.errors import DataError
 
@@ -73,7 +74,7 @@ def preview_dataset(options: PrepareOptions, n_docs: int = 5) -> DatasetPreview:
     tokenizer = load_tokenizer(options.model)
     encoder = Encoder(tokenizer, options.model)
     position = ReadPosition()
-    documents = source.documents(TRAIN, ChatTemplate(tokenizer), position)
+    documents = source.documents(TRAIN, make_template(tokenizer, options), position)
     sample: list[Document] = []
     try:
         for doc in documents:
@@ -85,7 +86,7 @@ def preview_dataset(options: PrepareOptions, n_docs: int = 5) -> DatasetPreview:
         documents.close()  # type: ignore[attr-defined]  (stop a streaming reader early)
     if not sample:
         raise DataError(f"{source.where()}: no documents (empty, or only blank text)")
-    _, ends = encoder.encode(sample)
+    ends = encoder.encode(sample).ends
     counts = [int(n) for n in np.diff(ends, prepend=-1)]  # ends: each one's last token
     return _summarise(source.where(), sample, counts, position, options)
 

@@ -152,6 +152,7 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
         # The picture sits beside the card in the run folder and on the Hub.
         _section_results(run, curves=target in ("run", "hub")
                          and (run.path / CURVES_FILE).is_file()),
+        _section_samples(run),
         _section_energy(run),
         _section_hardware(run, hardware),
         usage or _section_usage(run, target, peft_base, repo_id, dequantized),
@@ -159,7 +160,7 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
         f"## License\n\n`{license_id}`. {license_note} tscu itself is AGPL-3.0-or-later.\n",
         _section_citation(),
     ]
-    return header + "\n" + "\n".join(sections)
+    return header + "\n" + "\n".join(s for s in sections if s)
 
 
 def _intro(run: RunFolder, target: str, dequantized: bool) -> str:
@@ -215,6 +216,7 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
         *([_gguf_line(gguf)] if (gguf := _gguf_source(run)) else []),
         f"- **Full-precision base (for PEFT)**: `{peft_base or 'unknown'}`",
         f"- **Data**: {data_line}",
+        *([_loss_line(run.summary["data"])] if run.summary.get("data") else []),
         f"- **Steps**: {_fmt(summary.get('steps'), 'd')} of {_fmt(summary.get('max_steps'), 'd')}"
         + (f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") else "")
         + f", {_fmt(summary.get('tokens'), ',')} tokens, "
@@ -286,6 +288,33 @@ def _test_line(test: dict[str, Any] | None) -> str:
             f"{_fmt(test.get('final_bpt'), '.4f')} after, "
             f"{_fmt(test.get('best_bpt'), '.4f')} with the best-validation adapter (step "
             f"{_fmt(test.get('best_step'), 'd')})")
+def _loss_line(data: dict[str, Any]) -> str:
+    """Which tokens trained, and through which chat template with which variables."""
+    share = data.get("loss_token_share")
+    line = (f"- **Loss on**: {data.get('train_on')}"
+            + (f", {share * 100:.1f} % of the training tokens" if share is not None else "")
+            + ("; documents packed into blocks attend only to themselves"
+               if data.get("documents_masked") else ""))
+    template = data.get("chat_template")
+    if template:
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in (template.get("kwargs") or {}).items())
+        line += (f"; chat template: {template.get('source')}"
+                 + (f" with {kwargs}" if kwargs else ""))
+    return line
+
+
+def _section_samples(run: RunFolder) -> str:
+    """The model's greedy answers to the held-out prompts at the last evaluation."""
+    rounds = run.analysis.get("samples") or []
+    if not rounds:
+        return ""
+    last = rounds[-1]
+    lines = [f"## Samples\n\nGreedy answers at step {last.get('step')} (the last evaluation) "
+             "to held-out prompts, as the model saw them:\n"]
+    for prompt, answer in zip(last.get("prompts", []), last.get("answers", []), strict=False):
+        lines += ["```text", prompt.rstrip("\n")[-600:], "```", "",
+                  "```text", answer.strip()[:800] or "(empty)", "```", ""]
+    return "\n".join(lines)
 
 
 def _section_results(run: RunFolder, curves: bool = False) -> str:

@@ -10,7 +10,8 @@ formula, and free of the inf/inf a quotient's autodiff gives at overflow):
 
 - `swiglu(gate, up)`: the MLP activation `silu(gate) * up`;
 - `scaled_dot_product_attention`: matmuls around a softmax with the causal mask
-  added as a constant (GQA without repeating keys or values);
+  added as a constant, or per packed document (document_mask.py) (GQA without
+  repeating keys or values);
 - `cross_entropy(logits, targets)`: per-token loss; its VJP is `softmax - onehot`.
 
 Where tscu's native kernels are built (native.py) these three, and the RMS norms
@@ -36,6 +37,7 @@ from typing import Any
 import mlx.nn as nn
 
 from tscu_tui.engine.models import native
+from tscu_tui.engine.models.document_mask import DocumentMask
 from tscu_tui.engine.models.runtime import mx
 
 LOG2E = 1.0 / math.log(2.0)
@@ -109,13 +111,15 @@ def causal_mask(queries: int, keys: int) -> mx.array:
 def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.array,
                                  cache: Any, scale: float, mask: Any,
                                  sinks: mx.array | None = None) -> mx.array:
-    """mlx-lm's attention with the cheaper softmax; anything unusual (attention sinks,
-    a quantized KV cache, array masks, half precision) goes to mlx-lm's own function."""
+    """mlx-lm's attention with the cheaper softmax, causal or per packed document (a
+    `DocumentMask` cache, document_mask.py); anything unusual (attention sinks, a
+    quantized KV cache, other array masks, half precision) goes to mlx-lm's own function."""
     from mlx_lm.models import base
 
     causal = isinstance(mask, str) and mask == "causal"
-    if (sinks is not None or hasattr(cache, "bits") or not (mask is None or causal)
-            or queries.dtype != mx.float32):
+    documents = isinstance(cache, DocumentMask) and mask is cache.mask
+    if (sinks is not None or hasattr(cache, "bits")
+            or not (mask is None or causal or documents) or queries.dtype != mx.float32):
         return base.scaled_dot_product_attention(queries, keys, values, cache=cache,
                                                  scale=scale, mask=mask, sinks=sinks)
     b, heads, length, dim = queries.shape
@@ -124,7 +128,10 @@ def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.a
     q = (queries * scale).reshape(b, kv_heads, group * length, dim)
     scores = (q @ keys.swapaxes(-1, -2)).reshape(b, kv_heads, group, length, span)
     causal_rows = length if causal and length > 1 else 0
-    if native.available():
+    if documents:
+        probs = (native.segment_softmax(scores, cache.starts) if native.available()
+                 else softmax(scores + cache.additive()))
+    elif native.available():
         probs = native.causal_softmax(scores, causal_rows)
     else:
         if causal_rows:

@@ -1,14 +1,14 @@
 """tscu's native CPU kernels (csrc/tscu_native.cpp), when they are built and fit.
 
-MLX's CPU backend runs elementwise work on one thread with a slow exp; a LoRA
-step on a real model spends about half its time there (bench/step_profile.py).
-The native module does the three exp-heavy parts as MLX primitives, each one
-vectorised pass over its rows split across threads: the causal softmax (masked
-columns skipped), the cross-entropy and its gradient, SwiGLU and its gradients,
-RMS norm and its gradient; and the 4-bit weights' dequantization, which MLX also
-does on one thread.
-Here each forward/backward pair becomes an `mx.custom_function`, so the graph
-stays lazy and `mx.compile`d like the rest of the step.
+MLX's CPU backend runs elementwise work on one thread with a slow exp; a LoRA step on
+a real model spends about half its time there (bench/step_profile.py). The native
+module does the three exp-heavy parts as MLX primitives, each one vectorised pass over
+its rows split across threads: the causal softmax (masked columns skipped; block-
+diagonal over packed documents with `segment_softmax`), the cross-entropy and its
+gradient, SwiGLU and its gradients, RMS norm and its gradient; and the 4-bit weights'
+dequantization, which MLX also does on one thread. Here each forward/backward pair
+becomes an `mx.custom_function`, so the graph stays lazy and `mx.compile`d like the
+rest of the step.
 
 The module is optional: `make setup` builds it (scripts/build_native.py) and
 everything falls back to the pure-MLX kernels of cpu_kernels.py when it is
@@ -52,9 +52,9 @@ def _disabled() -> bool:
 
 
 #: what this code calls; a module built from older sources may lack some
-FUNCTIONS = ("softmax", "softmax_grad", "cross_entropy", "cross_entropy_grad", "swiglu",
-             "swiglu_grad", "rms_norm", "rms_norm_grad", "dequantize", "set_threads",
-             "threads")
+FUNCTIONS = ("softmax", "softmax_grad", "segment_softmax", "segment_softmax_grad",
+             "cross_entropy", "cross_entropy_grad", "swiglu", "swiglu_grad", "rms_norm",
+             "rms_norm_grad", "dequantize", "set_threads", "threads")
 
 
 def _self_check(module: Any) -> str | None:
@@ -181,6 +181,22 @@ def causal_softmax(scores: mx.array, queries: int) -> mx.array:
     that many rows is causal (row i of a block sees the first keys - queries + i + 1
     columns, the rest are 0), as if -inf were added above the diagonal."""
     return _softmax(int(queries))(scores)
+
+
+@lru_cache(maxsize=1)
+def _segment_softmax() -> Callable[[mx.array, mx.array], mx.array]:
+    native = _module()
+    return _with_vjp(native.segment_softmax, lambda primals, cotangent, output: (
+        native.segment_softmax_grad(output, cotangent, primals[1]),
+        mx.zeros_like(primals[1])))
+
+
+def segment_softmax(scores: mx.array, starts: mx.array) -> mx.array:
+    """Causal softmax over the last axis of float32 `scores` (batch, ..., queries, keys)
+    where query q of batch row b also sees no key before starts[b, q], the first token
+    of its document: block-diagonal attention over packed documents. The keys outside
+    a row's document are never read and come out 0."""
+    return _segment_softmax()(scores, starts)
 
 
 @lru_cache(maxsize=1)

@@ -3,10 +3,11 @@
 `trainer.Trainer` runs one LoRA fine-tune top to bottom; beside it live the
 pieces it is made of: the objective with its SCU penalty (`objective`), the
 lambda controller (`scu`), the learning-rate schedule (`schedule`), batch
-drawing (`batches`), checkpoints (`checkpoint`), held-out evaluation
-(`evaluate`), the event recorder and the run's output files (`recorder`,
-`outputs`), LoRA adapters (`lora`), T-SCU in the loop (`thermal`, with the compute
-share it measures, `duty`, and the wait for a chip to cool after an emergency stop,
+drawing and the masks each batch carries (`batches`), checkpoints (`checkpoint`),
+held-out evaluation of any split (`evaluate`), samples at each evaluation
+(`samples`), the event recorder and the run's output files (`recorder`, `outputs`),
+LoRA adapters (`lora`), T-SCU in the loop (`thermal`, with the compute share it
+measures, `duty`, and the wait for a chip to cool after an emergency stop,
 `cooldown`), data parallelism across ranks (`parallel`), the run's length and SCU
 mode resolved on its data (`run_plan`), selecting on validation and reporting on test
 (`selection`), and ablations (`ablation`, `ablation_stats` with `pairing`,

@@ -176,6 +176,8 @@ def build_analysis(history: dict[str, list[dict[str, Any]]], config: Config,
                                   if s.get("telemetry_source")), None),
         "telemetry_kind": next((s["telemetry_kind"] for s in reversed(steps)
                                 if s.get("telemetry_kind")), None),
+        # what the model answered to the held-out prompts at each evaluation
+        "samples": history.get("samples", []),
     }
 
 

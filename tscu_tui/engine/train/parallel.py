@@ -25,12 +25,19 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.distributed.collectives import Collectives
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.distributed.world import SINGLE, World, init_world
 from tscu_tui.engine.errors import TscuError
 from tscu_tui.engine.telemetry.health import SENSOR_STATES, SensorState, worst
-from tscu_tui.engine.train.evaluate import HeldOut, heldout_bits_per_token
+from tscu_tui.engine.train.batches import SplitBlocks
+from tscu_tui.engine.train.evaluate import (
+    HeldOut,
+    evaluated_rows,
+    heldout_bits_per_token,
+    heldout_nats,
+)
 from tscu_tui.engine.train.objective import LN2
 from tscu_tui.engine.train.thermal import NodeReading
 
@@ -127,6 +134,12 @@ class DataParallel:
         share = len(indices) // self.world.size
         return indices[self.world.rank * share:(self.world.rank + 1) * share]
 
+    def denominator(self, global_targets: int) -> float:
+        """What a rank divides its summed loss by: the global batch's trained targets
+        over the ranks, so that the averaged gradients are the global mean's (each rank
+        counts them itself: every rank draws the same global indices)."""
+        return global_targets / self.world.size
+
     def average_gradients(self, grads: Any) -> Any:
         return self.collectives.average_gradients(grads)
 
@@ -157,19 +170,17 @@ class DataParallel:
             return flag
         return bool(self.collectives.gather([float(flag)])[:, 0].any())
 
-    def heldout(self, model: nn.Module, blocks: np.ndarray, batch_size: int,
+    def heldout(self, model: nn.Module, data: PreparedDataset, split: str, batch_size: int,
                 max_batches: int) -> HeldOut:
-        """Held-out BPT over the same batches as one process would use, each rank taking
-        every size-th batch; the sums of nats and tokens are added up over ranks."""
+        """Held-out BPT of `split` over the same batches as one process would use, each
+        rank taking every size-th batch; the sums of nats and tokens are added up over
+        ranks."""
         if not self.distributed:
-            return heldout_bits_per_token(model, blocks, batch_size, max_batches)
-        n = len(blocks) if max_batches <= 0 else min(len(blocks), max_batches * batch_size)
+            return heldout_bits_per_token(model, data, split, batch_size, max_batches)
+        blocks = SplitBlocks(data, split)
+        n = evaluated_rows(len(blocks), batch_size, max_batches)
         starts = list(range(0, n, batch_size))[self.world.rank::self.world.size]
-        mine = [blocks[s:min(s + batch_size, n)] for s in starts]
-        nats, tokens = 0.0, 0
-        if mine:
-            local = heldout_bits_per_token(model, np.concatenate(mine), batch_size, 0)
-            nats, tokens = local.bpt * LN2 * local.tokens, local.tokens
+        nats, tokens = heldout_nats(model, blocks, starts, batch_size, n)
         total = self.collectives.gather([nats, tokens]).sum(axis=0)
         return HeldOut(bpt=float(total[0] / max(total[1], 1) / LN2), tokens=int(total[1]))
 

@@ -22,6 +22,7 @@ from tscu_tui.engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    SampleEvent,
     StepEvent,
     TestEvent,
     to_record,
@@ -31,6 +32,10 @@ from tscu_tui.engine.runs.files import EVENTS_FILE, LOG_FILE
 
 def _target(value: float | None) -> str:
     return "auto" if value is None else f"{value:.4f}"
+
+
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _line(event: Event, logging_steps: int) -> str | None:
@@ -53,6 +58,10 @@ def _line(event: Event, logging_steps: int) -> str | None:
         case TestEvent():
             return (f"test split, {event.adapter} adapter (step {event.step}): "
                     f"{event.test_bpt:.4f} bits/token, perplexity {event.perplexity:.2f}")
+        case SampleEvent():
+            return f"samples at step {event.step}: " + " | ".join(
+                f"{_oneline(p)[-40:]} -> {_oneline(a)[:80]}"
+                for p, a in zip(event.prompts, event.answers, strict=True))
         case CheckpointEvent():
             return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
         case LogEvent():
@@ -76,6 +85,7 @@ class RunRecorder:
         self.logging_steps = logging_steps
         self.history = history or {"steps": [], "evals": [], "checkpoints": []}
         self.history.setdefault("tests", [])
+        self.history.setdefault("samples", [])  # a checkpoint from before samples existed
         (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
         self._events: TextIO = open(run_dir / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115
         self._log: TextIO = open(run_dir / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115
@@ -88,7 +98,7 @@ class RunRecorder:
             self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
             self._log.flush()
         key = {StepEvent: "steps", EvalEvent: "evals", CheckpointEvent: "checkpoints",
-               TestEvent: "tests"}.get(type(event))
+               TestEvent: "tests", SampleEvent: "samples"}.get(type(event))
         if key:
             self.history[key].append(asdict(event))
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import mlx.nn as nn
-import numpy as np
 from mlx.utils import tree_flatten
 
 from tscu_tui.engine.events import EvalEvent, StepEvent, TestEvent
@@ -115,7 +114,7 @@ class FitWatch:
 
 
 
-Measure = Callable[[np.ndarray], tuple[HeldOut, float]]  # blocks -> (result, seconds)
+Measure = Callable[[str], tuple[HeldOut, float]]  # split -> (result, seconds)
 
 
 class TestSplit:
@@ -124,16 +123,16 @@ class TestSplit:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, blocks: np.ndarray, measure: Measure, emit: Callable[[TestEvent], None],
+    def __init__(self, blocks: int, measure: Measure, emit: Callable[[TestEvent], None],
                  recorded: list[dict[str, Any]] | None = None) -> None:
-        self.blocks, self.measure, self.emit = blocks, measure, emit
+        self.blocks, self.measure, self.emit = blocks, measure, emit  # blocks: how many
         self.events: dict[str, TestEvent] = {
             r["adapter"]: TestEvent(**r) for r in recorded or [] if r["adapter"] == "base"}
 
     def run(self, adapter: str, step: int) -> TestEvent | None:
-        if not len(self.blocks):
+        if not self.blocks:
             return None
-        result, seconds = self.measure(self.blocks)
+        result, seconds = self.measure("test")
         return self._emit(TestEvent(adapter=adapter, step=step, test_bpt=result.bpt,
                                     perplexity=result.perplexity, tokens=result.tokens,
                                     eval_s=seconds))

@@ -21,7 +21,6 @@ from typing import Any
 
 import mlx.nn as nn
 import mlx.optimizers as optim
-import numpy as np
 from mlx.utils import tree_map
 
 from tscu_tui.engine.config import Config, to_dict
@@ -61,7 +60,7 @@ from tscu_tui.engine.runs.files import ADAPTER_WEIGHTS, CONFIG_FILE
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.telemetry.efficiency import event_fields
 from tscu_tui.engine.train import lora
-from tscu_tui.engine.train.batches import BlockSampler, SamplerState
+from tscu_tui.engine.train.batches import Batch, BlockSampler, SamplerState, SplitBlocks
 from tscu_tui.engine.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tscu_tui.engine.train.device import backend_problem
 from tscu_tui.engine.train.evaluate import HeldOut
@@ -71,6 +70,7 @@ from tscu_tui.engine.train.pairing import adapter_digest, data_order_digest
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.run_plan import plan_run
+from tscu_tui.engine.train.samples import TrainingSamples
 from tscu_tui.engine.train.schedule import lr_at
 from tscu_tui.engine.train.scu_run import RunScu
 from tscu_tui.engine.train.selection import NO_TEST_AFTER, TestSplit, summarize_tests
@@ -238,8 +238,7 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.config
         reset_peaks()
-        self.train_blocks = self.data.blocks("train")
-        self.val_blocks = self.data.blocks("validation")
+        self.train_blocks = SplitBlocks(self.data, "train")
         if len(self.train_blocks) < cfg.train.batch_size:
             raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
                             f"cannot fill a batch of {cfg.train.batch_size}")
@@ -266,8 +265,9 @@ class Trainer:
         self.model = model
         self.trainable, self.total = lora.count_parameters(model)
 
-        # N: ParamBPT's and the information per joule's, one N everywhere
-        self.n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").tokens
+        # N: ParamBPT's and the information per joule's, one N everywhere: the training
+        # targets that carry loss (all of them for plain text)
+        self.n_tokens = cfg.scu.tokens_n or self.data.meta.split("train").trained_tokens
         self.scale = penalty_scale(cfg.scu.prior_sigma, self.n_tokens)
         self.scu = RunScu(cfg.scu, cfg.train, self.scale)
         self.scu.set_anchor(model)  # the adapter as initialised: before any restore
@@ -309,7 +309,7 @@ class Trainer:
                 reporters = open_reporters(cfg, self.run_dir, self.progress.step)
                 with self._emit_lock:
                     self._reporters = reporters
-        self.tests = TestSplit(self.data.blocks("test"), self._heldout, self.emit,
+        self.tests = TestSplit(len(self.data.blocks("test")), self._heldout, self.emit,
                                (history or {}).get("tests"))
         if self.parallel.distributed and self.liveness is None:
             self.log("ranks started without tscu's launcher: no heartbeat watchdog, so a rank "
@@ -319,6 +319,8 @@ class Trainer:
         if problem is not None:
             self.log(problem, "warning")
         self.blas_policy = self._blas_thread_policy()
+        self.samples = (TrainingSamples(cfg.data, self.data.meta, self.tokenizer)
+                        if self.parallel.is_main else None)  # rank 0 alone reports them
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
                                       on_info=self.log)
         self.thermal.distributed = self.parallel.distributed
@@ -392,8 +394,8 @@ class Trainer:
         state = [model.state, mx.random.state]
 
         @partial(mx.compile, inputs=state, outputs=state)
-        def micro_step(batch: mx.array, lambda_reg: mx.array, acc: Any) -> Any:
-            (loss, ce, sq), grads = value_and_grad(model, batch, lambda_reg)
+        def micro_step(arrays: tuple[Any, ...], lambda_reg: mx.array, acc: Any) -> Any:
+            (loss, ce, sq), grads = value_and_grad(model, Batch(*arrays), lambda_reg)
             if acc is not None:
                 grads = tree_map(lambda a, b: a + b, acc, grads)
             return loss, ce, sq, grads
@@ -450,9 +452,11 @@ class Trainer:
             loss_sum, ce_sum, sq, grads = 0.0, 0.0, 0.0, None
             accum = self._micro_batches()
             for _ in range(accum):
-                rows = self.parallel.shard(self.sampler.next_indices())  # this rank's share
-                batch = mx.array(self.train_blocks[rows].astype(np.int32))
-                loss, ce, sq_arr, grads = self._micro_step(batch, lam, grads)
+                indices = self.sampler.next_indices()
+                rows = self.parallel.shard(indices)  # this rank's share
+                batch = self.train_blocks.batch(rows, self.parallel.denominator(
+                    self.train_blocks.trained(indices)) if self.parallel.distributed else None)
+                loss, ce, sq_arr, grads = self._micro_step(batch.arrays, lam, grads)
                 mx.eval(loss, ce, sq_arr, grads)
                 loss_sum, ce_sum, sq = loss_sum + loss.item(), ce_sum + ce.item(), sq_arr.item()
             grads = self.parallel.average_gradients(grads)
@@ -553,16 +557,17 @@ class Trainer:
         return self.thermal.decide(nodes.cluster, nodes.compute_s, nodes.nodes)
 
     def _measure(self) -> tuple[HeldOut, float]:
-        result, seconds = self._heldout(self.val_blocks)
+        result, seconds = self._heldout("validation")
         self.progress.last_bpt = result.bpt
         return result, seconds
 
-    def _heldout(self, blocks: np.ndarray) -> tuple[HeldOut, float]:
-        """Held-out BPT of `blocks` (validation or test) and the seconds it took."""
+    def _heldout(self, split: str) -> tuple[HeldOut, float]:
+        """Held-out BPT of `split` (validation or test) and the seconds it took."""
         assert self.thermal is not None
         self.thermal.duty.busy(True)
         started = time.perf_counter()
-        result = self.parallel.heldout(self.model, blocks, self.config.train.batch_size,
+        result = self.parallel.heldout(self.model, self.data, split,
+                                       self.config.train.batch_size,
                                        self.config.train.eval_batches)
         self.thermal.duty.busy(False)
         return result, time.perf_counter() - started
@@ -611,6 +616,7 @@ class Trainer:
             step=p.step, heldout_bpt=result.bpt, perplexity=result.perplexity,
             best_bpt=p.best_bpt, is_best=is_best, eval_s=eval_s, param_bpt=param_bpt,
             energy_j=self.thermal.energy_j(), **event_fields(eff)))
+        self._sample()
         if eff is not None and eff.newly_diminishing:
             target = cfg.tscu.target_efficiency_bits_per_joule
             message = (f"diminishing returns: marginal information per joule below {target:g} "
@@ -623,6 +629,16 @@ class Trainer:
         if patience and p.evals_without_best >= patience:
             self.log(f"no better held-out BPT in {patience} evaluations: stopping early")
             raise _Stop("early_stopping")
+
+    def _sample(self) -> None:
+        """The model's answers to the held-out prompts (train/samples.py)."""
+        if self.samples is None or self.thermal is None:
+            return
+        self.thermal.duty.busy(True)
+        event = self.samples(self.model, self.progress.step)
+        self.thermal.duty.busy(False)
+        if event is not None:
+            self.emit(event)
 
     def _drain_commands(self, until: float | None = None) -> None:
         """Handle queued commands; with `until`, idle until then (interruptibly).
@@ -732,6 +748,7 @@ class Trainer:
             "base_model": cfg.model.name, "base_model_source": model_source(cfg.model.name),
             "dataset": str(self.dataset_path),
             "dataset_hash": self.data.meta.content_hash, "blas": BLAS.detail,
+            "data": self.data.meta.training_facts(),
             "cpu_kernels": native.describe() if on_cpu() else None,
             "device": str(mx.default_device()), "hardware": hardware_facts(),
             "peak_memory_bytes": peak_memory_bytes(), "peak_rss_bytes": peak_rss_bytes(),
