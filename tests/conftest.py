@@ -27,8 +27,9 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shift_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small corpus with a test split that the embedded model overfits within a few
-    epochs (runs.write_shift_corpus): 19 training blocks of 64 tokens, 4 steps an epoch
-    at batch 4; validation and test 23 blocks each."""
+    epochs (runs.write_shift_corpus): 16 training documents, one 64-token block each
+    (documents are packed whole), 4 steps an epoch at batch 4; validation and test 30
+    blocks each."""
     from runs import write_shift_corpus
 
     root = tmp_path_factory.mktemp("shift")

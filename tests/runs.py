@@ -45,7 +45,7 @@ SHIFT_WORDS = ["alpha", "beta", "gamma", "delta", "kernel", "token", "block", "l
                "train", "value", "shape", "batch", "loss", "field", "index"]
 
 
-def write_shift_corpus(folder: Path, train_docs: int = 20, seed: int = 7) -> Path:
+def write_shift_corpus(folder: Path, train_docs: int = 16, seed: int = 7) -> Path:
     """train/valid/test.jsonl where validation stops improving within a few epochs.
 
     Training documents use 6 of the 16 words that validation and test documents use:

@@ -299,12 +299,12 @@ def test_best_and_final_test_readings_are_the_saved_adapters(ablation: Path, shi
     test = json.loads((folder / "mlx_training_summary.json").read_text())["test"]
     model, _, _ = load_model(EMBEDDED_MODEL)
     lora.apply_lora(model, LoraConfig(r=8, alpha=8.0, dropout=0.0))
-    blocks = PreparedDataset.open(shift_data).blocks("test")
+    data = PreparedDataset.open(shift_data)
     measured = {}
     for name, file in (("final", folder / "adapters.safetensors"),
                        ("best", folder / "best" / "adapters.safetensors")):
         lora.load_adapter_weights(model, file)
-        measured[name] = heldout_bits_per_token(model, blocks, 4, 2).bpt
+        measured[name] = heldout_bits_per_token(model, data, "test", 4, 2).bpt
     assert measured["final"] == pytest.approx(test["final_bpt"], abs=1e-4)
     assert measured["best"] == pytest.approx(test["best_bpt"], abs=1e-4)
     assert not np.isclose(measured["final"], measured["best"])

@@ -145,7 +145,10 @@ def test_penalty_on_reports_the_mdl_view_beside_the_information(demo_data, tmp_p
                         "train.max_steps=4", "train.eval_steps=2", "train.save_steps=1000"),
             trainer_events.append).run()
     last = _evals_of(trainer_events)[-1]
-    n = trainer_events[0].train_tokens
+    from tscu_tui.engine.data.store import PreparedDataset
+
+    n = PreparedDataset.open(demo_data).meta.split("train").trained_tokens  # one N: the
+    # targets that carry loss (padding after a whole document does not)
     assert last.mdl_bits_cumulative == pytest.approx(
         last.bits_cumulative - n * last.param_bpt)  # ParamBPT starts at 0 (prior at init)
     analysis = json.loads((out / "mlx_tscu_analysis.json").read_text())["efficiency"]

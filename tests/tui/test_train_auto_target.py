@@ -17,14 +17,14 @@ from tscu_tui.widgets.metric_panel import MetricPanel
 async def test_train_screen_shows_auto_then_the_resolved_target(shift_data, tmp_path):
     out = tmp_path / "run"
     config = tiny_config(shift_data, out, 'scu.target_s="auto"', 'scu.prior_center="init"',
-                         "train.max_steps=0", "train.epochs=4", "train.eval_steps=2",
-                         "train.learning_rate=5e-3", "lora.r=8", "lora.alpha=8.0")
+                         "train.max_steps=0", "train.epochs=5", "train.eval_steps=2",
+                         "train.learning_rate=1e-2", "lora.r=8", "lora.alpha=8.0")
     app = TscuApp(config, tmp_path / "tscu.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         assert isinstance(screen, TrainScreen)
         assert any("SCU pi S*=auto" in line for line in screen.query_one("#log").lines)
-        assert any(line.startswith("length: 16 optimizer steps (train.epochs = 4), 4 steps "
+        assert any(line.startswith("length: 20 optimizer steps (train.epochs = 5), 4 steps "
                                    "an epoch") for line in screen.query_one("#log").lines)
         await pilot.press("s")
         deadline = time.monotonic() + 120
