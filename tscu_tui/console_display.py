@@ -25,7 +25,7 @@ from tscu_tui.engine.events import (
     StepEvent,
     TestEvent,
 )
-from tscu_tui.formatting import fmt, information, s_target
+from tscu_tui.engine.formatting import fmt, information, s_target
 
 
 class ConsoleDisplay:

@@ -33,9 +33,9 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.formatting import duration, energy, fmt, information, s_target
 from tscu_tui.engine.train.run_plan import plan_line
 from tscu_tui.engine.train.selection import FitState, FitWatch
-from tscu_tui.formatting import duration, energy, fmt, information, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.base import MLX_GROUP, TscuScreen
