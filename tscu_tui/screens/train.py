@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from pathlib import Path
 
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
@@ -38,9 +36,9 @@ from tscu_tui.engine.train.run_plan import plan_line
 from tscu_tui.engine.train.selection import FitState, FitWatch
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
-from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
 from tscu_tui.screens.plot import PlotScreen
+from tscu_tui.screens.train_jobs import TrainJobs
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.sample_answers import SampleAnswers
 from tscu_tui.widgets.train_charts import TrainCharts
@@ -49,7 +47,7 @@ REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast ev
 CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
 
 
-class TrainScreen(TscuScreen):
+class TrainScreen(TrainJobs):
     CSS_PATH = "train.tcss"
     BINDINGS = [
         bind("start_training", "Start"),
@@ -207,57 +205,6 @@ class TrainScreen(TscuScreen):
             self._write_log("stop requested: saving a checkpoint")
             self._render_status()
             self.refresh_bindings()
-
-    # -- workers ---------------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name="Training")
-    def _train(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.models.runtime import release_streams
-        from tscu_tui.engine.train.trainer import Trainer
-
-        try:
-            Trainer(config, self.bridge, self.commands, resume=resume).run()
-        finally:
-            release_streams()  # MLX needs each thread to release its streams
-            self._run_done.set()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP,
-          name="Distributed training")
-    def _launch(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.distributed.launched import run_launched
-
-        try:
-            run_launched(config, self.bridge, self.commands, resume=resume)
-        finally:
-            self._run_done.set()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
-    def _follow(self, run_dir: Path) -> None:
-        from tscu_tui.engine.runs.follow import follow_events
-
-        follow_events(run_dir, self.bridge, self._follow_stop)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="hub", name="Upload")
-    def _push(self, run_dir: str, repo_id: str, private: bool, revision: str) -> None:
-        from tscu_tui.engine.hub.push import push_run
-
-        def say(line: str) -> None:
-            self.app.call_from_thread(self._write_log, f"hub: {line}")
-
-        url = push_run(run_dir, repo_id, private=private, revision=revision, progress=say)
-        say(f"uploaded: {url}")
-
-    def _push_if_asked(self, run_dir: str) -> None:
-        """`hub.push_to_hub = true`: upload the finished run, as `tscu train` does."""
-        hub = self.tscu.config.hub
-        if not hub.push_to_hub:
-            return
-        if not hub.hub_model_id:
-            self._write_log("warning: hub.push_to_hub is true but hub.hub_model_id is empty; "
-                            "upload from the results screen (u)")
-            return
-        self._write_log(f"hub: uploading {run_dir} to {hub.hub_model_id}")
-        self._push(run_dir, hub.hub_model_id, hub.private, hub.revision)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -445,9 +392,6 @@ class TrainScreen(TscuScreen):
         self.bits_per_j = self.mdl_bits_per_j = None
         self.query_one(SampleAnswers).clear()
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
-
-    def _write_log(self, line: str) -> None:
-        self.query_one("#log", Log).write_line(line)
 
     def _key(self, binding_id: str) -> str:
         binding = next(b for b in self.BINDINGS if b.id == binding_id)  # type: ignore[union-attr]
