@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tscu_tui.engine.config import Config
+from tscu_tui.engine.event_lines import event_line, governor_line
 from tscu_tui.engine.events import (
     CheckpointEvent,
     Command,
@@ -31,7 +32,7 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
-from tscu_tui.engine.formatting import duration, energy, fmt, information, s_target
+from tscu_tui.engine.formatting import duration, energy, fmt, s_target
 from tscu_tui.engine.train.run_plan import plan_line
 from tscu_tui.engine.train.selection import FitState, FitWatch
 from tscu_tui.keys import bind
@@ -231,6 +232,7 @@ class TrainScreen(TrainJobs):
     def apply(self, event: Event) -> None:
         """Fold one engine event into the screen's state (drawn later by `redraw`)."""
         self.events_seen += 1
+        line = event_line(event, "screen")
         match event:
             case RunStarted():
                 self.state = "running" if not self.read_only else "watching"
@@ -238,9 +240,7 @@ class TrainScreen(TrainJobs):
                                                                 progress=event.start_step)
                 self.charts.set_target(event.s_target)
                 self.steps_per_epoch = event.steps_per_epoch
-                where = f"resumed at step {event.start_step}" if event.start_step else "started"
-                self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
-                                f"{event.train_tokens:,} training tokens, {event.blas}")
+                self._write_log(line)
                 if event.telemetry:
                     self._write_log(f"telemetry: {event.telemetry}")
             case StepEvent():
@@ -250,31 +250,26 @@ class TrainScreen(TrainJobs):
                 self.bits_per_j = event.eta_cumulative_bits_per_j
                 self.mdl_bits_per_j = event.mdl_eta_cumulative_bits_per_j
                 self.charts.record_eval(event)
-                eta = f", {text}" if (text := information(event)) else ""
-                self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
-                                f"bits/token, ppl {event.perplexity:.2f}"
-                                f"{' (best)' if event.is_best else ''}{eta}")
+                self._write_log(line)
             case SampleEvent():
                 self.query_one(SampleAnswers).show(event)
             case CheckpointEvent():
-                self._write_log(f"checkpoint ({event.reason}) at step {event.step}")
+                self._write_log(line)
             case LogEvent():
                 if event.level != "info" or event.step is None:
-                    self._write_log(f"{event.level}: {event.message}")
+                    self._write_log(line)
             case StateEvent():
                 if not self.read_only and self.state != "stopping":
                     self.state = event.state
-                self._write_log(f"{event.state} at step {event.step}")
+                self._write_log(line)
             case RunFinished():
-                self._end(f"finished ({event.reason}) at step {event.step}: best held-out "
-                          f"{fmt(event.best_bpt, '.4f')} bits/token, {duration(event.duration_s)};"
-                          f" outputs in {event.run_dir}", "finished")
+                self._end(line, "finished")
                 if event.reason == "stopped":
                     self.stopped_run = event.run_dir
                 if not self.read_only and not self.tscu.quitting:
                     self._push_if_asked(event.run_dir)
             case RunFailed():
-                self._end(f"failed at step {event.step}: {event.reason}", "failed")
+                self._end(line, "failed")
                 if not self.read_only:
                     self.tscu.show_error("Training failed", event.reason)
 
@@ -302,9 +297,7 @@ class TrainScreen(TrainJobs):
         if c is not None and (self.last_control is None
                               or abs(c - self.last_control) > CONTROL_LOG_DELTA):
             if self.last_control is not None:
-                why = (f"{fmt(e.power_w, '.1f', ' W')}, {fmt(e.temp_c, '.1f', ' °C')}"
-                       + (", over budget" if e.over_budget else ""))
-                self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
+                self._write_log(governor_line(self.last_control, e))
             self.last_control = c
 
     def _end(self, line: str, state: str) -> None:
