@@ -9,7 +9,7 @@
 - `export.export_run`: one entry point for `--format mlx|peft|fused|gguf-lora|gguf`
 - `model_card`: README.md generated from the run's files, its sections in `card_training`,
   `card_results` (results, test split, samples, energy, hardware) and `card_usage`
-  (usage, limitations, citation), its numbers through `card_text`
+  (usage, limitations, citation), its numbers through `card_text.card_value`
 - `push`: upload to the Hub; the token is read from the environment, never stored
 
 Modules import mlx, numpy, gguf or huggingface_hub only when a function needs them.

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from tscu_tui.engine.hub.card_text import _fmt, _percent, _stats_line
+from tscu_tui.engine.hub.card_text import card_value, percent, stats_line
 from tscu_tui.engine.hub.run import RunFolder
 from tscu_tui.engine.runs.files import CURVES_FILE
 
@@ -46,11 +46,11 @@ def _test_line(test: dict[str, Any] | None) -> str:
     size = f"{test['tokens']:,} tokens" + (f", {measured:,} of them predicted" if measured
                                            else "")
     return (f"- **Test split** ({size}; never trained or selected on): "
-            f"{_fmt(test.get('base_bpt'), '.4f')} bits/token before training, "
-            f"{_fmt(test.get('final_bpt'), '.4f')} after, "
-            f"{_fmt(test.get('best_bpt'), '.4f')} with the best-validation adapter (step "
-            f"{_fmt(test.get('best_step'), 'd')})")
-def _section_samples(run: RunFolder) -> str:
+            f"{card_value(test.get('base_bpt'), '.4f')} bits/token before training, "
+            f"{card_value(test.get('final_bpt'), '.4f')} after, "
+            f"{card_value(test.get('best_bpt'), '.4f')} with the best-validation adapter (step "
+            f"{card_value(test.get('best_step'), 'd')})")
+def section_samples(run: RunFolder) -> str:
     """The model's greedy answers to the held-out prompts at the last evaluation."""
     rounds = run.analysis.get("samples") or []
     if not rounds:
@@ -64,27 +64,27 @@ def _section_samples(run: RunFolder) -> str:
     return "\n".join(lines)
 
 
-def _section_results(run: RunFolder, curves: bool = False) -> str:
+def section_results(run: RunFolder, curves: bool = False) -> str:
     a = run.analysis
     scu = a.get("scu", {})
     lines = [
         "## Results\n",
         "| held-out bits/token | value |", "|---|---|",
-        f"| before training | {_fmt(a.get('heldout_bpt_initial'), '.4f')} |",
-        f"| after training | {_fmt(a.get('heldout_bpt_final'), '.4f')} |",
-        f"| best | {_fmt(a.get('heldout_bpt_best'), '.4f')} |",
-        f"| reduction | {_fmt(a.get('heldout_bpt_reduction'), '.4f')} |",
+        f"| before training | {card_value(a.get('heldout_bpt_initial'), '.4f')} |",
+        f"| after training | {card_value(a.get('heldout_bpt_final'), '.4f')} |",
+        f"| best | {card_value(a.get('heldout_bpt_best'), '.4f')} |",
+        f"| reduction | {card_value(a.get('heldout_bpt_reduction'), '.4f')} |",
         "",
         _test_line(a.get("test")),
         "",
-        f"- **S** (target {_fmt(scu.get('target_s'))}): {_stats_line(scu.get('s'))}; "
-        f"within +/-{_fmt(scu.get('band'))} after warm-up: "
-        f"{_fmt(_percent(scu.get('s_within_band_fraction_after_warmup')))}",
-        f"- **lambda**: {_stats_line(scu.get('lambda'))}",
-        f"- **DataBPT** (training batches): {_stats_line(scu.get('data_bpt'))}",
-        f"- **ParamBPT**: {_stats_line(scu.get('param_bpt'))}",
-        f"- **Throughput**: {_fmt(a.get('tokens_per_second_mean'), '.1f', 'tokens/s')} mean, "
-        f"{_fmt(a.get('skipped_steps'), 'd')} skipped steps",
+        f"- **S** (target {card_value(scu.get('target_s'))}): {stats_line(scu.get('s'))}; "
+        f"within +/-{card_value(scu.get('band'))} after warm-up: "
+        f"{card_value(percent(scu.get('s_within_band_fraction_after_warmup')))}",
+        f"- **lambda**: {stats_line(scu.get('lambda'))}",
+        f"- **DataBPT** (training batches): {stats_line(scu.get('data_bpt'))}",
+        f"- **ParamBPT**: {stats_line(scu.get('param_bpt'))}",
+        f"- **Throughput**: {card_value(a.get('tokens_per_second_mean'), '.1f', 'tokens/s')} mean, "
+        f"{card_value(a.get('skipped_steps'), 'd')} skipped steps",
     ]
     if curves:
         lines += ["", f"![Held-out BPT, loss, watts, °C, c, S and lambda against step]"
@@ -92,7 +92,7 @@ def _section_results(run: RunFolder, curves: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _section_energy(run: RunFolder) -> str:
+def section_energy(run: RunFolder) -> str:
     a = run.analysis
     source, kind = a.get("telemetry_source"), a.get("telemetry_kind")
     head = "## Energy and temperature\n"
@@ -106,24 +106,24 @@ def _section_energy(run: RunFolder) -> str:
     lines = [
         head,
         f"- **Telemetry**: source `{source}`, kind `{kind}`{note}",
-        f"- **Energy**: {_fmt(a.get('total_energy_joules'), '.1f', 'J')} "
-        f"({_fmt(a.get('total_energy_wh'), '.4f', 'Wh')})",
-        f"- **Average power**: {_fmt(a.get('avg_power_watts'), '.2f', 'W')} "
-        f"(budget {_fmt(a.get('power_budget_watts'), '.1f', 'W')}, over budget "
-        f"{_fmt(_percent(a.get('fraction_over_budget')))} of the measured time)",
-        f"- **Temperature**: average {_fmt(a.get('avg_temperature_celsius'), '.1f', 'C')}, "
-        f"max {_fmt(a.get('max_temperature_celsius'), '.1f', 'C')}",
+        f"- **Energy**: {card_value(a.get('total_energy_joules'), '.1f', 'J')} "
+        f"({card_value(a.get('total_energy_wh'), '.4f', 'Wh')})",
+        f"- **Average power**: {card_value(a.get('avg_power_watts'), '.2f', 'W')} "
+        f"(budget {card_value(a.get('power_budget_watts'), '.1f', 'W')}, over budget "
+        f"{card_value(percent(a.get('fraction_over_budget')))} of the measured time)",
+        f"- **Temperature**: average {card_value(a.get('avg_temperature_celsius'), '.1f', 'C')}, "
+        f"max {card_value(a.get('max_temperature_celsius'), '.1f', 'C')}",
         f"- **Information per joule**: "
-        f"{_fmt(eff.get('information_per_joule_cumulative_bits'), '.4g')} bits/J: "
-        f"{_fmt(eff.get('information_bits_cumulative'), ',.0f', 'bits')} learned about "
+        f"{card_value(eff.get('information_per_joule_cumulative_bits'), '.4g')} bits/J: "
+        f"{card_value(eff.get('information_bits_cumulative'), ',.0f', 'bits')} learned about "
         f"the data, N x the drop in held-out bits per token (N = "
-        f"{_fmt(eff.get('n_tokens'), ',')} training tokens; target "
-        f"{_fmt(eff.get('target_bits_per_joule'))} bits/J between evaluations), "
-        f"{_fmt(eff.get('tokens_per_joule'), '.4g', 'tokens/J')}, Landauer efficiency "
-        f"{_fmt(a.get('avg_landauer_efficiency'), '.3g')}",
+        f"{card_value(eff.get('n_tokens'), ',')} training tokens; target "
+        f"{card_value(eff.get('target_bits_per_joule'))} bits/J between evaluations), "
+        f"{card_value(eff.get('tokens_per_joule'), '.4g', 'tokens/J')}, Landauer efficiency "
+        f"{card_value(a.get('avg_landauer_efficiency'), '.3g')}",
         *_mdl_line(eff.get("mdl")),
-        f"- **Governor**: control factor {_stats_line(a.get('control_factor'), '.3g')}; "
-        f"idle {_fmt(a.get('idle_seconds_total'), '.1f', 's')}",
+        f"- **Governor**: control factor {stats_line(a.get('control_factor'), '.3g')}; "
+        f"idle {card_value(a.get('idle_seconds_total'), '.1f', 's')}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -134,11 +134,11 @@ def _mdl_line(mdl: dict[str, Any] | None) -> list[str]:
         return []
     meaning = f": {mdl['meaning']}" if mdl.get("meaning") else ""
     return [f"- **MDL view** (held-out data bits minus the change in the adapter's parameter "
-            f"bits): {_fmt(mdl.get('bits_cumulative'), ',.0f', 'bits')}, "
-            f"{_fmt(mdl.get('per_joule_cumulative_bits'), '.4g', 'bits/J')}{meaning}"]
+            f"bits): {card_value(mdl.get('bits_cumulative'), ',.0f', 'bits')}, "
+            f"{card_value(mdl.get('per_joule_cumulative_bits'), '.4g', 'bits/J')}{meaning}"]
 
 
-def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
+def section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
     facts = run.summary.get("hardware") or hardware or hardware_facts()
     origin = "recorded by the run" if run.summary.get("hardware") else \
         "of the machine that wrote this card (the run recorded none)"
@@ -147,7 +147,7 @@ def _section_hardware(run: RunFolder, hardware: dict[str, Any] | None) -> str:
     lines = [f"## Hardware\n\nAs {origin}:\n",
              f"- **Platform**: {facts.get('platform')} ({facts.get('machine')})",
              f"- **CPU**: {facts.get('cpu')}, {facts.get('cpu_count')} logical cores",
-             f"- **Memory**: {_fmt(facts.get('memory_gib'), '.1f', 'GiB')}",
+             f"- **Memory**: {card_value(facts.get('memory_gib'), '.1f', 'GiB')}",
              f"- **MLX device**: {run.summary.get('device') or facts.get('mlx_device')}"]
     if run.summary.get("blas"):
         lines.append(f"- **BLAS**: {run.summary['blas']}")

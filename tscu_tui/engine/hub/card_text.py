@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _fmt(value: Any, spec: str = ".4g", unit: str = "") -> str:
+def card_value(value: Any, spec: str = ".4g", unit: str = "") -> str:
     if value is None:
         return "not recorded"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -14,7 +14,7 @@ def _fmt(value: Any, spec: str = ".4g", unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def _stats_line(stats: dict[str, float] | None, spec: str = ".4g") -> str:
+def stats_line(stats: dict[str, float] | None, spec: str = ".4g") -> str:
     if not stats:
         return "not recorded"
     return (f"first {format(stats['first'], spec)}, last {format(stats['last'], spec)}, "
@@ -22,5 +22,5 @@ def _stats_line(stats: dict[str, float] | None, spec: str = ".4g") -> str:
             f"max {format(stats['max'], spec)}")
 
 
-def _percent(fraction: float | None) -> str | None:
+def percent(fraction: float | None) -> str | None:
     return None if fraction is None else f"{fraction * 100:.0f} %"

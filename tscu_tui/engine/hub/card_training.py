@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tscu_tui.engine.hub.card_text import _fmt
+from tscu_tui.engine.hub.card_text import card_value
 from tscu_tui.engine.hub.run import RunFolder
 
 
-def _gguf_source(run: RunFolder) -> dict[str, Any] | None:
+def gguf_source(run: RunFolder) -> dict[str, Any] | None:
     """What a GGUF base was imported from, as the run recorded it."""
     source = run.summary.get("base_model_source")
     return source if isinstance(source, dict) and isinstance(source.get("source"), dict) \
@@ -31,7 +31,7 @@ def _gguf_line(source: dict[str, Any]) -> str:
 _CENTRES = {"zero": "zero", "init": "the adapter's initial weights"}
 
 
-def _section_training(run: RunFolder, peft_base: str) -> str:
+def section_training(run: RunFolder, peft_base: str) -> str:
     cfg, summary = run.config, run.summary
     lora_params = run.adapter_config.get("lora_parameters", {})
     scu, tscu, train = cfg.get("scu", {}), cfg.get("tscu", {}), cfg.get("train", {})
@@ -39,21 +39,22 @@ def _section_training(run: RunFolder, peft_base: str) -> str:
     lines = [
         "## Training\n",
         f"- **Base model (trained on)**: `{run.base_model}`",
-        *([_gguf_line(gguf)] if (gguf := _gguf_source(run)) else []),
+        *([_gguf_line(gguf)] if (gguf := gguf_source(run)) else []),
         f"- **Full-precision base (for PEFT)**: `{peft_base or 'unknown'}`",
         f"- **Data**: {data_line}",
         *([_loss_line(run.summary["data"])] if run.summary.get("data") else []),
-        f"- **Steps**: {_fmt(summary.get('steps'), 'd')} of {_fmt(summary.get('max_steps'), 'd')}"
+        f"- **Steps**: {card_value(summary.get('steps'), 'd')} of "
+        f"{card_value(summary.get('max_steps'), 'd')}"
         + (f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") else "")
-        + f", {_fmt(summary.get('tokens'), ',')} tokens, "
-        f"{_fmt(summary.get('train_seconds'), '.1f', 's')} training, "
-        f"{_fmt(summary.get('wall_seconds'), '.1f', 's')} wall",
+        + f", {card_value(summary.get('tokens'), ',')} tokens, "
+        f"{card_value(summary.get('train_seconds'), '.1f', 's')} training, "
+        f"{card_value(summary.get('wall_seconds'), '.1f', 's')} wall",
         f"- **LoRA**: rank {lora_params.get('rank')}, scale {lora_params.get('scale')} "
         f"(alpha {cfg.get('lora', {}).get('alpha', 'n/a')}), dropout "
         f"{lora_params.get('dropout')}, last {run.adapter_config.get('num_layers')} layers, "
         f"modules {', '.join(lora_params.get('keys', []))}",
-        f"- **Parameters**: {_fmt(summary.get('trainable_parameters'), ',')} trainable of "
-        f"{_fmt(summary.get('total_parameters'), ',')}",
+        f"- **Parameters**: {card_value(summary.get('trainable_parameters'), ',')} trainable of "
+        f"{card_value(summary.get('total_parameters'), ',')}",
         f"- **Optimisation**: batch {train.get('batch_size')} x accumulation "
         f"{train.get('gradient_accumulation_steps')}, learning rate "
         f"{train.get('learning_rate')} ({train.get('lr_scheduler')}, warm-up "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tscu_tui import __version__
-from tscu_tui.engine.hub.card_text import _fmt
+from tscu_tui.engine.hub.card_text import card_value
 from tscu_tui.engine.hub.run import RunFolder
 
 #: in a Hub repo the PEFT adapter sits at the root, mlx-lm's pair under this folder
@@ -24,7 +24,7 @@ def _mlx_base_ref(base: str) -> str:
     return base
 
 
-def _section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | None,
+def section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | None,
                    dequantized: bool) -> str:
     from tscu_tui.engine.models.load import is_embedded
 
@@ -78,12 +78,12 @@ def _section_usage(run: RunFolder, target: str, peft_base: str, repo_id: str | N
     return "\n".join(parts)
 
 
-def _section_limitations(run: RunFolder, target: str) -> str:
+def section_limitations(run: RunFolder, target: str) -> str:
     from tscu_tui.engine.models.load import is_embedded
 
     lines = ["## Limitations\n",
-             f"- Trained for {_fmt(run.summary.get('steps'), 'd')} steps on "
-             f"{_fmt(run.summary.get('tokens'), ',')} tokens of one dataset; held-out "
+             f"- Trained for {card_value(run.summary.get('steps'), 'd')} steps on "
+             f"{card_value(run.summary.get('tokens'), ',')} tokens of one dataset; held-out "
              "bits/token are measured on that dataset's validation split only.",
              "- The adapter was trained against the quantized base. Applied to the "
              "full-precision base (PEFT) its outputs differ slightly from MLX's."]
@@ -98,7 +98,7 @@ def _section_limitations(run: RunFolder, target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _section_citation() -> str:
+def section_citation() -> str:
     year = dt.date.today().year
     return ("## Citation\n\n```bibtex\n@software{tscu,\n"
             "  title = {tscu: LoRA fine-tuning on MLX under a Thermodynamic Shannon "

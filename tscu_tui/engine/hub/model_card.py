@@ -15,18 +15,18 @@ from typing import Any
 from tscu_tui import __version__
 from tscu_tui.engine.fileio import atomic_write_text
 from tscu_tui.engine.hub.card_results import (
-    _section_energy,
-    _section_hardware,
-    _section_results,
-    _section_samples,
     hardware_facts,
+    section_energy,
+    section_hardware,
+    section_results,
+    section_samples,
 )
-from tscu_tui.engine.hub.card_training import _gguf_source, _section_training
+from tscu_tui.engine.hub.card_training import gguf_source, section_training
 from tscu_tui.engine.hub.card_usage import (
     HUB_MLX_FOLDER,
-    _section_citation,
-    _section_limitations,
-    _section_usage,
+    section_citation,
+    section_limitations,
+    section_usage,
 )
 from tscu_tui.engine.hub.run import RunFolder, open_run
 from tscu_tui.engine.runs.files import CURVES_FILE
@@ -103,7 +103,7 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
     trained_on = run.base_model
     peft_base = base_model or full_precision_base(trained_on) or ""
     header_base = peft_base if target in ("peft", "hub") else trained_on
-    license_id, license_note = base_license(trained_on, _gguf_source(run))
+    license_id, license_note = base_license(trained_on, gguf_source(run))
     tags = ["lora", "mlx", "tscu", "scu", "t-scu", "text-generation"]
     if target in ("peft", "hub"):
         tags.insert(0, "peft")
@@ -117,17 +117,17 @@ def render_card(run: RunFolder, *, target: str = "run", base_model: str | None =
     sections = [
         f"# {title}\n",
         _intro(run, target, dequantized),
-        _section_training(run, peft_base),
+        section_training(run, peft_base),
         # The picture sits beside the card in the run folder and on the Hub.
-        _section_results(run, curves=target in ("run", "hub")
+        section_results(run, curves=target in ("run", "hub")
                          and (run.path / CURVES_FILE).is_file()),
-        _section_samples(run),
-        _section_energy(run),
-        _section_hardware(run, hardware),
-        usage or _section_usage(run, target, peft_base, repo_id, dequantized),
-        _section_limitations(run, target),
+        section_samples(run),
+        section_energy(run),
+        section_hardware(run, hardware),
+        usage or section_usage(run, target, peft_base, repo_id, dequantized),
+        section_limitations(run, target),
         f"## License\n\n`{license_id}`. {license_note} tscu itself is AGPL-3.0-or-later.\n",
-        _section_citation(),
+        section_citation(),
     ]
     return header + "\n" + "\n".join(s for s in sections if s)
 
