@@ -12,20 +12,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tscu_tui.engine.events import (
-    CheckpointEvent,
-    EvalEvent,
-    Event,
-    LogEvent,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    SampleEvent,
-    StateEvent,
-    StepEvent,
-    TestEvent,
-)
-from tscu_tui.formatting import fmt, information, s_target
+from tscu_tui.engine.event_lines import event_line
+from tscu_tui.engine.events import EvalEvent, Event, LogEvent, RunStarted, StepEvent
+from tscu_tui.engine.formatting import fmt, information, s_target
 
 
 class ConsoleDisplay:
@@ -75,6 +64,17 @@ class ConsoleDisplay:
         table.add_row("information", self.information or "n/a", "", "")
         return Group(self.progress, table)
 
+    def _says(self, event: Event) -> bool:
+        """Whether to print a line for `event`: steps only without the live panel (every
+        `logging_steps` and the last), info messages the panel does not show."""
+        match event:
+            case StepEvent():
+                return not self.live_mode and (event.step % self.logging_steps == 0
+                                               or event.step == event.max_steps)
+            case LogEvent():
+                return event.level != "info" or event.step is None or not self.live_mode
+        return True
+
     def _print(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
 
@@ -83,47 +83,15 @@ class ConsoleDisplay:
             case RunStarted():
                 self.progress.update(self.task, total=event.max_steps,
                                      completed=event.start_step)
-                where = f"resuming at step {event.start_step}" if event.start_step else "starting"
-                self._print(f"{where}: {event.model}, {event.trainable_params:,} trainable "
-                            f"parameters, {event.train_tokens:,} training tokens; {event.blas}")
             case StepEvent():
                 self.last_step = event
                 self.progress.update(self.task, completed=event.step)
-                if not self.live_mode and (event.step % self.logging_steps == 0
-                                           or event.step == event.max_steps):
-                    self._print(f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
-                                f"S {event.s:.4f} lambda {event.lambda_reg:.4g} "
-                                f"tok/s {event.tokens_per_s:.0f} "
-                                f"{fmt(event.power_w, '.1f')} W {fmt(event.temp_c, '.1f')} °C "
-                                f"c {fmt(event.control_factor, '.2f')}"
-                                + (f" telemetry FAILED, {event.telemetry_status}"
-                                   if event.telemetry_status else ""))
             case EvalEvent():
                 self.heldout = event.heldout_bpt
                 if self.first_heldout is None:
                     self.first_heldout = event.heldout_bpt
-                text = information(event)
-                self.information = text or self.information
-                gained = f"; {text}" if text else ""
-                self._print(f"eval at step {event.step}: held-out {event.heldout_bpt:.4f} "
-                            f"bits/token{' (best)' if event.is_best else ''}{gained}")
-            case TestEvent():
-                self._print(f"test split, {event.adapter} adapter (step {event.step}): "
-                            f"{event.test_bpt:.4f} bits/token")
-            case SampleEvent():
-                for prompt, answer in zip(event.prompts, event.answers, strict=True):
-                    asked = " ".join(prompt.split())[-50:]
-                    self._print(f"  sample: ...{asked} -> {' '.join(answer.split())[:100]}")
-            case CheckpointEvent():
-                self._print(f"checkpoint ({event.reason}) at step {event.step}")
-            case LogEvent() if event.level != "info" or event.step is None or not self.live_mode:
-                self._print(f"{event.level}: {event.message}")
-            case StateEvent():
-                self._print(f"{event.state} at step {event.step}")
-            case RunFinished():
-                self._print(f"finished ({event.reason}) at step {event.step}; outputs in "
-                            f"{event.run_dir}")
-            case RunFailed():
-                pass  # the command prints the one-line error
+                self.information = information(event) or self.information
+        if self._says(event) and (line := event_line(event, "console")):
+            self._print(line)
         if self._live is not None:
             self._live.update(self._render())

@@ -3,7 +3,9 @@
 One sub-package per concept, each saying in its `__init__` what it may import;
 the arrows run one way (train -> hub -> runs -> models -> config):
 
-- `events`, `errors`, `fileio`: the shared vocabulary every sub-package may use
+- `events`, `errors`, `fileio`: the shared vocabulary every sub-package may use;
+  `formatting` and `event_lines`: numbers and events as the run log, the console and
+  the train screen print them (they read `telemetry.efficiency` for the MDL wording)
 - `config/`: the typed config, presets and the package's own assets
 - `data/`: dataset preparation (sources, tokenizing, packing, the store)
 - `models/`: resolving and loading models, the CPU fast path, BLAS/runtime

@@ -37,21 +37,15 @@ from tscu_tui.widgets.run_columns import (
     next_sort,
     reversed_sort,
     run_name,
-    sort_key,
     sort_words,
 )
 from tscu_tui.widgets.run_compare import RunCompareView
 from tscu_tui.widgets.run_detail import RunDetailView, headline
+from tscu_tui.widgets.runs_table import RunsTable
 
 SAMPLE_WORKER = "Sample generation"
 UPLOAD_WORKER = "Hub upload"
 LIVE_POLL_S = 2.0  # how often a run still being written is re-read while shown
-
-
-class RunsTable(DataTable[str]):
-    """The runs list; enter opens the run under the cursor (shown in the footer)."""
-
-    BINDINGS = [Binding("enter", "select_cursor", "Open")]
 
 
 class ResultsScreen(TscuScreen):
@@ -96,11 +90,7 @@ class ResultsScreen(TscuScreen):
 
     def on_mount(self) -> None:
         self._activity("")
-        table = self.query_one("#runs", DataTable)
-        table.add_column("", key="mark")
-        table.add_column("run", key="run")
-        for column in COLUMNS:
-            table.add_column(column.label, key=column.key)
+        self.query_one("#runs", RunsTable).add_run_columns()
         self.query_one("#ablations", DataTable).add_columns(*ABLATION_COLUMNS)
         self.refresh_runs()
         self.set_interval(LIVE_POLL_S, self._follow_live_runs)
@@ -153,29 +143,10 @@ class ResultsScreen(TscuScreen):
         fill_ablations(self.query_one("#ablations", DataTable), self.ablations)
 
     def _fill_table(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        current = self.cursor_run()
-        table.clear()
-        runs = list(self.runs)
-        if self.sorted_by is not None:
-            key, reverse = self.sorted_by
-            column = next(c for c in COLUMNS if c.key == key)
-            runs.sort(key=sort_key(column, reverse), reverse=reverse)
-        for run in runs:
-            table.add_row(self._mark(run.path), run_name(run.path),
-                          *(column.text(run) for column in COLUMNS), key=str(run.path))
-        if current is not None and current.path in {run.path for run in runs}:
-            table.move_cursor(row=table.get_row_index(str(current.path)))
-
-    def _mark(self, path: Path) -> str:
-        return "AB"[self.marked.index(path)] if path in self.marked else ""
+        self.query_one("#runs", RunsTable).fill(self.runs, self.sorted_by, self.marked)
 
     def cursor_run(self) -> RunSummary | None:
-        table = self.query_one("#runs", DataTable)
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((run for run in self.runs if str(run.path) == key), None)
+        return self.query_one("#runs", RunsTable).run_under_cursor(self.runs)
 
     def current_run(self) -> RunSummary | None:
         """The opened run in the detail view, else the one under the list's cursor."""

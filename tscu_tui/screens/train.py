@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from pathlib import Path
 
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tscu_tui.engine.config import Config
+from tscu_tui.engine.event_lines import event_line, governor_line
 from tscu_tui.engine.events import (
     CheckpointEvent,
     Command,
@@ -33,14 +32,14 @@ from tscu_tui.engine.events import (
     StateEvent,
     StepEvent,
 )
+from tscu_tui.engine.formatting import duration, energy, fmt, s_target
 from tscu_tui.engine.train.run_plan import plan_line
 from tscu_tui.engine.train.selection import FitState, FitWatch
-from tscu_tui.formatting import duration, energy, fmt, information, s_target
 from tscu_tui.keys import bind
 from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
-from tscu_tui.screens.base import MLX_GROUP, TscuScreen
 from tscu_tui.screens.confirm import ConfirmDialog
 from tscu_tui.screens.plot import PlotScreen
+from tscu_tui.screens.train_jobs import TrainJobs
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.sample_answers import SampleAnswers
 from tscu_tui.widgets.train_charts import TrainCharts
@@ -49,7 +48,7 @@ REDRAW_S = 0.5  # charts and readouts redraw at most this often, however fast ev
 CONTROL_LOG_DELTA = 0.1  # log a governor action when c has moved this far since the last
 
 
-class TrainScreen(TscuScreen):
+class TrainScreen(TrainJobs):
     CSS_PATH = "train.tcss"
     BINDINGS = [
         bind("start_training", "Start"),
@@ -208,57 +207,6 @@ class TrainScreen(TscuScreen):
             self._render_status()
             self.refresh_bindings()
 
-    # -- workers ---------------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP, name="Training")
-    def _train(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.models.runtime import release_streams
-        from tscu_tui.engine.train.trainer import Trainer
-
-        try:
-            Trainer(config, self.bridge, self.commands, resume=resume).run()
-        finally:
-            release_streams()  # MLX needs each thread to release its streams
-            self._run_done.set()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group=MLX_GROUP,
-          name="Distributed training")
-    def _launch(self, config: Config, resume: bool) -> None:
-        from tscu_tui.engine.distributed.launched import run_launched
-
-        try:
-            run_launched(config, self.bridge, self.commands, resume=resume)
-        finally:
-            self._run_done.set()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="follow", name="Follow run")
-    def _follow(self, run_dir: Path) -> None:
-        from tscu_tui.engine.runs.follow import follow_events
-
-        follow_events(run_dir, self.bridge, self._follow_stop)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="hub", name="Upload")
-    def _push(self, run_dir: str, repo_id: str, private: bool, revision: str) -> None:
-        from tscu_tui.engine.hub.push import push_run
-
-        def say(line: str) -> None:
-            self.app.call_from_thread(self._write_log, f"hub: {line}")
-
-        url = push_run(run_dir, repo_id, private=private, revision=revision, progress=say)
-        say(f"uploaded: {url}")
-
-    def _push_if_asked(self, run_dir: str) -> None:
-        """`hub.push_to_hub = true`: upload the finished run, as `tscu train` does."""
-        hub = self.tscu.config.hub
-        if not hub.push_to_hub:
-            return
-        if not hub.hub_model_id:
-            self._write_log("warning: hub.push_to_hub is true but hub.hub_model_id is empty; "
-                            "upload from the results screen (u)")
-            return
-        self._write_log(f"hub: uploading {run_dir} to {hub.hub_model_id}")
-        self._push(run_dir, hub.hub_model_id, hub.private, hub.revision)
-
     # -- events ----------------------------------------------------------------------------
 
     def on_engine_events(self, message: EngineEvents) -> None:
@@ -284,6 +232,7 @@ class TrainScreen(TscuScreen):
     def apply(self, event: Event) -> None:
         """Fold one engine event into the screen's state (drawn later by `redraw`)."""
         self.events_seen += 1
+        line = event_line(event, "screen")
         match event:
             case RunStarted():
                 self.state = "running" if not self.read_only else "watching"
@@ -291,9 +240,7 @@ class TrainScreen(TscuScreen):
                                                                 progress=event.start_step)
                 self.charts.set_target(event.s_target)
                 self.steps_per_epoch = event.steps_per_epoch
-                where = f"resumed at step {event.start_step}" if event.start_step else "started"
-                self._write_log(f"{where}: {event.trainable_params:,} trainable parameters, "
-                                f"{event.train_tokens:,} training tokens, {event.blas}")
+                self._write_log(line)
                 if event.telemetry:
                     self._write_log(f"telemetry: {event.telemetry}")
             case StepEvent():
@@ -303,31 +250,26 @@ class TrainScreen(TscuScreen):
                 self.bits_per_j = event.eta_cumulative_bits_per_j
                 self.mdl_bits_per_j = event.mdl_eta_cumulative_bits_per_j
                 self.charts.record_eval(event)
-                eta = f", {text}" if (text := information(event)) else ""
-                self._write_log(f"eval step {event.step}: held-out {event.heldout_bpt:.4f} "
-                                f"bits/token, ppl {event.perplexity:.2f}"
-                                f"{' (best)' if event.is_best else ''}{eta}")
+                self._write_log(line)
             case SampleEvent():
                 self.query_one(SampleAnswers).show(event)
             case CheckpointEvent():
-                self._write_log(f"checkpoint ({event.reason}) at step {event.step}")
+                self._write_log(line)
             case LogEvent():
                 if event.level != "info" or event.step is None:
-                    self._write_log(f"{event.level}: {event.message}")
+                    self._write_log(line)
             case StateEvent():
                 if not self.read_only and self.state != "stopping":
                     self.state = event.state
-                self._write_log(f"{event.state} at step {event.step}")
+                self._write_log(line)
             case RunFinished():
-                self._end(f"finished ({event.reason}) at step {event.step}: best held-out "
-                          f"{fmt(event.best_bpt, '.4f')} bits/token, {duration(event.duration_s)};"
-                          f" outputs in {event.run_dir}", "finished")
+                self._end(line, "finished")
                 if event.reason == "stopped":
                     self.stopped_run = event.run_dir
                 if not self.read_only and not self.tscu.quitting:
                     self._push_if_asked(event.run_dir)
             case RunFailed():
-                self._end(f"failed at step {event.step}: {event.reason}", "failed")
+                self._end(line, "failed")
                 if not self.read_only:
                     self.tscu.show_error("Training failed", event.reason)
 
@@ -355,9 +297,7 @@ class TrainScreen(TscuScreen):
         if c is not None and (self.last_control is None
                               or abs(c - self.last_control) > CONTROL_LOG_DELTA):
             if self.last_control is not None:
-                why = (f"{fmt(e.power_w, '.1f', ' W')}, {fmt(e.temp_c, '.1f', ' °C')}"
-                       + (", over budget" if e.over_budget else ""))
-                self._write_log(f"governor: c {self.last_control:.2f} -> {c:.2f} ({why})")
+                self._write_log(governor_line(self.last_control, e))
             self.last_control = c
 
     def _end(self, line: str, state: str) -> None:
@@ -445,9 +385,6 @@ class TrainScreen(TscuScreen):
         self.bits_per_j = self.mdl_bits_per_j = None
         self.query_one(SampleAnswers).clear()
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
-
-    def _write_log(self, line: str) -> None:
-        self.query_one("#log", Log).write_line(line)
 
     def _key(self, binding_id: str) -> str:
         binding = next(b for b in self.BINDINGS if b.id == binding_id)  # type: ignore[union-attr]

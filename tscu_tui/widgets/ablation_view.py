@@ -13,8 +13,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from tscu_tui.engine.formatting import fmt
 from tscu_tui.engine.runs.ablations import Ablation, headers, table_rows
-from tscu_tui.formatting import fmt
 
 
 def ablation_title(ablation: Ablation) -> str:

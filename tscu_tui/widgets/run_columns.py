@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tscu_tui.engine.formatting import duration, fmt
 from tscu_tui.engine.runs.reader import RunSummary
-from tscu_tui.formatting import duration, fmt
 
 NAME_WIDTH = 30
 

@@ -17,10 +17,10 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Log, Static, TabbedContent, TabPane, Tabs
 from textual_image.widget import Image
 
+from tscu_tui.engine.formatting import fmt, s_target
 from tscu_tui.engine.runs.files import CURVES_FILE
 from tscu_tui.engine.runs.reader import RunDetail, RunSummary
 from tscu_tui.engine.runs.sample import DEFAULT_PROMPT, Samples
-from tscu_tui.formatting import fmt, s_target
 from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.run_columns import bits_per_j, duration, run_name, steps, telemetry

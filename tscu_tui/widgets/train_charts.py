@@ -9,7 +9,7 @@ from textual.containers import Grid
 
 from tscu_tui.engine.config import Config
 from tscu_tui.engine.events import EvalEvent, StepEvent
-from tscu_tui.formatting import fmt, s_target
+from tscu_tui.engine.formatting import fmt, s_target
 from tscu_tui.widgets.metric_chart import Reference
 from tscu_tui.widgets.metric_panel import MetricPanel
 

@@ -7,7 +7,9 @@
 - `gguf_lora`: the adapter as a llama.cpp LoRA GGUF, an Ollama Modelfile
 - `gguf_merged`, `gguf_meta`: base + adapter merged into one GGUF (F16, Q8_0, Q4_0)
 - `export.export_run`: one entry point for `--format mlx|peft|fused|gguf-lora|gguf`
-- `model_card`: README.md generated from the run's files
+- `model_card`: README.md generated from the run's files, its sections in `card_training`,
+  `card_results` (results, test split, samples, energy, hardware) and `card_usage`
+  (usage, limitations, citation), its numbers through `card_text.card_value`
 - `push`: upload to the Hub; the token is read from the environment, never stored
 
 Modules import mlx, numpy, gguf or huggingface_hub only when a function needs them.

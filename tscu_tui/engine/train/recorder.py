@@ -14,14 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from tscu_tui.engine.event_lines import event_line
 from tscu_tui.engine.events import (
     CheckpointEvent,
     EvalEvent,
     Event,
-    LogEvent,
-    RunFailed,
-    RunFinished,
-    RunStarted,
     SampleEvent,
     StepEvent,
     TestEvent,
@@ -30,51 +27,12 @@ from tscu_tui.engine.events import (
 from tscu_tui.engine.runs.files import EVENTS_FILE, LOG_FILE
 
 
-def _target(value: float | None) -> str:
-    return "auto" if value is None else f"{value:.4f}"
-
-
-def _oneline(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _line(event: Event, logging_steps: int) -> str | None:
-    match event:
-        case StepEvent() if event.step % logging_steps == 0 or event.step == event.max_steps:
-            text = (f"step {event.step}/{event.max_steps} loss {event.loss:.4f} "
-                    f"data_bpt {event.data_bpt:.4f} param_bpt {event.param_bpt:.5f} "
-                    f"S {event.s:.4f} (target {_target(event.s_target)}) lambda "
-                    f"{event.lambda_reg:.4g} lr {event.lr:.3g} tok/s {event.tokens_per_s:.0f}")
-            if event.power_w is not None:
-                text += f" {event.power_w:.1f} W"
-            if event.temp_c is not None:
-                text += f" {event.temp_c:.1f} °C"
-            if event.control_factor is not None:
-                text += f" c {event.control_factor:.2f} idle {event.idle_s or 0.0:.2f}s"
-            return text + (" [update skipped: non-finite loss]" if event.skipped else "")
-        case EvalEvent():
-            return (f"eval step {event.step}: held-out {event.heldout_bpt:.4f} bits/token, "
-                    f"perplexity {event.perplexity:.2f}{' (best)' if event.is_best else ''}")
-        case TestEvent():
-            return (f"test split, {event.adapter} adapter (step {event.step}): "
-                    f"{event.test_bpt:.4f} bits/token, perplexity {event.perplexity:.2f}")
-        case SampleEvent():
-            return f"samples at step {event.step}: " + " | ".join(
-                f"{_oneline(p)[-40:]} -> {_oneline(a)[:80]}"
-                for p, a in zip(event.prompts, event.answers, strict=True))
-        case CheckpointEvent():
-            return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
-        case LogEvent():
-            return f"{event.level}: {event.message}"
-        case RunStarted():
-            return (f"run started at step {event.start_step}: model {event.model}, dataset "
-                    f"{event.dataset}, {event.trainable_params:,} trainable of "
-                    f"{event.total_params:,} parameters, {event.blas}")
-        case RunFinished():
-            return f"run finished at step {event.step}: {event.reason}"
-        case RunFailed():
-            return f"run failed at step {event.step}: {event.reason}"
-    return None
+    """The log file's line for `event`; steps only every `logging_steps` and at the end."""
+    if isinstance(event, StepEvent) and not (event.step % logging_steps == 0
+                                             or event.step == event.max_steps):
+        return None
+    return event_line(event, "log")
 
 
 class RunRecorder:
