@@ -321,13 +321,12 @@ class ThermalControl:
         return max(now - start, self.sampler.period_s) if start is not None else span
 
     def cooldown(self, wait: Callable[[float], None]) -> bool:
-        """Before the first step of a run stopped by its emergency temperature (or at it
-        now): wait until the chip is below max_temperature_celsius, saying so. False when
-        it does not cool within tscu.cooldown_timeout_seconds (the run stops again)."""
-        latest = self.sampler.latest()
-        hot_now = latest is not None and latest.temp_c is not None and (
-            latest.temp_c >= self.governor.limits.emergency_temp_c)
-        if not (self._cooldown_pending or hot_now):
+        """Before the first step of a run its emergency temperature stopped: wait until the
+        chip is below max_temperature_celsius, saying so. False when it does not cool within
+        tscu.cooldown_timeout_seconds (the run stops again). A fresh run that starts hot is
+        the governor's to stop at its first step: waiting here for a chip whose idle
+        temperature is above the limit would only hang the start."""
+        if not self._cooldown_pending:
             return True
 
         def temperature() -> float | None:
