@@ -239,7 +239,8 @@ class TscuConfig:
         "auto", "Lower the clock before duty cycling (frequency first): 'auto' drives the "
                 "first usable clock knob (`tscu telemetry` lists them), a knob's name "
                 "only that one ('simulated': the simulated plant's clock, with "
-                "telemetry.source = 'simulated'), 'off' duty cycling alone. Every change is restored when the run ends.",
+                "telemetry.source = 'simulated'), 'off' duty cycling alone. Every change "
+                "is restored when the run ends.",
         choices=("off", "auto", "simulated", "nvidia-clocks", "cpufreq", "intel_pstate",
                  "rapl-limit", "epp", "apple-lowpower"))
     objective: str = setting(

@@ -1,12 +1,12 @@
 """The clock knob in the training loop: `tscu.frequency_control` and `tscu.objective`.
 
-`FrequencyControl.resolve` picks the knob: "off" none (duty cycling alone, as
+`resolve_actuator` picks the knob: "off" none (duty cycling alone, as
 before); "simulated" the simulated plant's clock, which changes nothing real
 (only with `telemetry.source = "simulated"`); "auto" the first usable knob
 `actuators.pick.probe` finds for the device (none under simulated telemetry: a
 real knob would change the machine while the plant measured nothing of it; the
-simulated clock is used only when named); a knob's name that one only. A knob that cannot be used is said in one line, and the run goes on with
-duty cycling.
+simulated clock is used only when named); a knob's name that one only. A knob
+that cannot be used is said in one line, and the run goes on with duty cycling.
 
 Each governor decision becomes a level and a duty share (`FrequencyPolicy`);
 under `objective = "energy"` the run first profiles levels (`EnergyProfile`,
