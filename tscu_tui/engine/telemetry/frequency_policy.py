@@ -50,6 +50,16 @@ class FrequencyPolicy:
                                                                 range(GRID + 1)]
         return levels
 
+    def snap(self, level: float) -> float:
+        """The level the knob really takes for `level` (its hardware steps)."""
+        a = self.actuator
+        return a.level_of(a.value_at(level))
+
+    def level_for_speed(self, speed: float) -> float:
+        """The level nearest clock share `speed` (a clock knob), snapped."""
+        a = self.actuator
+        return self.snap(a.level_of(speed * a.value_max))
+
     def ratio(self, level: float) -> float:
         """Predicted power at `level` as a share of the uncapped knob's."""
         a = self.actuator

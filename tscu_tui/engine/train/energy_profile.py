@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-#: the levels tried, uncapped first (so the pace is measured before any saving)
-PROFILE_LEVELS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25)
+#: the levels tried, uncapped first (so the pace is measured before any saving); a clock
+#: knob tries these clock shares instead (`PROFILE_SPEEDS`, snapped to its steps)
+PROFILE_LEVELS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+PROFILE_SPEEDS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)
 WARMUP_STEPS = 2
 MEASURE_STEPS = 4
 
@@ -98,5 +100,6 @@ def choose(points: list[ProfilePoint], budget_w: float,
     if not allowed:
         return min(points, key=lambda p: p.power_w)
     pace = max(p.tokens_per_s for p in allowed)
-    near = [p for p in allowed if p.tokens_per_s >= (1.0 - max_slowdown) * pace]
+    # (a hair of tolerance: a setting exactly at the allowed slowdown counts as within it)
+    near = [p for p in allowed if p.tokens_per_s >= (1.0 - max_slowdown) * pace * (1 - 1e-6)]
     return min(near, key=lambda p: p.joules_per_token)

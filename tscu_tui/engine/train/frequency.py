@@ -28,7 +28,7 @@ from tscu_tui.engine.telemetry.base import Source
 from tscu_tui.engine.telemetry.frequency_policy import FrequencyDecision, FrequencyPolicy
 from tscu_tui.engine.telemetry.plant import DEFAULT_MODEL
 from tscu_tui.engine.telemetry.simulated import SimulatedSource
-from tscu_tui.engine.train.energy_profile import EnergyProfile
+from tscu_tui.engine.train.energy_profile import PROFILE_LEVELS, PROFILE_SPEEDS, EnergyProfile
 
 
 def resolve_actuator(config: Config, source: Source,
@@ -73,10 +73,20 @@ class FrequencyControl:
         self.profile: EnergyProfile | None = None
         if config.tscu.objective == "energy":
             self.profile = EnergyProfile(budget_w=config.tscu.power_budget_watts,
-                                         max_slowdown=config.tscu.max_slowdown)
+                                         max_slowdown=config.tscu.max_slowdown,
+                                         levels=self._profile_levels())
         self.simulated = isinstance(actuator, SimulatedFrequency)
         self.decision = FrequencyDecision(1.0, actuator.speed_ratio(1.0), 1.0)
         self._announced = False
+
+    def _profile_levels(self) -> tuple[float, ...]:
+        """Distinct settings the knob really takes, uncapped first."""
+        p = self.policy
+        if self.actuator.speed_ratio(1.0) is not None:
+            wanted = [p.level_for_speed(s) for s in PROFILE_SPEEDS]
+        else:
+            wanted = [p.snap(level) for level in PROFILE_LEVELS]
+        return tuple(sorted(set(wanted), reverse=True))
 
     @property
     def profiling(self) -> bool:
