@@ -17,6 +17,7 @@ from typing import Any
 
 from tscu_tui import __version__
 from tscu_tui.engine.fileio import atomic_write_text
+from tscu_tui.engine.hub.model_card_energy import energy_lines
 from tscu_tui.engine.hub.run import RunFolder, open_run
 from tscu_tui.engine.runs.files import CURVES_FILE
 
@@ -381,6 +382,7 @@ def _section_energy(run: RunFolder) -> str:
         *_mdl_line(eff.get("mdl")),
         f"- **Governor**: control factor {_stats_line(a.get('control_factor'), '.3g')}; "
         f"idle {_fmt(a.get('idle_seconds_total'), '.1f', 's')}",
+        *energy_lines(a),
     ]
     return "\n".join(lines) + "\n"
 
