@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tscu_tui.energy_readout import EnergyReadout
 from tscu_tui.engine.events import (
     CheckpointEvent,
     EvalEvent,
@@ -42,6 +43,7 @@ class ConsoleDisplay:
         self.heldout: float | None = None
         self.first_heldout: float | None = None
         self.information = ""  # the last evaluation's information per joule, as text
+        self.energy = EnergyReadout()  # the clock setting and J/token beside the watts
         self.logging_steps = 10
         self._live: Live | None = None
 
@@ -72,7 +74,8 @@ class ConsoleDisplay:
         if s and s.telemetry_status:
             source += f" FAILED, {s.telemetry_status}"
         table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
-        table.add_row("information", self.information or "n/a", "", "")
+        table.add_row("information", self.information or "n/a", "clock",
+                      self.energy.text or "n/a")
         return Group(self.progress, table)
 
     def _print(self, text: str) -> None:
@@ -88,6 +91,7 @@ class ConsoleDisplay:
                             f"parameters, {event.train_tokens:,} training tokens; {event.blas}")
             case StepEvent():
                 self.last_step = event
+                self.energy.record(event)
                 self.progress.update(self.task, completed=event.step)
                 if not self.live_mode and (event.step % self.logging_steps == 0
                                            or event.step == event.max_steps):
@@ -96,6 +100,7 @@ class ConsoleDisplay:
                                 f"tok/s {event.tokens_per_s:.0f} "
                                 f"{fmt(event.power_w, '.1f')} W {fmt(event.temp_c, '.1f')} °C "
                                 f"c {fmt(event.control_factor, '.2f')}"
+                                + (f" | {self.energy.text}" if self.energy.text else "")
                                 + (f" telemetry FAILED, {event.telemetry_status}"
                                    if event.telemetry_status else ""))
             case EvalEvent():
