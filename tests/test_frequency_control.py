@@ -92,7 +92,7 @@ def test_simulated_clock_holds_the_budget_without_idling_and_restores_at_stop():
 def test_a_budget_below_the_floor_duty_cycles_at_the_floor():
     thermal, readings, _ = _loop('tscu.frequency_control="simulated"', budget=10.0)
     late = readings[150:]
-    assert thermal.frequency.actuator.speed() == pytest.approx(0.3)  # the floor
+    assert thermal.frequency.actuator.speed() == pytest.approx(0.5)  # the floor
     assert all(r.control_factor < 0.9 and r.idle_s > 0 for r in late)
     power = sum(r.power_w for r in late) / len(late)
     assert power == pytest.approx(10.0, rel=0.05)

@@ -514,9 +514,11 @@ class Trainer:
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         scu = self.scu.after_step(info.s, p.step, skipped, info.data_bpt)
-        # Recent speed, not the run average: the first step includes compilation.
-        self._step_s_ema = step_s if self._step_s_ema is None else (
-            0.8 * self._step_s_ema + 0.2 * step_s)
+        # Recent speed, not the run average: the first step includes compilation. A
+        # simulated clock's slower step (stretch_s) counts: it is the plant's speed.
+        busy_s = step_s + thermal.stretch_s
+        self._step_s_ema = busy_s if self._step_s_ema is None else (
+            0.8 * self._step_s_ema + 0.2 * busy_s)
         tokens_per_step = cfg.train.batch_size * self._last_accum * (
             self.data.meta.block_size - 1)
         rate = tokens_per_step / self._step_s_ema

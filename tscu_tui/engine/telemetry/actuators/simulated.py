@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from tscu_tui.engine.telemetry.actuators.base import ActuatorChange, FrequencyActuator
 
-#: the clock shares the simulated knob accepts (a real knob has steps too)
-SIMULATED_STEPS = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))
+#: the clock shares the simulated knob accepts (a real knob has steps too): down to the
+#: plant's voltage floor, below which a lower clock saves less power than idling does
+#: (static power stays while the clock runs; idle power is lower still)
+SIMULATED_STEPS = tuple(round(0.5 + 0.05 * i, 2) for i in range(11))
 
 
 class SimulatedFrequency(FrequencyActuator):
@@ -19,7 +21,7 @@ class SimulatedFrequency(FrequencyActuator):
     unit = "x f_max"
     controls = "frequency"
 
-    def __init__(self, floor: float = 0.3) -> None:
+    def __init__(self, floor: float = 0.5) -> None:
         super().__init__()
         self._floor = floor
         self._value = 1.0
