@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tscu_tui.energy_readout import EnergyReadout
 from tscu_tui.engine.event_lines import event_line
 from tscu_tui.engine.events import EvalEvent, Event, LogEvent, RunStarted, StepEvent
 from tscu_tui.engine.formatting import fmt, information, s_target
@@ -31,6 +32,7 @@ class ConsoleDisplay:
         self.heldout: float | None = None
         self.first_heldout: float | None = None
         self.information = ""  # the last evaluation's information per joule, as text
+        self.energy = EnergyReadout()  # the clock setting and J/token beside the watts
         self.logging_steps = 10
         self._live: Live | None = None
 
@@ -61,7 +63,8 @@ class ConsoleDisplay:
         if s and s.telemetry_status:
             source += f" FAILED, {s.telemetry_status}"
         table.add_row("control factor", fmt(s and s.control_factor, ".2f"), "telemetry", source)
-        table.add_row("information", self.information or "n/a", "", "")
+        table.add_row("information", self.information or "n/a", "clock",
+                      self.energy.text or "n/a")
         return Group(self.progress, table)
 
     def _says(self, event: Event) -> bool:
@@ -85,6 +88,7 @@ class ConsoleDisplay:
                                      completed=event.start_step)
             case StepEvent():
                 self.last_step = event
+                self.energy.record(event)
                 self.progress.update(self.task, completed=event.step)
             case EvalEvent():
                 self.heldout = event.heldout_bpt
@@ -92,6 +96,8 @@ class ConsoleDisplay:
                     self.first_heldout = event.heldout_bpt
                 self.information = information(event) or self.information
         if self._says(event) and (line := event_line(event, "console")):
+            if isinstance(event, StepEvent) and self.energy.text:
+                line += f" | {self.energy.text}"  # the clock knob and J/token by the watts
             self._print(line)
         if self._live is not None:
             self._live.update(self._render())

@@ -81,6 +81,7 @@ class StepEvent:
     node_power_w: list[float | None] | None = None
     node_temp_c: list[float | None] | None = None
     node_energy_j: list[float | None] | None = None
+    frequency: str | None = None  # the clock knob and its setting (frequency first)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from tscu_tui.messages import ConfigChanged, EngineEvents, EventBridge
 from tscu_tui.screens.confirm import ConfirmDialog
 from tscu_tui.screens.plot import PlotScreen
 from tscu_tui.screens.train_jobs import TrainJobs
+from tscu_tui.widgets.energy_line import EnergyLine
 from tscu_tui.widgets.metric_panel import MetricPanel
 from tscu_tui.widgets.sample_answers import SampleAnswers
 from tscu_tui.widgets.train_charts import TrainCharts
@@ -85,6 +86,7 @@ class TrainScreen(TrainJobs):
             yield Static("", id="run-state", markup=False)
             yield Static("", id="telemetry-source", markup=False)
         yield Static("", id="nodes", markup=False)  # distributed runs: watts, °C per node
+        yield EnergyLine(id="energy-line")  # clock setting, J/token, watts
         yield Static("", id="fit", markup=False)  # the best checkpoint; overfitting
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
@@ -286,6 +288,7 @@ class TrainScreen(TrainJobs):
         self.last_step = e
         self.fit.step(e)
         self.charts.record_step(e)
+        self.query_one(EnergyLine).record(e)
         if e.node_power_w is not None:
             nodes = self.query_one("#nodes", Static)
             nodes.display = True

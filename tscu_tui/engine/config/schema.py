@@ -235,6 +235,21 @@ class TscuConfig:
                                                      "the chip is below "
                                                      "max_temperature_celsius, at most this "
                                                      "long; then it stops again.", min=0.0)
+    frequency_control: str = setting(
+        "auto", "Lower the clock before duty cycling (frequency first): 'auto' drives the "
+                "first usable clock knob (`tscu telemetry` lists them), a knob's name "
+                "only that one ('simulated': the simulated plant's clock, with "
+                "telemetry.source = 'simulated'), 'off' duty cycling alone. Every change "
+                "is restored when the run ends.",
+        choices=("off", "auto", "simulated", "nvidia-clocks", "cpufreq", "intel_pstate",
+                 "rapl-limit", "epp", "apple-lowpower"))
+    objective: str = setting(
+        "budget", "'budget': hold the power budget, fastest first. 'energy': profile clock "
+                  "settings early in the run (warm-up and measured windows) and keep the "
+                  "one with the least joules per token within max_slowdown of the fastest "
+                  "the budget allows. Needs a clock knob.", choices=("budget", "energy"))
+    max_slowdown: float = setting(0.10, "objective = 'energy': the throughput it may give up "
+                                        "(0.10 = 10% fewer tokens/s).", min=0.0, max=0.9)
     nvidia_power_limit: bool = setting(False, "On NVIDIA, also cap the GPU's board power at "
                                               "power_budget_watts (clamped to the card's "
                                               "range) for the run. Needs root; the original "

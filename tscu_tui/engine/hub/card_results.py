@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tscu_tui.engine.hub.card_text import card_value, percent, stats_line
+from tscu_tui.engine.hub.model_card_energy import energy_lines
 from tscu_tui.engine.hub.run import RunFolder
 from tscu_tui.engine.runs.files import CURVES_FILE
 
@@ -124,6 +125,7 @@ def section_energy(run: RunFolder) -> str:
         *_mdl_line(eff.get("mdl")),
         f"- **Governor**: control factor {stats_line(a.get('control_factor'), '.3g')}; "
         f"idle {card_value(a.get('idle_seconds_total'), '.1f', 's')}",
+        *energy_lines(a),
     ]
     return "\n".join(lines) + "\n"
 

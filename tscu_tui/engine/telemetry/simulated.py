@@ -1,6 +1,9 @@
 """A simulated thermal RC plant for tests and the demo.
 
-`power = idle_w + duty * (busy_w - idle_w)` and `C dT/dt = P - (T - T_ambient)/R`.
+`power = idle_w + duty * (busy_w(f) - idle_w)` and `C dT/dt = P - (T - T_ambient)/R`,
+where busy_w(f) = busy_w x the frequency model's power ratio at clock share f
+(`telemetry.plant`: P_s + k f^3; f = 1, busy_w, unless a simulated clock knob,
+`actuators.simulated`, has lowered it).
 The plant owns no clock: `advance(dt_s, busy_fraction)` moves it forward, so
 tests run 10^4 steps of simulated time in milliseconds. Within one step the
 power is constant and the temperature follows the exact exponential solution,
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tscu_tui.engine.telemetry.base import Clock, Source
+from tscu_tui.engine.telemetry.plant import DEFAULT_MODEL, FrequencyModel
 from tscu_tui.engine.telemetry.sample import Sample, SampleKind
 
 
@@ -25,6 +29,7 @@ class PlantParams:
     thermal_resistance_k_per_w: float = 1.2  # steady rise per watt
     heat_capacity_j_per_k: float = 30.0  # time constant R*C = 36 s
     ambient_c: float = 25.0
+    frequency: FrequencyModel = DEFAULT_MODEL  # busy power's shape against the clock
 
     @property
     def time_constant_s(self) -> float:
@@ -41,16 +46,18 @@ class ThermalPlant:
         self.energy_j = 0.0
         self.power_w = self.params.idle_w
 
-    def power_at(self, busy_fraction: float) -> float:
+    def power_at(self, busy_fraction: float, speed: float = 1.0) -> float:
         p = self.params
         duty = min(max(busy_fraction, 0.0), 1.0)
-        return p.idle_w + duty * (p.busy_w - p.idle_w)
+        busy = p.busy_w if speed >= 1.0 else p.busy_w * p.frequency.power_ratio(speed)
+        return p.idle_w + duty * (busy - p.idle_w)
 
-    def advance(self, dt_s: float, busy_fraction: float) -> Sample:
-        """Run `dt_s` seconds with the given compute share; return the sample at the end."""
+    def advance(self, dt_s: float, busy_fraction: float, speed: float = 1.0) -> Sample:
+        """Run `dt_s` seconds with the given compute share and clock share; return the
+        sample at the end."""
         if dt_s > 0:
             p = self.params
-            self.power_w = self.power_at(busy_fraction)
+            self.power_w = self.power_at(busy_fraction, speed)
             steady_c = p.ambient_c + self.power_w * p.thermal_resistance_k_per_w
             decay = math.exp(-dt_s / p.time_constant_s)
             self.temp_c = steady_c + (self.temp_c - steady_c) * decay
@@ -67,7 +74,8 @@ class SimulatedSource(Source):
     """The plant as a Source: each read advances it by the clock's elapsed time.
 
     `duty` is the engine's real compute share (a callable the trainer updates);
-    without one the plant runs flat out.
+    without one the plant runs flat out. `speed`, set when a simulated clock knob
+    drives the plant, is its clock share (1 without one).
     """
 
     name = "simulated"
@@ -80,6 +88,7 @@ class SimulatedSource(Source):
         self._duty = duty
         self._clock = clock
         self._last_t = clock()
+        self.speed: Callable[[], float] | None = None
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -88,6 +97,7 @@ class SimulatedSource(Source):
     def read(self) -> Sample:
         now = self._clock()
         busy = self._duty() if self._duty is not None else 1.0
-        self.plant.advance(now - self._last_t, busy)
+        speed = self.speed() if self.speed is not None else 1.0
+        self.plant.advance(now - self._last_t, busy, speed)
         self._last_t = now
         return self.plant.sample()

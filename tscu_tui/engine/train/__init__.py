@@ -8,10 +8,11 @@ held-out evaluation of any split (`evaluate`), samples at each evaluation
 (`samples`), the event recorder and the run's output files (`recorder`, `outputs`),
 LoRA adapters (`lora`), T-SCU in the loop (`thermal`, with the compute share it
 measures, `duty`, and the wait for a chip to cool after an emergency stop,
-`cooldown`), data parallelism across ranks (`parallel`), the run's length and SCU
-mode resolved on its data (`run_plan`), selecting on validation and reporting on test
-(`selection`), and ablations (`ablation`, `ablation_stats` with `pairing`,
-`ablation_report`).
+`cooldown`; the clock knob, frequency first, `frequency`, and the in-run
+search for the least J/token, `energy_profile`), data parallelism across ranks
+(`parallel`), the run's length and SCU mode resolved on its data (`run_plan`),
+selecting on validation and reporting on test (`selection`), and ablations
+(`ablation`, `ablation_stats` with `pairing`, `ablation_report`).
 It may import `models`, `data`, `telemetry`, `hub` (the model card), `distributed`,
 `report` (TensorBoard, W&B),
 `config` and the shared vocabulary (`events`, `errors`, `fileio`); nothing imports

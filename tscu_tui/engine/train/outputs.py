@@ -206,6 +206,8 @@ def write_outputs(run_dir: Path, config: Config, history: dict[str, list[dict[st
     analysis["test"] = summary.get("test")
     analysis["heldout_bpt_best_step"] = summary.get("best_step")
     analysis["scu"]["mode_setting"] = summary.get("scu_mode_setting", config.scu.mode)
+    # the clock knob (frequency first) and, under objective "energy", its measured curve
+    analysis["frequency_control"] = summary.get("frequency_control")
     atomic_write_json(run_dir / ANALYSIS_FILE, analysis)
     atomic_write_json(run_dir / SUMMARY_FILE, {"tscu_version": __version__, **summary})
     atomic_write_json(run_dir / CONFIG_FILE, to_dict(config))

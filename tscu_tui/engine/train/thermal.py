@@ -17,6 +17,10 @@ under the config's limits, not the checkpoint's.
 NVIDIA, `tscu.nvidia_power_limit` adds the board power limit as a second
 actuator: set in `start()`, restored in `stop()`, which the trainer calls in a
 `finally` (end, stop, failure, Ctrl+C).
+
+`tscu.frequency_control` adds a clock knob, driven frequency first
+(`train.frequency`): the governor's output is then a power demand the knob meets
+first, and the duty cycle only below its floor. The knob is restored in `stop()`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tscu_tui.engine.telemetry import (
     Governor,
     GovernorLimits,
     Sampler,
+    duty_idle_seconds,
 )
 from tscu_tui.engine.telemetry.actuators import guard
 from tscu_tui.engine.telemetry.auto import pick_source
@@ -47,6 +52,7 @@ from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
 from tscu_tui.engine.train.cooldown import wait_until_cool
 from tscu_tui.engine.train.device import mlx_compute_device
 from tscu_tui.engine.train.duty import DutyMeter
+from tscu_tui.engine.train.frequency import FrequencyControl, resolve_actuator
 
 #: cycles (step + idle) one governor measurement covers at least: one cycle's power is
 #: exact on an energy counter, but the cycles' lengths jitter with the machine's load
@@ -73,6 +79,8 @@ class ThermalStep:
     node_power_w: list[float | None] | None = None
     node_temp_c: list[float | None] | None = None
     node_energy_j: list[float | None] | None = None
+    frequency: str | None = None  # the clock knob and its setting; None without one
+    stretch_s: float = 0.0  # extra busy seconds (the simulated plant's lower clock)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,13 @@ class ThermalControl:
                 on_warning(f"tscu.nvidia_power_limit is on but telemetry is {source.name}, "
                            "not NVML: no GPU power limit is set")
         self.governor = Governor(GovernorLimits.from_config(config.tscu))
+        knob, why = resolve_actuator(config, source)
+        self.frequency = FrequencyControl(config, knob) if knob is not None else None
+        if config.tscu.objective == "energy" and knob is None:
+            why += '; tscu.objective = "energy" has nothing to profile'
+        self._frequency_note = why
+        self.tokens = 0  # tokens trained so far (the trainer keeps it current)
+        self._duty = 1.0  # the compute share the duty cycle realises now
         self.enabled = config.tscu.enabled
         self.efficiency: EfficiencyTracker | None = None
         self._efficiency_state: dict[str, float | int | bool] | None = None  # from a checkpoint
@@ -157,6 +172,8 @@ class ThermalControl:
         detail = self.sampler.source.describe()
         self._notes.insert(0, (self._info, f"telemetry: {self.reason}" + (
             f"; measuring {detail}" if detail != self.source_name else "")))
+        if self.enabled:
+            self._notes.insert(1, (self._info, self._frequency_note))
         if self.power_limit is not None:
             change = self.power_limit.apply(self.config.tscu.power_budget_watts)
             self._notes.append((self._info if change.applied else self._warn, change.message))
@@ -173,6 +190,8 @@ class ThermalControl:
     def stop(self) -> None:
         """End of run, however it ends: the GPU's own limit back first, then the sensors."""
         self.announce()  # a run that failed before announcing still says what was set
+        if self.frequency is not None and (done := self.frequency.restore()) is not None:
+            self._info(done)
         if self.power_limit is not None:
             change = self.power_limit.restore()
             if change is not None:
@@ -262,8 +281,7 @@ class ThermalControl:
                 f"({self.governor.limits.emergency_temp_c:g} °C): saving and stopping")
         if nodes is not None:
             self._node_energy = [n.energy_j for n in nodes]
-        c = self.governor.control_factor if self.enabled else None
-        idle = self.governor.idle_seconds(compute_s) if self.enabled else 0.0
+        c, idle, stretch = self._actuate(compute_s, reading)
         # Over budget means beyond the 5% a settled governor is allowed to wander.
         over = power is not None and power > 1.05 * self.config.tscu.power_budget_watts
         return ThermalStep(
@@ -273,7 +291,31 @@ class ThermalControl:
             sensor=self._sensor_problem(reading.sensor), stop=stop, stop_message=message,
             node_power_w=[n.power_w for n in nodes] if nodes is not None else None,
             node_temp_c=[n.temp_c for n in nodes] if nodes is not None else None,
-            node_energy_j=self.node_energy_j() if nodes is not None else None)
+            node_energy_j=self.node_energy_j() if nodes is not None else None,
+            frequency=self.frequency.label() if self.frequency is not None else None,
+            stretch_s=stretch)
+
+    def _actuate(self, compute_s: float, reading: NodeReading
+                 ) -> tuple[float | None, float, float]:
+        """The governor's demand met by the clock first, then the duty cycle: the compute
+        share, the idle after this step and the extra busy time (simulated clock)."""
+        if not self.enabled:
+            return None, 0.0, 0.0
+        self._duty = self.governor.control_factor
+        if self.frequency is None:
+            return self._duty, duty_idle_seconds(compute_s, self._duty), 0.0
+        decision, message = self.frequency.decide(self.governor.control_factor,
+                                                  self.governor.emergency)
+        if message is not None:
+            self._info(message)
+        if reading.sensor == "ok" and (line := self.frequency.observe(
+                self._measured_at, self.energy_j(), self.tokens)) is not None:
+            self._info(line)  # the profile is done: the governor measures afresh from here
+            self._last_control, self._control_energy = self._measured_at, self.sampler.energy_j
+            self._control_step = self._steps
+        self._duty = decision.duty
+        stretch = self.frequency.stretch_s(compute_s)
+        return self._duty, duty_idle_seconds(compute_s + stretch, self._duty), stretch
 
     def _sensor_problem(self, state: SensorState) -> str | None:
         if state == "ok":
@@ -287,6 +329,8 @@ class ThermalControl:
         cycles, all run at the current c, so each update sees the effect of the last one.
         Only the reading's (agreed, when distributed) interval and energy are used."""
         steps = self._steps - self._control_step
+        if self.frequency is not None and self.frequency.profiling:
+            return  # held: each profile window measures one clock setting alone
         if (steps < max(self.config.tscu.control_frequency, MIN_CYCLES)
                 or reading.dt_s < self._span()):
             return
@@ -308,7 +352,7 @@ class ThermalControl:
 
     def idle_after(self, compute_s: float) -> float:
         """Idle for extra compute in a cycle (an evaluation), so it keeps the duty cycle."""
-        return self.governor.idle_seconds(compute_s) if self.enabled else 0.0
+        return duty_idle_seconds(compute_s, self._duty) if self.enabled else 0.0
 
     def _window(self, now: float) -> float:
         """Seconds to average power over: whole compute+idle cycles back to a step end at
@@ -403,7 +447,8 @@ class ThermalControl:
             "avg_power_watts": energy / self.wall_s() if energy is not None else None,
             "measured_seconds": self.wall_s() if energy is not None else None,
             "information_tokens_n": self.efficiency.n_tokens if self.efficiency else None,
-            "telemetry_lost_seconds": self.sensors.down_seconds}
+            "telemetry_lost_seconds": self.sensors.down_seconds,
+            "frequency_control": self.frequency.summary() if self.frequency else None}
         if (nodes := self.node_energy_j()) is not None:
             summary["node_energy_joules"] = nodes
             summary["node_avg_power_watts"] = [None if e is None else e / self.wall_s()

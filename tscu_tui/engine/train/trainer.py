@@ -500,7 +500,12 @@ class Trainer:
     def _after_step(self, loss: float, ce: float, sq: float, lr: float, grad_norm: float,
                     step_s: float, skipped: bool) -> None:
         cfg, p = self.config, self.progress
+        self.thermal.tokens = p.tokens  # type: ignore[union-attr]
         thermal = self._thermal_step(step_s)
+        if thermal.stretch_s > 0:  # the simulated plant's lower clock: the step takes longer
+            self.thermal.duty.busy(True)  # type: ignore[union-attr]
+            self._drain_commands(until=time.monotonic() + thermal.stretch_s)
+            self.thermal.duty.busy(False)  # type: ignore[union-attr]
         if self.liveness is not None:
             self.liveness.set_step(p.step)
         change = self.blas_policy.after_step() if self.blas_policy is not None else None
@@ -509,13 +514,15 @@ class Trainer:
             self.log(change.message)
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         scu = self.scu.after_step(info.s, p.step, skipped, info.data_bpt)
-        # Recent speed, not the run average: the first step includes compilation.
-        self._step_s_ema = step_s if self._step_s_ema is None else (
-            0.8 * self._step_s_ema + 0.2 * step_s)
+        # Recent speed, not the run average: the first step includes compilation. A
+        # simulated clock's slower step (stretch_s) counts: it is the plant's speed.
+        busy_s = step_s + thermal.stretch_s
+        self._step_s_ema = busy_s if self._step_s_ema is None else (
+            0.8 * self._step_s_ema + 0.2 * busy_s)
         tokens_per_step = cfg.train.batch_size * self._last_accum * (
             self.data.meta.block_size - 1)
         rate = tokens_per_step / self._step_s_ema
-        wall = step_s + thermal.idle_s
+        wall = step_s + thermal.stretch_s + thermal.idle_s
         self._wall_s_ema = wall if self._wall_s_ema is None else 0.8 * self._wall_s_ema + 0.2 * wall
         remaining = (cfg.train.max_steps - p.step) * self._wall_s_ema
         self.emit(StepEvent(
@@ -532,7 +539,7 @@ class Trainer:
             over_budget=thermal.over_budget,
             peak_memory_bytes=peak_memory_bytes(),
             node_power_w=thermal.node_power_w, node_temp_c=thermal.node_temp_c,
-            node_energy_j=thermal.node_energy_j))
+            node_energy_j=thermal.node_energy_j, frequency=thermal.frequency))
         if thermal.stop is not None:  # the emergency temperature, or telemetry lost
             self.log(thermal.stop_message, "error")
             self._checkpoint("emergency" if thermal.emergency else thermal.stop)
