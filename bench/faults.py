@@ -28,22 +28,20 @@ the runs can be compared bit for bit.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
-import pty
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tscu_tui.engine  # noqa: F401  (OpenBLAS before anything imports mlx)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pty_terminal import PtyTerminal  # noqa: E402  (shared with the terminal-lost test)
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULTS = ROOT / "tests" / "faults"  # the file-boundary fault injection (sitecustomize)
@@ -213,10 +211,11 @@ class Bench:
     def terminal_lost(self) -> Row:
         name = "terminal-lost"
         config = self.config(name)
-        app = PtyApp([sys.executable, "-m", "tscu_tui", "--config", str(config)], self.root,
-                     self.env)
+        app = PtyTerminal([sys.executable, "-m", "tscu_tui", "--config", str(config)],
+                          self.root, self.env)
         try:
-            app.wait_for(b"press s to start")
+            if not app.wait_for(b"press s to start"):
+                raise SystemExit("the app never showed its train screen")
             app.type("s")
             self.wait_for_step(self.root / name, SAVE_EVERY + 2, None)
             app.hang_up()
@@ -232,45 +231,6 @@ class Bench:
         ended = f"{last['event']} ({last.get('reason')}) at step {last['step']}, app exited"
         resumed = self.resume(config)
         return self.verdict("terminal lost", self.root / name, by_itself, ended, resumed)
-
-
-class PtyApp:
-    """The app on a pseudo-terminal of its own (a session leader, as under tmux)."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
-        self.process = subprocess.Popen(
-            argv, cwd=cwd, env={**env, "TERM": "xterm-256color"}, stdin=slave, stdout=slave,
-            stderr=slave, start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.output = bytearray()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.output += data
-
-    def wait_for(self, text: bytes, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if time.monotonic() > deadline:
-                raise SystemExit("the app never showed its train screen")
-            time.sleep(0.1)
-
-    def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def hang_up(self) -> None:
-        os.close(self.master)
 
 
 def records(run: Path) -> list[dict]:

@@ -10,21 +10,16 @@ seconds, stop the run with a checkpoint and exit.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import shlex
-import struct
-import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from pty_terminal import PtyTerminal
 
 from tscu_tui.engine.config import load_config, save_config
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
@@ -32,38 +27,11 @@ from tscu_tui.engine.models.load import EMBEDDED_MODEL
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Terminal:
-    """A pty whose far end runs `argv` as a new session's leader (as tmux runs a pane's
-    command); everything written there is read, so the app never blocks on output."""
+class Terminal(PtyTerminal):
+    """The app on its own pty (tests/pty_terminal.py), with tscu importable from ROOT."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
-        self.process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.output = bytearray()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.output += data
-
-    def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def hang_up(self) -> None:
-        os.close(self.master)
+        super().__init__(argv, cwd, {**os.environ, "PYTHONPATH": str(ROOT)})
 
     def tree(self) -> list[psutil.Process]:
         try:
