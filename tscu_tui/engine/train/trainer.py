@@ -238,6 +238,7 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.config
         reset_peaks()
+        self.blas_policy = self._blas_thread_policy()  # from now: the load while we load
         self.train_blocks = SplitBlocks(self.data, "train")
         if len(self.train_blocks) < cfg.train.batch_size:
             raise TscuError(f"{self.dataset_path}: {len(self.train_blocks)} training blocks "
@@ -318,7 +319,6 @@ class Trainer:
         problem = backend_problem()
         if problem is not None:
             self.log(problem, "warning")
-        self.blas_policy = self._blas_thread_policy()
         self.samples = (TrainingSamples(cfg.data, self.data.meta, self.tokenizer)
                         if self.parallel.is_main else None)  # rank 0 alone reports them
         self.thermal = ThermalControl(cfg, on_warning=lambda m: self.log(m, "warning"),
@@ -361,6 +361,16 @@ class Trainer:
             return None
         set_compute_threads(current)
         return BlasThreadPolicy(cores=os.cpu_count() or 1, current=current)
+
+    def _adapt_threads(self, first: bool = False) -> None:
+        """The thread policy's decision at a step's end (or before the first step)."""
+        if self.blas_policy is None:
+            return
+        policy = self.blas_policy
+        change = policy.before_first_step() if first else policy.after_step()
+        if change is not None:
+            set_compute_threads(change.threads)
+            self.log(change.message)
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         self._check_world(state)
@@ -436,6 +446,7 @@ class Trainer:
                 self.tests.run("base", 0)
         self.model.train()
         tokens_per_micro = cfg.train.batch_size * (self.data.meta.block_size - 1)
+        self._adapt_threads(first=True)
         while p.step < cfg.train.max_steps:
             self._drain_commands()
             self.thermal.duty.busy(True)
@@ -508,10 +519,7 @@ class Trainer:
             self.thermal.duty.busy(False)  # type: ignore[union-attr]
         if self.liveness is not None:
             self.liveness.set_step(p.step)
-        change = self.blas_policy.after_step() if self.blas_policy is not None else None
-        if change is not None:
-            set_compute_threads(change.threads)
-            self.log(change.message)
+        self._adapt_threads()
         info = budget(ce, sq, self.scale) if not skipped else budget(math.nan, sq, self.scale)
         scu = self.scu.after_step(info.s, p.step, skipped, info.data_bpt)
         # Recent speed, not the run average: the first step includes compilation. A
