@@ -1,9 +1,11 @@
 """The training loop: LoRA on a 4-bit base under the SCU, in whatever thread runs it.
 
-Reads top to bottom: set up (model, adapters, data, optimizer, controller,
-resume), then one optimizer step at a time — commands, gradient accumulation,
-update, SCU, events, evaluation, checkpoints — then the run's output files.
-It never prints and never touches a UI: everything goes to the event sink.
+`Trainer.run` reads top to bottom: join the ranks, open the data and plan the run,
+prepare the run folder, set up (`session`: model, adapters, optimizer, resume; `step`:
+the compiled optimizer step), assemble what records, governs (`thermal`), evaluates
+(`evaluation`) and saves (`run_outputs`) it, run the `loop`, test, write the files.
+It never prints and never touches a UI: everything goes to the event sink, and a
+failure is one `RunFailed`, never an exception out of `run`.
 """
 
 from __future__ import annotations
@@ -18,30 +20,31 @@ from tscu_tui.engine.config import Config
 from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.distributed.liveness import Liveness, Loss
 from tscu_tui.engine.errors import TscuError
-from tscu_tui.engine.events import (
-    Command,
-    Event,
-    EventSink,
-    LogEvent,
-    RunFailed,
-    RunFinished,
-)
-from tscu_tui.engine.report.reporters import Reporters
+from tscu_tui.engine.events import Command, Event, EventSink, LogEvent, RunFailed, RunFinished
+from tscu_tui.engine.report.reporters import Reporters, open_reporters
 from tscu_tui.engine.telemetry.base import SourceUnavailable
 from tscu_tui.engine.train.checkpoint import latest_checkpoint
 from tscu_tui.engine.train.evaluation import Evaluation
-from tscu_tui.engine.train.loop import TrainingLoop
+from tscu_tui.engine.train.loop import Loop
 from tscu_tui.engine.train.parallel import DataParallel, loss_reason
 from tscu_tui.engine.train.recorder import RunRecorder
 from tscu_tui.engine.train.run_outputs import RunOutputs
 from tscu_tui.engine.train.run_plan import plan_run
 from tscu_tui.engine.train.selection import NO_TEST_AFTER
-from tscu_tui.engine.train.session import SessionSetup, _Progress, _Stop
-from tscu_tui.engine.train.step import StepBuilding
+from tscu_tui.engine.train.session import (
+    Progress,
+    Session,
+    blas_thread_policy,
+    check_world,
+    open_session,
+    prepare_run_dir,
+    setup_problems,
+)
+from tscu_tui.engine.train.step import OptimizerStep
 from tscu_tui.engine.train.thermal import ThermalControl
 
 
-class Trainer(SessionSetup, StepBuilding, TrainingLoop, Evaluation, RunOutputs):
+class Trainer:
     """One training run. Construct, then call `run()` in the thread that should do the work."""
 
     def __init__(self, config: Config, sink: EventSink | None = None,
@@ -54,17 +57,14 @@ class Trainer(SessionSetup, StepBuilding, TrainingLoop, Evaluation, RunOutputs):
         self._user_sink = sink
         self._recorder: RunRecorder | None = None
         self._reporters: Reporters | None = None  # report.to, on rank 0
-        self._step_s_ema: float | None = None
-        self._wall_s_ema: float | None = None
-        self._last_accum = config.train.gradient_accumulation_steps
         self.thermal: ThermalControl | None = None
-        self.progress = _Progress()
+        self.session: Session | None = None
+        self.outputs: RunOutputs | None = None
+        self.progress = Progress()  # the session's, once there is one
         self.parallel = DataParallel()  # one process until run() joins a distributed world
         self.liveness: Liveness | None = None
         self._emit_lock = threading.Lock()  # the watchdog's thread may report a lost rank
         self._failed = False
-        self._requests: set[Command] = set()  # STOP/SAVE, agreed over ranks each step
-        self._last_checkpoint: int | None = None
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
@@ -107,17 +107,14 @@ class Trainer(SessionSetup, StepBuilding, TrainingLoop, Evaluation, RunOutputs):
             if self.parallel.is_main:
                 self._prepare_run_dir()
                 if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
-                    self._check_world(ckpt.state)  # before minutes of model loading
+                    # before minutes of model loading
+                    check_world(self.run_dir, ckpt.state, self.parallel.world.size)
             self._setup()
-            try:
-                self._loop()
-                reason = "completed"
-            except _Stop as stop:
-                reason = stop.reason
+            loop = self._assemble()
+            reason = loop.run()
             if reason not in NO_TEST_AFTER:
-                p = self.progress
-                self.tests.at_end(self.model, p.step, p.best_step, self._load_best)
-            finished = self._finish(reason, time.perf_counter() - started)
+                loop.evaluation.test_at_end()
+            finished = loop.outputs.finish(reason, time.perf_counter() - started)
             if self.liveness is not None:
                 self.liveness.close()
             return finished
@@ -138,11 +135,62 @@ class Trainer(SessionSetup, StepBuilding, TrainingLoop, Evaluation, RunOutputs):
                 with self._emit_lock:
                     self._recorder.close()
 
+    def _prepare_run_dir(self) -> None:
+        prepare_run_dir(self.config, self.resume)
+
+    def _setup(self) -> None:
+        """The session (data, model and adapters, optimizer, resumed state) and its step."""
+        self.session = open_session(self.config, self.data, self.parallel, self.resume,
+                                    self.log)
+        self.resume, self.progress = self.session.resumed, self.session.progress
+        self._build_steps()
+
+    def _build_steps(self) -> None:
+        self.step = OptimizerStep(self.session)
+
+    def _assemble(self) -> Loop:
+        """What records the session (rank 0), governs, evaluates and saves it: the loop."""
+        session, cfg = self.session, self.config
+        if self.parallel.is_main:  # rank 0 alone writes the run folder
+            recorder = RunRecorder(self.run_dir, cfg.train.logging_steps, session.history)
+            if session.history is not None:
+                recorder.rewind(self.progress.step)
+            with self._emit_lock:
+                self._recorder = recorder
+            if cfg.report.to:
+                reporters = open_reporters(cfg, self.run_dir, self.progress.step)
+                with self._emit_lock:
+                    self._reporters = reporters
+        for problem in setup_problems(self.parallel):
+            self.log(problem, "warning")
+        blas_policy = blas_thread_policy()
+        thermal = self.thermal = ThermalControl(
+            cfg, on_warning=lambda m: self.log(m, "warning"), on_info=self.log)
+        thermal.distributed = self.parallel.distributed
+        if session.resumed and "thermal" in session.saved:
+            thermal.load_state_dict(session.saved["thermal"])
+        evaluation = Evaluation(session, thermal, self.emit, self.log)
+        self.outputs = RunOutputs(session, self.plan, thermal, evaluation.tests,
+                                  self._recorder, self.emit, self.log)
+        return Loop(session, self.plan, self.step, evaluation, thermal, self.outputs,
+                    blas_policy, self.commands, self.emit, self.log)
+
+    # What bench/masks.py and bench/step_profile.py time on their own, after `_setup()`.
+    model = property(lambda self: self.session.model)
+    optimizer = property(lambda self: self.session.optimizer)
+    train_blocks = property(lambda self: self.session.train_blocks)
+    _micro_step = property(lambda self: self.step.micro_step)
+    _update = property(lambda self: self.step.update)
+
+    # ------------------------------------------------------------------ failure
     def _rank_lost(self, loss: Loss) -> None:
         """The watchdog's verdict (on its thread): report it once; the command exits."""
         if self.thermal is not None:
             self.thermal.stop()  # e.g. the GPU's own power limit back before the exit
-        saved = self._last_checkpoint  # rank 0's own; the others', as rank 0 said it
+        saved = self.outputs.last_checkpoint if self.outputs is not None else None
+        if self.outputs is None and self.session is not None:  # resumed, not yet assembled
+            saved = self.session.saved.get("step")
+        # that is rank 0's own last checkpoint; the others', as rank 0 said it
         if not self.parallel.is_main and self.liveness is not None:
             known = [c for c in (saved, self.liveness.checkpoint) if c is not None]
             saved = max(known, default=None)
