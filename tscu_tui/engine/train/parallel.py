@@ -39,7 +39,7 @@ from tscu_tui.engine.train.evaluate import (
     heldout_nats,
 )
 from tscu_tui.engine.train.objective import LN2
-from tscu_tui.engine.train.thermal import NodeReading
+from tscu_tui.engine.train.thermal_meter import NodeReading
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """T-SCU in the training loop: measure, govern, duty-cycle, account energy.
 
 `ThermalControl` owns the telemetry source and its sampler thread, the
-governor and the efficiency tracker; the trainer tells it when it computes
+governor and the efficiency tracker; what it measures, node by node and over the
+run, is `train.thermal_meter`'s. The loop tells it when it computes
 (`DutyMeter`), asks it after each optimizer step how long to idle, and feeds
 it held-out BPT at evaluations. Where nothing can be measured the readings
 are None and the governor holds c = 1: no reading is ever invented.
@@ -26,7 +27,6 @@ first, and the duty cycle only below its floor. The knob is restored in `stop()`
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,17 +42,13 @@ from tscu_tui.engine.telemetry import (
 from tscu_tui.engine.telemetry.actuators import guard
 from tscu_tui.engine.telemetry.auto import pick_source
 from tscu_tui.engine.telemetry.base import Clock, Source, SourceUnavailable
-from tscu_tui.engine.telemetry.health import (
-    SensorHealth,
-    SensorState,
-    SensorWatch,
-    sensor_health,
-)
+from tscu_tui.engine.telemetry.health import SensorState, SensorWatch
 from tscu_tui.engine.telemetry.nvidia_limit import LimitChange, NvidiaPowerLimit
 from tscu_tui.engine.train.cooldown import wait_until_cool
 from tscu_tui.engine.train.device import mlx_compute_device
 from tscu_tui.engine.train.duty import DutyMeter
 from tscu_tui.engine.train.frequency import FrequencyControl, resolve_actuator
+from tscu_tui.engine.train.thermal_meter import NodeReading, ThermalMeter
 
 #: cycles (step + idle) one governor measurement covers at least: one cycle's power is
 #: exact on an energy counter, but the cycles' lengths jitter with the machine's load
@@ -81,19 +77,6 @@ class ThermalStep:
     node_energy_j: list[float | None] | None = None
     frequency: str | None = None  # the clock knob and its setting; None without one
     stretch_s: float = 0.0  # extra busy seconds (the simulated plant's lower clock)
-
-
-@dataclass(frozen=True)
-class NodeReading:
-    """What one node measured since the last step: the governor's inputs. In a
-    distributed run every rank reads its own node and the readings are combined
-    (`train.parallel`) before the one, agreed, decision."""
-
-    power_w: float | None  # average over whole compute+idle cycles
-    temp_c: float | None
-    energy_j: float | None  # joules of this session on this node
-    dt_s: float  # seconds since the governor last ran
-    sensor: SensorState = "ok"  # readings current, held (briefly failed) or lost
 
 
 class ThermalControl:
@@ -136,24 +119,16 @@ class ThermalControl:
         self.enabled = config.tscu.enabled
         self.efficiency: EfficiencyTracker | None = None
         self._efficiency_state: dict[str, float | int | bool] | None = None  # from a checkpoint
-        self._energy_offset = 0.0  # joules of earlier sessions of a resumed run
-        self._wall_offset = 0.0  # and their seconds
-        self._t_start = self._clock()
         self._last_control = self._clock()  # when the readings of the last update were taken
-        self._measured_at = self._last_control  # when this step's readings were taken
-        self._step_ends: deque[float] = deque(maxlen=256)
         self._steps = 0
         self._control_step = 0  # self._steps at the governor's last update
         self._control_energy: float | None = None  # sampler joules then
         self._governed_s = 0.0  # seconds the governor's updates have covered
         self._notes: list[tuple[Callable[[str], None], str]] = []  # said by announce()
-        self._health = SensorHealth("ok", None, 0.0)  # this node's, as of the last read
         self.sensors = SensorWatch(config.tscu.on_sensor_loss, clock, on_warning,
                                    self._info)  # the run's (all nodes'), step by step
+        self.meter = ThermalMeter(self.sampler, self.sensors, clock)
         self._cooldown_pending = False  # stopped by the emergency: cool down before step 1
-        self._node_energy: list[float | None] | None = None  # per node, this session
-        self.distributed = False  # set by the trainer: energy is then all nodes' or None
-        self._node_offsets: list[float] | None = None  # per node, earlier sessions
 
     @property
     def source_name(self) -> str:
@@ -164,11 +139,20 @@ class ThermalControl:
         # The null source measures nothing: call it that, not "estimated".
         return "none" if self.source_name == "none" else self.sampler.source.kind
 
+    @property
+    def distributed(self) -> bool:
+        return self.meter.distributed
+
+    @distributed.setter
+    def distributed(self, value: bool) -> None:
+        """Set by the trainer: energy is then all nodes' or None."""
+        self.meter.distributed = value
+
     def start(self, background: bool = True) -> None:
         """Sensors on (and the GPU limit set) before the run's first measurement; what
         was done is said by `announce()`, once the run has been announced itself.
         `background=False` polls only after steps (a test in simulated time)."""
-        self._t_start = self._last_control = self._clock()
+        self.meter.t_start = self._last_control = self._clock()
         detail = self.sampler.source.describe()
         self._notes.insert(0, (self._info, f"telemetry: {self.reason}" + (
             f"; measuring {detail}" if detail != self.source_name else "")))
@@ -205,55 +189,16 @@ class ThermalControl:
         (self._info if change.applied else self._warn)(change.message)
 
     def energy_j(self) -> float | None:
-        """Joules of this run (earlier sessions included); None while nothing is measured,
-        or while the telemetry has failed (a frozen total would read as 0 W since).
-        In a distributed run: all nodes together, as of the last step's exchange."""
-        if self.sensors.state != "ok":
-            return None
-        if (nodes := self.node_energy_j()) is not None:
-            if any(e is None for e in nodes):
-                return None
-            return self._energy_offset + sum(nodes)  # type: ignore[arg-type]
-        if self.distributed:  # no exchange yet: this node's joules alone would differ by rank
-            return None
-        energy = self.sampler.energy_j
-        return None if energy is None else self._energy_offset + energy
-
-    def node_energy_j(self) -> list[float | None] | None:
-        """Joules per node (earlier sessions included), for a distributed run."""
-        if self._node_energy is None:
-            return None
-        offsets = self._node_offsets or [0.0] * len(self._node_energy)
-        if len(offsets) != len(self._node_energy):
-            offsets = [0.0] * len(self._node_energy)
-        return [None if e is None else e + o for e, o in zip(self._node_energy, offsets,
-                                                             strict=True)]
+        """Joules of this run so far (`ThermalMeter.energy_j`)."""
+        return self.meter.energy_j()
 
     def after_step(self, compute_s: float) -> ThermalStep:
         """Read the sensors, run the governor on each fresh measurement, plan idle."""
         return self.decide(self.read(), compute_s)
 
     def read(self) -> NodeReading:
-        """This node's sensors after a step (fresh numbers for the decision); nothing but
-        the interval when they are not current (failed, garbage or silent)."""
-        now = self._clock()
-        # The sampler's thread reads the source (a read that hangs, hangs there); only
-        # without one (simulated time) does the loop read it itself.
-        fresh = None if self.sampler.running else self.sampler.poll_once(wait=False)
-        window = self._window(now)
-        self._health = sensor_health(self.sampler.problem, self.sampler.last_good_at,
-                                     self._t_start, now, self.sampler.period_s)
-        # Time and joules both as of the newest good reading: measured to "now", a source
-        # that stopped answering a moment ago would read as a drop in power.
-        self._measured_at = self.sampler.last_good_at or now
-        dt = self._measured_at - self._last_control
-        if not self._health.ok:
-            return NodeReading(power_w=None, temp_c=None, energy_j=None, dt_s=dt,
-                               sensor=self._health.state)
-        latest = fresh or self.sampler.latest()
-        return NodeReading(power_w=self.sampler.window_average(window),
-                           temp_c=latest.temp_c if latest is not None else None,
-                           energy_j=self.sampler.energy_j, dt_s=dt)
+        """This node's sensors after a step (`ThermalMeter.read`)."""
+        return self.meter.read(self._last_control)
 
     def decide(self, reading: NodeReading, compute_s: float,
                nodes: list[NodeReading] | None = None) -> ThermalStep:
@@ -265,10 +210,10 @@ class ThermalControl:
         power, temp = reading.power_w, reading.temp_c
         # Armed whenever a temperature is measured, governor on or off; every step.
         emergency = self.governor.check_emergency(temp)
-        change = self.sensors.update(reading.sensor, self._health.problem,
+        change = self.sensors.update(reading.sensor, self.meter.health.problem,
                                      governed=self.enabled, c_min=self.governor.limits.c_min)
         if change.back:  # a fresh measuring window: the gap's energy is not this c's
-            self._last_control, self._control_energy = self._measured_at, self.sampler.energy_j
+            self._last_control, self._control_energy = self.meter.measured_at, self.sampler.energy_j
             self._control_step = self._steps
         stop, message = change.stop, change.message
         if self.enabled and reading.sensor == "ok":
@@ -280,7 +225,7 @@ class ThermalControl:
                 f"temperature {temp:.1f} °C reached tscu.emergency_shutdown_temp "
                 f"({self.governor.limits.emergency_temp_c:g} °C): saving and stopping")
         if nodes is not None:
-            self._node_energy = [n.energy_j for n in nodes]
+            self.meter.node_energy = [n.energy_j for n in nodes]
         c, idle, stretch = self._actuate(compute_s, reading)
         # Over budget means beyond the 5% a settled governor is allowed to wander.
         over = power is not None and power > 1.05 * self.config.tscu.power_budget_watts
@@ -291,7 +236,7 @@ class ThermalControl:
             sensor=self._sensor_problem(reading.sensor), stop=stop, stop_message=message,
             node_power_w=[n.power_w for n in nodes] if nodes is not None else None,
             node_temp_c=[n.temp_c for n in nodes] if nodes is not None else None,
-            node_energy_j=self.node_energy_j() if nodes is not None else None,
+            node_energy_j=self.meter.node_energy_j() if nodes is not None else None,
             frequency=self.frequency.label() if self.frequency is not None else None,
             stretch_s=stretch)
 
@@ -309,9 +254,10 @@ class ThermalControl:
         if message is not None:
             self._info(message)
         if reading.sensor == "ok" and (line := self.frequency.observe(
-                self._measured_at, self.energy_j(), self.tokens)) is not None:
+                self.meter.measured_at, self.energy_j(), self.tokens)) is not None:
             self._info(line)  # the profile is done: the governor measures afresh from here
-            self._last_control, self._control_energy = self._measured_at, self.sampler.energy_j
+            self._last_control = self.meter.measured_at
+            self._control_energy = self.sampler.energy_j
             self._control_step = self._steps
         self._duty = decision.duty
         stretch = self.frequency.stretch_s(compute_s)
@@ -320,7 +266,7 @@ class ThermalControl:
     def _sensor_problem(self, state: SensorState) -> str | None:
         if state == "ok":
             return None
-        what = self._health.problem or "another node's telemetry failed"
+        what = self.meter.health.problem or "another node's telemetry failed"
         return f"{'lost' if state == 'lost' else 'failing'}: {what}"
 
     def _govern(self, reading: NodeReading) -> None:
@@ -332,7 +278,7 @@ class ThermalControl:
         if self.frequency is not None and self.frequency.profiling:
             return  # held: each profile window measures one clock setting alone
         if (steps < max(self.config.tscu.control_frequency, MIN_CYCLES)
-                or reading.dt_s < self._span()):
+                or reading.dt_s < self.meter.span()):
             return
         energy, start = reading.energy_j, self._control_energy
         power = None
@@ -342,27 +288,12 @@ class ThermalControl:
         run_avg = (energy / self._governed_s if energy is not None and self._governed_s > 0
                    else None)
         self.governor.update(power, reading.temp_c, reading.dt_s, run_avg_power_w=run_avg)
-        self._last_control, self._control_energy = self._measured_at, energy
+        self._last_control, self._control_energy = self.meter.measured_at, energy
         self._control_step = self._steps
-
-    def _span(self) -> float:
-        """Seconds one power measurement covers: several sampling periods, so a source
-        that reports power (not an energy counter) is averaged over enough readings."""
-        return 4 * self.sampler.period_s
 
     def idle_after(self, compute_s: float) -> float:
         """Idle for extra compute in a cycle (an evaluation), so it keeps the duty cycle."""
         return duty_idle_seconds(compute_s, self._duty) if self.enabled else 0.0
-
-    def _window(self, now: float) -> float:
-        """Seconds to average power over: whole compute+idle cycles back to a step end at
-        least ~2 s ago. Whole cycles keep the average unbiased (a window ending in a
-        compute burst but cutting an idle short reads high); 2 s keeps it smooth."""
-        span = max(2.0, self._span())
-        ends = self._step_ends
-        start = next((t for t in reversed(ends) if now - t >= span), ends[0] if ends else None)
-        ends.append(now)
-        return max(now - start, self.sampler.period_s) if start is not None else span
 
     def cooldown(self, wait: Callable[[float], None]) -> bool:
         """Before the first step of a run its emergency temperature stopped: wait until the
@@ -413,7 +344,7 @@ class ThermalControl:
                                                    else self._efficiency_state),
                                     "emergency_stop": self.governor.emergency
                                     or self._cooldown_pending}
-        if (nodes := self.node_energy_j()) is not None:
+        if (nodes := self.meter.node_energy_j()) is not None:
             state["node_energy_j"] = [e or 0.0 for e in nodes]
         return state
 
@@ -428,16 +359,11 @@ class ThermalControl:
             self._notes.append((self._info, "the config's limits apply, changed since the "
                                             f"checkpoint: {', '.join(changed)}"))
         self._cooldown_pending = bool(state.get("emergency_stop", governor.get("emergency")))
-        self._energy_offset = float(state["energy_j"])  # type: ignore[arg-type]
-        self._wall_offset = float(state.get("wall_s", 0.0))  # type: ignore[arg-type]
+        self.meter.load_offsets(state)
         self._efficiency_state = state.get("efficiency")  # type: ignore[assignment]
-        nodes = state.get("node_energy_j")
-        self._node_offsets = [float(e) for e in nodes] if isinstance(nodes, list) else None
-        if self._node_offsets is not None:  # the total's offset is the nodes' sum
-            self._energy_offset -= sum(self._node_offsets)
 
     def wall_s(self) -> float:
-        return self._wall_offset + self._clock() - self._t_start
+        return self.meter.wall_s()
 
     def summary(self) -> dict[str, object]:
         """Run-level figures; average power is energy over wall time (evals included)."""
@@ -449,7 +375,7 @@ class ThermalControl:
             "information_tokens_n": self.efficiency.n_tokens if self.efficiency else None,
             "telemetry_lost_seconds": self.sensors.down_seconds,
             "frequency_control": self.frequency.summary() if self.frequency else None}
-        if (nodes := self.node_energy_j()) is not None:
+        if (nodes := self.meter.node_energy_j()) is not None:
             summary["node_energy_joules"] = nodes
             summary["node_avg_power_watts"] = [None if e is None else e / self.wall_s()
                                                for e in nodes]
