@@ -48,7 +48,7 @@ def _trainer(preset: str, folder: Path):  # type: ignore[no-untyped-def]
     trainer.data = PreparedDataset.open(trainer.dataset_path)
     trainer._prepare_run_dir()
     trainer._setup()
-    trainer.model.train()
+    trainer.session.model.train()
     return trainer, config
 
 
@@ -63,8 +63,8 @@ def step_ratio(preset: str, repeats: int, folder: Path) -> None:
     from tscu_tui.engine.train.batches import Batch
 
     trainer, config = _trainer(preset, folder)
-    model, batch_size = trainer.model, config.train.batch_size
-    masked = trainer.train_blocks.batch(slice(0, batch_size))
+    model, batch_size = trainer.session.model, config.train.batch_size
+    masked = trainer.session.train_blocks.batch(slice(0, batch_size))
     sides = {"both masks": masked,
              "loss mask only": Batch(masked.tokens, masked.weights),
              "document mask only": Batch(masked.tokens, None, masked.starts),
@@ -75,13 +75,13 @@ def step_ratio(preset: str, repeats: int, folder: Path) -> None:
     steps = {}
     for name in sides:
         trainer._build_steps()
-        steps[name] = trainer._micro_step
+        steps[name] = trainer.step.micro_step
 
     def step(name: str) -> None:
         loss, _, _, grads = steps[name](sides[name].arrays, lam, None)
         mx.eval(loss, grads)
-        trainer._update(grads, scale)
-        mx.eval(model.parameters(), trainer.optimizer.state)
+        trainer.step.update(grads, scale)
+        mx.eval(model.parameters(), trainer.session.optimizer.state)
 
     for name in [*sides, *sides]:  # compile each, warm up
         step(name)
@@ -90,7 +90,8 @@ def step_ratio(preset: str, repeats: int, folder: Path) -> None:
         for name in sides:
             times[name].append(_time(lambda name=name: step(name)))
     median = {name: statistics.median(t) for name, t in times.items()}
-    segments = int(mx.sum(mx.array(trainer.train_blocks.flags[:batch_size] & 2 > 0)).item())
+    flags = trainer.session.train_blocks.flags[:batch_size]
+    segments = int(mx.sum(mx.array(flags & 2 > 0)).item())
     print(f"{preset}: {config.model.name}, {batch_size} x {config.data.block_size} tokens, "
           f"r={config.lora.r}, {segments} documents in the batch "
           f"(median of {repeats}, sides interleaved)")

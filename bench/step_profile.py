@@ -81,7 +81,7 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
     trainer.data = PreparedDataset.open(trainer.dataset_path)
     trainer._prepare_run_dir()
     trainer._setup()
-    model = trainer.model
+    model = trainer.session.model
     model.train()
     args = model.args
     n = batch * (block - 1)
@@ -179,18 +179,19 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
 
     grad_tree = tree_unflatten(list(grads.items()))
     scale = mx.array(1.0)
-    out["optimizer"] = best_of(lambda: (trainer._update(grad_tree, scale),
-                                        mx.eval(model.parameters(), trainer.optimizer.state)))
+    optimizer = trainer.session.optimizer
+    out["optimizer"] = best_of(lambda: (trainer.step.update(grad_tree, scale),
+                                        mx.eval(model.parameters(), optimizer.state)))
 
     lam = mx.array(0.5)
-    blocks = trainer.train_blocks
+    blocks = trainer.session.train_blocks
 
     def step() -> None:
         arrays = blocks.batch(slice(0, batch)).arrays  # with loss and document masks
-        loss, _, _, g = trainer._micro_step(arrays, lam, None)
+        loss, _, _, g = trainer.step.micro_step(arrays, lam, None)
         mx.eval(loss, g)
-        trainer._update(g, scale)
-        mx.eval(model.parameters(), trainer.optimizer.state)
+        trainer.step.update(g, scale)
+        mx.eval(model.parameters(), optimizer.state)
 
     out["step"] = best_of(step, repeats=steps)
     out["tokens"] = n

@@ -177,13 +177,6 @@ class Trainer:
         return Loop(session, self.plan, self.step, evaluation, thermal, self.outputs,
                     self.blas_policy, self.commands, self.emit, self.log)
 
-    # What bench/masks.py and bench/step_profile.py time on their own, after `_setup()`.
-    model = property(lambda self: self.session.model)
-    optimizer = property(lambda self: self.session.optimizer)
-    train_blocks = property(lambda self: self.session.train_blocks)
-    _micro_step = property(lambda self: self.step.micro_step)
-    _update = property(lambda self: self.step.update)
-
     # ------------------------------------------------------------------ failure
     def _rank_lost(self, loss: Loss) -> None:
         """The watchdog's verdict (on its thread): report it once; the command exits."""
