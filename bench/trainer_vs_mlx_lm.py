@@ -87,7 +87,9 @@ def mlx_lm_tokens_per_s(config, data: PreparedDataset, iters: int, fast_path: bo
 
 def tscu_tokens_per_s(config) -> Side:  # type: ignore[no-untyped-def]
     steps: list[StepEvent] = []
-    Trainer(config, lambda e: steps.append(e) if isinstance(e, StepEvent) else None).run()
+    done = Trainer(config, lambda e: steps.append(e) if isinstance(e, StepEvent) else None).run()
+    if len(steps) < 3:
+        raise SystemExit(f"tscu run failed: {getattr(done, 'reason', done)}")
     tokens = config.train.batch_size * config.train.gradient_accumulation_steps * (
         config.data.block_size - 1)
     return Side(statistics.median(tokens / s.step_s for s in steps[2:]),
@@ -110,7 +112,8 @@ def compare(name: str, steps: int, slow_steps: int, tmp: Path, rounds: int) -> N
         "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0",
         f"train.batch_size={batch}", "train.gradient_accumulation_steps=1",
         f"train.max_steps={steps}", "train.warmup_steps=2",
-        "train.eval_steps=100000", "train.save_steps=100000", "train.eval_batches=1"])
+        "train.eval_steps=100000", "train.save_steps=100000", "train.eval_batches=1",
+        "output.overwrite=true"])  # each round's tscu run replaces the last one's
     tscu: list[Side] = []
     fast: list[Side] = []
     for i in range(rounds):  # ABBA: tscu, mlx-lm, mlx-lm, tscu, ...
