@@ -56,8 +56,8 @@ class BlasThreadPolicy:
     """Decides BLAS threads from other processes' CPU use; the caller applies changes.
 
     Created when setup starts, so the load measured while the model loads gives the
-    first decision (`before_first_step`) before any step runs at the wrong count: on
-    SmolLM2-135M beside a busy loop the first step took twice as long at two threads.
+    first decision (`before_first_step`) before any step runs at the wrong count: beside
+    a busy loop a SmolLM2-135M step takes 1.7x as long at two threads as at one.
     After that, a window closes at the first step end past `min_window_s`; a taken core
     takes a thread at once, a free core gives it back after `quiet_s` of quiet (time, not
     windows: a real model's step is several seconds, one quiet step is evidence enough).
