@@ -39,28 +39,21 @@ import tempfile
 import tscu_tui.engine  # noqa: F401  (OpenBLAS before anything imports mlx)
 
 BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
-PRESETS = {  # model, dataset (None: the demo corpus), batch, block, steps, skip
-    "demo": ("demo", 60, 10),
-    "real": ("smollm2-135m", 8, 2),
+PRESETS = {  # the `tscu demo --preset` of that name (assets/presets): steps, skip
+    "demo": (60, 10),
+    "real": (8, 2),
 }
 CASES = {  # competitors before the switch, after it
     "alone": (0, 0), "busy1": (1, 1), "busy2": (2, 2), "starts": (0, 1), "stops": (1, 0)}
 
 
 def child_config(preset: str, data_dir: str, out_dir: str, steps: int):  # type: ignore[no-untyped-def]
-    common = [f"data.path={json.dumps(data_dir)}", f"output.dir={json.dumps(out_dir)}",
-              f"train.max_steps={steps}", "train.eval_steps=100000",
-              "train.save_steps=100000", "train.eval_batches=1", "tscu.enabled=false",
-              'telemetry.source="none"']
-    if preset == "demo":
-        from tscu_tui.commands.demo import demo_config
+    from tscu_tui.commands.demo import demo_config
 
-        return demo_config(None, common)
-    from tscu_tui.engine.config import load_config
-
-    return load_config(None, [*common, 'model.name="smollm2-135m"', "data.block_size=256",
-                              "lora.r=8", "lora.alpha=16.0", "lora.dropout=0.0",
-                              "train.batch_size=4", "train.gradient_accumulation_steps=1"])
+    return demo_config(None, [
+        f"data.path={json.dumps(data_dir)}", f"output.dir={json.dumps(out_dir)}",
+        f"train.max_steps={steps}", "train.eval_steps=100000", "train.save_steps=100000",
+        "train.eval_batches=1", "tscu.enabled=false", 'telemetry.source="none"'], preset)
 
 
 def child(preset: str, steps: int, data_dir: str, out_dir: str) -> None:
@@ -85,23 +78,14 @@ def child(preset: str, steps: int, data_dir: str, out_dir: str) -> None:
 
 
 def prepare(preset: str, data_dir: str) -> None:
-    if preset == "demo":
-        from tscu_tui.commands.demo import demo_config, ensure_demo_data
+    from tscu_tui.commands.demo import demo_config, ensure_demo_data
 
-        ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"]))
-        return
-    from pathlib import Path
-
-    from tscu_tui.engine.data import PrepareOptions, prepare_dataset
-
-    prepare_dataset(PrepareOptions(dataset="pydoc", model=PRESETS[preset][0],
-                                   output_dir=Path(data_dir), block_size=256,
-                                   validation_fraction=0.02))
+    ensure_demo_data(demo_config(None, [f"data.path={json.dumps(data_dir)}"], preset))
 
 
 def run_once(preset: str, policy: str, case: str, data_dir: str) -> dict:
     """One training run; returns tokens/s over the measured steps and the policy's log."""
-    _, steps, skip = PRESETS[preset]
+    steps, skip = PRESETS[preset]
     before, after = CASES[case]
     switch_after = skip + (steps - skip) // 2
     env = {**os.environ, "TSCU_BLAS_THREADS": policy}
@@ -191,7 +175,7 @@ def main() -> None:
 def report(results: dict, policies: list[str], rounds: int) -> None:
     fixed = [p for p in policies if p != "auto"]
     for preset, by_case in results.items():
-        _, steps, skip = PRESETS[preset]
+        steps, skip = PRESETS[preset]
         print(f"\n{preset} preset, {os.cpu_count()} cores, tokens/s over steps {skip + 1}-"
               f"{steps} (median of {rounds} ABBA rounds; each run's figures in brackets)")
         print(f"  {'case':8s} " + " ".join(f"{p if p == 'auto' else 'fixed ' + p:>20s}"

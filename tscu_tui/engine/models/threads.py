@@ -75,14 +75,13 @@ class BlasThreadPolicy:
         self._cpu, self._clock = cpu, clock
         self._start = (clock(), *cpu())
         self._quiet_since: float | None = None
-        self._last_window_s = 0.0
 
     def before_first_step(self, min_window_s: float = 0.2) -> ThreadChange | None:
         """Decide from the load seen since the policy was made (setup), either way."""
         window = self._close_window(min_window_s)
         if window is None:
             return None
-        _, others = window
+        _, _, others = window
         target = self._target(others)
         return self._change(target, others) if target != self.threads else None
 
@@ -91,14 +90,14 @@ class BlasThreadPolicy:
         window = self._close_window(self.min_window_s)
         if window is None:
             return None
-        now, others = window
+        started, now, others = window
         target = self._target(others)
         if target < self.threads:
             self._quiet_since = None
             return self._change(target, others)
         if target > self.threads:
             if self._quiet_since is None:  # quiet since this window began
-                self._quiet_since = now - self._last_window_s
+                self._quiet_since = started
             if now - self._quiet_since >= self.quiet_s:
                 self._quiet_since = None
                 return self._change(target, others)
@@ -106,16 +105,16 @@ class BlasThreadPolicy:
             self._quiet_since = None
         return None
 
-    def _close_window(self, min_window_s: float) -> tuple[float, float] | None:
-        """(now, cores other processes used) over the window, or None while too short."""
+    def _close_window(self, min_window_s: float) -> tuple[float, float, float] | None:
+        """(start, end, cores other processes used) of the window, or None while too
+        short."""
         now = self._clock()
         started, busy0, own0 = self._start
         if now - started < min_window_s:
             return None
         busy, own = self._cpu()
         self._start = (now, busy, own)
-        self._last_window_s = now - started
-        return now, max(0.0, (busy - busy0) - (own - own0)) / (now - started)
+        return started, now, max(0.0, (busy - busy0) - (own - own0)) / (now - started)
 
     def _target(self, others: float) -> int:
         taken = int(others + (1.0 - self.busy_core_share))  # cores others hold

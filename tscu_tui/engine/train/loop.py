@@ -96,12 +96,13 @@ class Loop:
         self._requests.clear()
         step_s = time.perf_counter() - started
         thermal.duty.busy(False)
+        tokens = cfg.train.batch_size * (s.data.meta.block_size - 1) * accum
         p.step += 1
-        p.tokens += cfg.train.batch_size * (s.data.meta.block_size - 1) * accum
+        p.tokens += tokens
         p.elapsed_s += step_s
         if result.skipped:
             self.log(f"non-finite loss at step {p.step}: update skipped", "warning")
-        self._after_step(result, lr, step_s, accum)
+        self._after_step(result, lr, step_s, tokens)
         if result.save:
             self.outputs.checkpoint("requested")
         if result.stop:
@@ -116,7 +117,7 @@ class Loop:
             return accum
         return max(1, round(accum * self.thermal.governor.control_factor))
 
-    def _after_step(self, result: StepResult, lr: float, step_s: float, accum: int) -> None:
+    def _after_step(self, result: StepResult, lr: float, step_s: float, tokens: int) -> None:
         s = self.session
         cfg, p = s.config, s.progress
         self.thermal.tokens = p.tokens
@@ -136,8 +137,7 @@ class Loop:
         busy_s = step_s + thermal.stretch_s
         self._step_s_ema = busy_s if self._step_s_ema is None else (
             0.8 * self._step_s_ema + 0.2 * busy_s)
-        tokens_per_step = cfg.train.batch_size * accum * (s.data.meta.block_size - 1)
-        rate = tokens_per_step / self._step_s_ema
+        rate = tokens / self._step_s_ema
         wall = step_s + thermal.stretch_s + thermal.idle_s
         self._wall_s_ema = wall if self._wall_s_ema is None else 0.8 * self._wall_s_ema + 0.2 * wall
         remaining = (cfg.train.max_steps - p.step) * self._wall_s_ema
