@@ -104,6 +104,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     reset_peaks()
     lora.apply_lora(model, config.lora)
     prepare_for_cpu(model)
+    model.train()  # as the trainers do (a checkpointed layer in eval mode runs plain)
     tokens = batch * (block - 1)
     if spec["trainer"] == "tscu":
         plan = plan_memory(model, config, tokens)
