@@ -31,9 +31,9 @@ print(json.dumps({"timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
 """
 
 HEAP_PROBE = """
-import ctypes, json
+import ctypes, json, sys
 import tscu_tui.engine
-from tscu_tui.engine.models.allocator import ALLOCATOR
+from tscu_tui.engine.models.allocator import ALLOCATOR, keep_large_blocks
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -44,11 +44,20 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 libc.mallinfo2.restype = MallInfo2
-before = libc.mallinfo2().hblks  # blocks glibc took from mmap (each returned on free)
-block = libc.malloc(200 * 2**20)  # a SmolLM2 step's logits
-mapped = libc.mallinfo2().hblks - before
-libc.free(block)
-print(json.dumps({"mapped": mapped, "allocator": ALLOCATOR}))
+
+def mapped(mib=200):
+    before = libc.mallinfo2().hblks  # blocks glibc took from mmap (each returned on free)
+    block = libc.malloc(mib * 2**20)  # 200: a SmolLM2 step's logits
+    taken = libc.mallinfo2().hblks - before
+    libc.free(block)
+    return taken
+
+result = {"allocator": ALLOCATOR, "mapped": mapped()}
+result["set"] = keep_large_blocks(True)
+result["mapped_kept"] = mapped()
+keep_large_blocks(False)
+result["mapped_again"] = mapped(300)  # larger than the kept 200 MB free block
+print(json.dumps(result))
 """
 
 
@@ -73,12 +82,34 @@ def test_idle_openblas_workers_sleep_unless_the_user_sets_the_timeout():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_large_blocks_come_from_the_heap_not_from_mmap():
+def test_large_blocks_come_from_the_heap_only_when_asked():
     kept = probe(HEAP_PROBE)
     if "not glibc" in kept["allocator"]:
         pytest.skip(kept["allocator"])
-    assert kept["allocator"] == "glibc keeps freed memory (no mmap, trim threshold 2 GiB)"
-    assert kept["mapped"] == 0
+    assert kept["allocator"] == ("glibc keeps freed memory (mmap threshold 32 MiB, trim "
+                                 "threshold 2 GiB)")
+    assert kept["mapped"] == 1  # by default a 200 MB block is mapped and unmapped
+    assert kept["set"] and kept["mapped_kept"] == 0  # kept: from the heap
+    assert kept["mapped_again"] == 1
     default = probe(HEAP_PROBE, TSCU_MALLOC="default")
     assert default["allocator"] == "TSCU_MALLOC=default: glibc's own settings"
-    assert default["mapped"] == 1
+    assert not default["set"] and default["mapped_kept"] == 1
+
+
+@pytest.mark.parametrize(("available_gib", "kept"), [(1024, True), (0.5, False)])
+def test_the_memory_plan_keeps_large_blocks_only_with_memory_to_spare(
+        monkeypatch, available_gib, kept):
+    from tscu_tui.engine.config import load_config
+    from tscu_tui.engine.models import allocator, memory
+    from tscu_tui.engine.models.checkpointing import plan_memory
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL, load_model
+
+    calls: list[bool] = []
+    monkeypatch.setattr(allocator, "keep_large_blocks", lambda keep: calls.append(keep) or True)
+    monkeypatch.setattr(memory, "available_memory", lambda: int(available_gib * 2**30))
+    model, _, _ = load_model(EMBEDDED_MODEL, None)
+    config = load_config(None, [f'model.name="{EMBEDDED_MODEL}"', 'data.path="/nonexistent"',
+                                'train.grad_checkpoint="false"'])
+    plan = plan_memory(model, config, 8 * 127)
+    assert calls == [kept] and plan.large_blocks_kept is kept
+    assert ("large blocks kept for reuse" in plan.describe()) is kept
