@@ -7,6 +7,7 @@ thread) and prints "changed" once the knob holds the new value."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from tscu_tui.engine.telemetry.actuators.cpufreq import CpufreqMaxFreq
 
 def main() -> None:
     root, mode = Path(sys.argv[1]), sys.argv[2]
+    # Python leaves SIGINT ignored when it starts ignored, as it does under a test run
+    # started in the background of a shell: Ctrl-C from a terminal is what this stands for
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _guard_machine_settings()
     actuator = CpufreqMaxFreq(root)
     change = actuator.set_level(0.25)
