@@ -1,12 +1,14 @@
 """How many threads BLAS may use: all cores when the machine is ours, fewer under load.
 
-OpenBLAS splits each matmul over its threads and lets idle workers spin. On a
-2-core laptop with another CPU-bound process running, the spinning worker, the
-other process and tscu's own compute thread fight over two cores: measured on
-the demo preset, throughput fell to 0.42x with 2 BLAS threads and held at 0.88x
-with one. `BlasThreadPolicy` watches, between steps, how much CPU *other*
-processes use (system CPU time minus this process's, over wall time) and gives
-BLAS the cores that are left: fewer threads as soon as another process takes
+OpenBLAS splits each matmul over its threads, and a split matmul waits for its
+slowest part. On a 2-core laptop with another CPU-bound process running, BLAS's
+threads, the other process and tscu's own compute thread fight over two cores:
+measured on the demo preset, throughput fell to 0.42x with 2 BLAS threads and held at
+0.88x with one while idle workers spun for 0.1 s (blas.py now lets them sleep after
+2^16 cycles: 0.52x at 2 threads and 0.74x at one, of 2 threads alone).
+`BlasThreadPolicy` watches, between steps, how much CPU *other* processes use
+(system CPU time minus this process's, over wall time) and gives BLAS the cores
+that are left: fewer threads as soon as another process takes
 about a core for a whole window, all of them back once the machine has been
 quiet for a couple of seconds, and decides once before the first step from the
 load seen during setup. `TSCU_BLAS_THREADS=N` fixes the count; `auto` (the
@@ -57,7 +59,7 @@ class BlasThreadPolicy:
 
     Created when setup starts, so the load measured while the model loads gives the
     first decision (`before_first_step`) before any step runs at the wrong count: beside
-    a busy loop a SmolLM2-135M step takes 1.7x as long at two threads as at one.
+    a busy loop a SmolLM2-135M step takes 1.3x as long at two threads as at one.
     After that, a window closes at the first step end past `min_window_s`; a taken core
     takes a thread at once, a free core gives it back after `quiet_s` of quiet (time, not
     windows: a real model's step is several seconds, one quiet step is evidence enough).
