@@ -40,29 +40,25 @@ TRIM_THRESHOLD = (1 << 31) - 1  # mallopt takes an int: 2 GiB of slack before tr
 MMAP_MAX_DEFAULT = 65536  # glibc's own M_MMAP_MAX
 
 
-def _mallopt() -> Any:
-    """glibc's mallopt, or None (another platform, TSCU_MALLOC=default, not glibc)."""
+def _glibc_mallopt() -> tuple[Any, str]:
+    """(glibc's mallopt, "") or (None, why the allocator stays untouched)."""
     if sys.platform != "linux":
-        return None
+        return None, f"{sys.platform}: the platform allocator, untouched"
     if os.environ.get("TSCU_MALLOC", "").strip().lower() == "default":
-        return None
+        return None, "TSCU_MALLOC=default: glibc's own settings"
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return None
+        return None, "not glibc: the allocator is untouched"
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return mallopt
+    return mallopt, ""
 
 
 def keep_freed_memory() -> str:
     """Apply the settings; say what was done (for run summaries)."""
-    if sys.platform != "linux":
-        return f"{sys.platform}: the platform allocator, untouched"
-    if os.environ.get("TSCU_MALLOC", "").strip().lower() == "default":
-        return "TSCU_MALLOC=default: glibc's own settings"
-    mallopt = _mallopt()
+    mallopt, untouched = _glibc_mallopt()
     if mallopt is None:
-        return "not glibc: the allocator is untouched"
+        return untouched
     if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD,
                                                                  TRIM_THRESHOLD):
         return "glibc keeps freed memory (mmap threshold 32 MiB, trim threshold 2 GiB)"
@@ -72,7 +68,7 @@ def keep_freed_memory() -> str:
 def keep_large_blocks(keep: bool) -> bool:
     """Serve blocks above 32 MiB from the heap (kept for reuse) or by mmap (returned to
     the kernel on free, glibc's default); True when the setting took effect."""
-    mallopt = _mallopt()
+    mallopt, _ = _glibc_mallopt()
     if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_MAX, 0 if keep else MMAP_MAX_DEFAULT))

@@ -171,6 +171,7 @@ def plan_memory(model: nn.Module, config: Config, tokens_per_micro_batch: int) -
     from tscu_tui.engine.models.memory import estimate_memory, gib
 
     setting = config.train.grad_checkpoint
+    without = None
     if setting in ("true", "false"):
         on, reason = setting == "true", f"train.grad_checkpoint = {setting}"
     else:
@@ -184,7 +185,9 @@ def plan_memory(model: nn.Module, config: Config, tokens_per_micro_batch: int) -
     if on:
         use_grad_checkpoint(model)
     chunk = set_loss_chunking(model, tokens_per_micro_batch)
-    planned = estimate_memory(config, grad_checkpoint=on)
+    # "auto" without checkpointing has this very estimate already
+    planned = without if setting == "auto" and not on else estimate_memory(
+        config, grad_checkpoint=on)
     roomy = (planned is not None
              and planned.total * ROOM_FOR_LARGE_BLOCKS <= planned.available)
     kept = allocator.keep_large_blocks(roomy) and roomy

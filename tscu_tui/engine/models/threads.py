@@ -8,12 +8,11 @@ measured on the demo preset, throughput fell to 0.42x with 2 BLAS threads and he
 2^16 cycles: 0.52x at 2 threads and 0.74x at one, of 2 threads alone).
 `BlasThreadPolicy` watches, between steps, how much CPU *other* processes use
 (system CPU time minus this process's, over wall time) and gives BLAS the cores
-that are left: fewer threads as soon as another process takes
-about a core for a whole window, all of them back once the machine has been
-quiet for a couple of seconds, and decides once before the first step from the
-load seen during setup. `TSCU_BLAS_THREADS=N` fixes the count; `auto` (the
-default) adapts. Windows shorter than `min_window_s` are merged, so fast steps
-do not make the decision noisy.
+that are left: fewer threads as soon as another process takes about a core for a
+whole window, all of them back once the machine has been quiet for a couple of
+seconds, and decides once before the first step from the load seen during setup.
+`TSCU_BLAS_THREADS=N` fixes the count; `auto` (the default) adapts. Windows shorter
+than `min_window_s` are merged, so fast steps do not make the decision noisy.
 """
 
 from __future__ import annotations
