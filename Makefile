@@ -46,10 +46,13 @@ demo: setup
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py
 
-## Set up, then run the linter and the whole test suite.
+## Set up, then run the linter and the whole test suite: in as many processes as the
+## machine has cores (pytest-xdist), each test file whole in one of them, so a file's
+## shared fixtures are built once. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
 test: setup $(LLAMA_CPP_STAMP)
 	$(BIN)/ruff check tscu_tui tests scripts bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -58,6 +58,7 @@ name = "{model}"
 [data]
 path = "{data}"
 block_size = 64
+sample_max_tokens = 0
 [lora]
 r = 8
 alpha = 8.0

@@ -28,7 +28,9 @@ from tscu_tui.engine.train.trainer import Trainer
 SHORT = [f'model.name="{EMBEDDED_MODEL}"', 'telemetry.source="none"', "lora.r=4",
          "lora.alpha=8.0", "train.batch_size=4", "train.gradient_accumulation_steps=1",
          "train.learning_rate=2e-3", "train.warmup_steps=2", "train.eval_steps=10",
-         "train.save_steps=1000", "train.logging_steps=100"]
+         "train.save_steps=1000", "train.logging_steps=100",
+         # Samples at each evaluation cost seconds and measure nothing here.
+         "data.sample_max_tokens=0"]
 
 
 @pytest.fixture(scope="module")
