@@ -13,6 +13,8 @@
 //   - SwiGLU (silu(gate) * up) and its two gradients;
 //   - RMS norm and its input gradient;
 //   - affine 4/8-bit dequantization (MLX's runs on one thread too).
+//   - x @ dequantize(w).T for a few rows of x (generation, one token at a time),
+//     reading the packed weights once instead of writing a float32 copy.
 // Python wraps each forward/backward pair in an mx.custom_function
 // (tscu_tui/engine/models/native.py), so the primitives need no autodiff rules
 // of their own. Float32, row-contiguous inputs only; the Python side checks.
@@ -49,9 +51,9 @@ std::atomic<int> g_threads{
 // Run f(first, end) over [0, rows) in at most g_threads contiguous chunks; the
 // calling thread takes the first. Small jobs stay on one thread.
 template <class F>
-void parallel_rows(int64_t rows, int64_t work, F f) {
+void parallel_rows(int64_t rows, int64_t work, F f, int64_t min_work = int64_t{1} << 16) {
   int threads = std::min<int64_t>(g_threads.load(), rows);
-  if (threads <= 1 || work < (1 << 16)) {
+  if (threads <= 1 || work < min_work) {
     f(int64_t{0}, rows);
     return;
   }
@@ -301,6 +303,70 @@ void dequantize_rows(const uint32_t* w, const float* scales, const float* biases
   });
 }
 
+// y = x @ dequantize(w).T for a few rows of x (token-by-token generation): each
+// group of a weight row is unpacked into a small buffer and dotted with every row of
+// x, so the packed weights are read once and no float32 copy of them is written
+// (dequantizing SmolLM2-135M's weights for every generated token writes 0.5 GB).
+// sum_j (s q_j + c) x_j = s (q . x) + c sum(x), with the sums of x per group
+// computed once. Threads split the output features; a layer under 2^20 weights
+// stays on one thread (spawning them would cost more than the work).
+constexpr int64_t kMatvecRows = 8;
+
+template <int BITS>
+void quantized_matmul_rows(const float* x, const uint32_t* w, const float* scales,
+                           const float* biases, float* y, int64_t rows, int64_t outs,
+                           int64_t cols, int64_t group) {
+  constexpr int per_word = 32 / BITS;
+  constexpr uint32_t mask = (1u << BITS) - 1u;
+  const int64_t groups = cols / group, words = cols / per_word;
+  const int64_t words_per_group = group / per_word;
+  // x with its columns dealt by position in the word: xt[r][e][k] = x[r][k*per_word + e],
+  // so value e of every word meets its x with one constant shift, contiguously.
+  std::vector<float> xt(rows * cols), xsum(rows * groups);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < words; ++k) {
+      for (int e = 0; e < per_word; ++e) {
+        xt[r * cols + e * words + k] = x[r * cols + k * per_word + e];
+      }
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* xg = x + r * cols + g * group;
+      float t = 0.0f;
+      for (int64_t j = 0; j < group; ++j) t += xg[j];
+      xsum[r * groups + g] = t;
+    }
+  }
+  const float* xts = xt.data();
+  const float* xs = xsum.data();
+  parallel_rows(outs, outs * cols, [=](int64_t a, int64_t b) {
+    std::vector<float> per_word_dots(words);
+    float* d = per_word_dots.data();
+    for (int64_t o = a; o < b; ++o) {
+      const uint32_t* wo = w + o * words;
+      const float* so = scales + o * groups;
+      const float* co = biases + o * groups;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = xts + r * cols;
+        for (int64_t k = 0; k < words; ++k) {  // vectorised over words
+          const uint32_t v = wo[k];
+          float t = 0.0f;
+          for (int e = 0; e < per_word; ++e) {
+            t += static_cast<float>((v >> (BITS * e)) & mask) * xr[e * words + k];
+          }
+          d[k] = t;
+        }
+        float acc = 0.0f;
+        for (int64_t g = 0; g < groups; ++g) {
+          float dot = 0.0f;
+          for (int64_t k = 0; k < words_per_group; ++k) dot += d[g * words_per_group + k];
+          acc += so[g] * dot + co[g] * xs[r * groups + g];
+        }
+        y[r * outs + o] = acc;
+      }
+    }
+  }, int64_t{1} << 20);
+}
+
 // ------------------------------------------------------------------ primitives
 
 // Allocate the outputs, then run `work` on the stream's thread with the arrays
@@ -345,7 +411,8 @@ class NativeKernel : public mx::Primitive {
                                   "TscuCrossEntropy", "TscuCrossEntropyGrad",
                                   "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize",
                                   "TscuRmsNorm", "TscuRmsNormGrad",
-                                  "TscuSegmentSoftmax", "TscuSegmentSoftmaxGrad"};
+                                  "TscuSegmentSoftmax", "TscuSegmentSoftmaxGrad",
+                                  "TscuQuantizedMatmul"};
     return names[kind_];
   }
 
@@ -363,12 +430,14 @@ class NativeKernel : public mx::Primitive {
         shape.back() = shape.back() * 32 / static_cast<int>(param_ % 256);
         return {shape};
       }
+      case 11: return {{inputs[0].shape(0), inputs[1].shape(0)}};
       default: return {inputs[0].shape()};
     }
   }
 
   enum { Softmax, SoftmaxGrad, CrossEntropy, CrossEntropyGrad, Swiglu, SwigluGrad,
-         Dequantize, RmsNorm, RmsNormGrad, SegmentSoftmax, SegmentSoftmaxGrad };
+         Dequantize, RmsNorm, RmsNormGrad, SegmentSoftmax, SegmentSoftmaxGrad,
+         QuantizedMatmul };
 
  private:
   static void run(int kind, int64_t param, float fparam, std::vector<mx::array>& in,
@@ -430,6 +499,14 @@ class NativeKernel : public mx::Primitive {
           dequantize_rows<8>(x.data<uint32_t>(), f(in[1]), f(in[2]), out[0].data<float>(),
                              rows, out_cols, param / 256);
         }
+        break;
+      }
+      case QuantizedMatmul: {  // x, packed w, scales, biases; param as for Dequantize
+        const auto& w = in[1];
+        int64_t outs = w.shape(0), group = param / 256;
+        auto qmm = param % 256 == 4 ? quantized_matmul_rows<4> : quantized_matmul_rows<8>;
+        qmm(f(x), w.data<uint32_t>(), f(in[2]), f(in[3]), out[0].data<float>(), rows,
+            outs, cols, group);
         break;
       }
     }
@@ -587,8 +664,10 @@ mx::array rms_norm_grad(const mx::array& x, const mx::array& weight,
               {d, dense(weight, "weight"), dense(cotangent, "cotangent")}, eps)[0];
 }
 
-mx::array dequantize(const mx::array& w, const mx::array& scales,
-                     const mx::array& biases, int group_size, int bits) {
+// The columns of MLX-packed weights `w`, after checking that the packing, the scales
+// and the biases agree.
+int packed_columns(const mx::array& w, const mx::array& scales, const mx::array& biases,
+                   int group_size, int bits) {
   if (bits != 4 && bits != 8) throw std::invalid_argument("tscu native: bits must be 4 or 8");
   if (w.dtype() != mx::uint32 || w.ndim() != 2) {
     throw std::invalid_argument("tscu native: packed weights must be 2-D uint32");
@@ -599,10 +678,32 @@ mx::array dequantize(const mx::array& w, const mx::array& scales,
       scales.shape(1) != cols / group_size || biases.shape() != scales.shape()) {
     throw std::invalid_argument("tscu native: scales/biases do not match the weights");
   }
+  return cols;
+}
+
+mx::array dequantize(const mx::array& w, const mx::array& scales,
+                     const mx::array& biases, int group_size, int bits) {
+  int cols = packed_columns(w, scales, biases, group_size, bits);
   auto s = cpu_stream();
   auto packed = mx::contiguous(w, false, s);
   return make(NativeKernel::Dequantize, int64_t{group_size} * 256 + bits,
               {{w.shape(0), cols}}, {packed, dense(scales, "scales"), dense(biases, "biases")})[0];
+}
+
+mx::array quantized_matmul(const mx::array& x, const mx::array& w, const mx::array& scales,
+                           const mx::array& biases, int group_size, int bits) {
+  if (x.ndim() != 2 || x.shape(0) < 1 || x.shape(0) > kMatvecRows) {
+    throw std::invalid_argument("tscu native: quantized_matmul takes 1 to " +
+                                std::to_string(kMatvecRows) + " rows of x (2-D)");
+  }
+  if (x.shape(1) != packed_columns(w, scales, biases, group_size, bits)) {
+    throw std::invalid_argument("tscu native: x and the weights' columns differ");
+  }
+  auto s = cpu_stream();
+  return make(NativeKernel::QuantizedMatmul, int64_t{group_size} * 256 + bits,
+              {{x.shape(0), w.shape(0)}},
+              {dense(x, "x"), mx::contiguous(w, false, s), dense(scales, "scales"),
+               dense(biases, "biases")})[0];
 }
 
 }  // namespace tscu
@@ -633,6 +734,10 @@ NB_MODULE(_native, m) {
   m.def("dequantize", &tscu::dequantize, nb::arg("weight"), nb::arg("scales"),
         nb::arg("biases"), nb::arg("group_size"), nb::arg("bits"),
         "Affine dequantization of MLX-packed 4- or 8-bit weights to float32.");
+  m.def("quantized_matmul", &tscu::quantized_matmul, nb::arg("x"), nb::arg("weight"),
+        nb::arg("scales"), nb::arg("biases"), nb::arg("group_size"), nb::arg("bits"),
+        "x @ dequantize(weight).T for 1 to 8 rows of float32 x, never writing the "
+        "float32 weights (affine 4- or 8-bit).");
   m.def("set_threads", [](int n) { tscu::g_threads.store(std::max(1, n)); },
         nb::arg("threads"));
   m.def("threads", []() { return tscu::g_threads.load(); });

@@ -218,6 +218,77 @@ def test_dequantize_falls_back_to_mlx_where_it_does_not_apply(kernels):
     assert rel_err(native.dequantize(packed, scales, biases, 32, 2), want) == 0.0
 
 
+@pytest.mark.parametrize("bits,group", [(4, 32), (4, 64), (4, 128), (8, 32), (8, 64)])
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_quantized_matmul_reads_the_packed_weights_as_dequantize_then_matmul(kernels, bits,
+                                                                            group, rows):
+    w = mx.random.normal((300, 384), key=mx.random.key(20))
+    packed, scales, biases = mx.quantize(w, group_size=group, bits=bits)
+    dense = mx.dequantize(packed, scales, biases, group_size=group, bits=bits)
+    x = mx.random.normal((rows, 384), key=mx.random.key(21))
+    got = native.quantized_matmul(x, packed, scales, biases, group, bits)
+    assert got is not None and got.shape == (rows, 300)
+    assert rel_err(got, x @ dense.T) < 1e-5
+    # its gradient is the dequantized path's (a weighted sum, so every entry counts)
+    mix = mx.random.normal((rows, 300), key=mx.random.key(22))
+    got_dx = mx.grad(lambda x: (native.quantized_matmul(x, packed, scales, biases, group,
+                                                        bits) * mix).sum())(x)
+    want_dx = mx.grad(lambda x: ((x @ dense.T) * mix).sum())(x)
+    assert rel_err(got_dx, want_dx) < 1e-5
+
+
+def test_quantized_matmul_keeps_leading_axes_and_splits_large_layers_across_threads(kernels):
+    w = mx.random.normal((2048, 1024), key=mx.random.key(23))  # 2M weights: threaded
+    packed, scales, biases = mx.quantize(w, group_size=64, bits=4)
+    dense = mx.dequantize(packed, scales, biases, group_size=64, bits=4)
+    x = mx.random.normal((1, 2, 1024), key=mx.random.key(24))
+    before = kernels.threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            native.set_threads(threads)
+            outs.append(native.quantized_matmul(x, packed, scales, biases, 64, 4))
+            mx.eval(outs[-1])
+    finally:
+        native.set_threads(before)
+    assert outs[0].shape == (1, 2, 2048) and rel_err(outs[0], x @ dense.T) < 1e-5
+    assert all(mx.array_equal(outs[0], other).item() for other in outs[1:])
+
+
+def test_quantized_matmul_leaves_what_it_does_not_take_to_the_caller(kernels):
+    w = mx.random.normal((64, 128), key=mx.random.key(25))
+    packed, scales, biases = mx.quantize(w, group_size=32, bits=4)
+    many = mx.zeros((native.MATVEC_ROWS + 1, 128))
+    assert native.quantized_matmul(many, packed, scales, biases, 32, 4) is None
+    assert native.quantized_matmul(many[:1].astype(mx.float16), packed, scales, biases, 32,
+                                   4) is None
+    two_bit = mx.quantize(w, group_size=32, bits=2)
+    assert native.quantized_matmul(many[:1], *two_bit, 32, 2) is None
+    with pytest.raises(ValueError, match="1 to 8 rows"):
+        kernels.quantized_matmul(many, packed, scales, biases, 32, 4)
+    with pytest.raises(ValueError, match="columns differ"):
+        kernels.quantized_matmul(many[:1, :64], packed, scales, biases, 32, 4)
+
+
+def test_generation_on_the_packed_weights_answers_as_the_dequantized_path(monkeypatch):
+    from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
+    from tscu_tui.engine.models.generate import greedy
+    from tscu_tui.engine.models.load import EMBEDDED_MODEL, load_model
+
+    model, tokenizer, _ = load_model(EMBEDDED_MODEL)
+    prepare_for_cpu(model)
+    prompt = tokenizer.encode("The thermodynamic control unit")
+    calls = []
+    real = native._module().quantized_matmul
+    monkeypatch.setattr(native._module(), "quantized_matmul",
+                        lambda *a: calls.append(a[0].shape) or real(*a), raising=False)
+    packed = greedy(model, tokenizer, prompt, 12)
+    assert calls and all(shape[0] == 1 for shape in calls)  # one token at a time
+    monkeypatch.setattr(native, "MATVEC_ROWS", 0)
+    calls.clear()
+    assert greedy(model, tokenizer, prompt, 12) == packed and not calls
+
+
 def test_bad_shapes_are_a_plain_error_not_a_crash(kernels):
     w = mx.random.normal((8, 64), key=mx.random.key(9))
     packed, scales, biases = mx.quantize(w, group_size=32, bits=4)

@@ -54,7 +54,7 @@ def _disabled() -> bool:
 #: what this code calls; a module built from older sources may lack some
 FUNCTIONS = ("softmax", "softmax_grad", "segment_softmax", "segment_softmax_grad",
              "cross_entropy", "cross_entropy_grad", "swiglu", "swiglu_grad", "rms_norm",
-             "rms_norm_grad", "dequantize", "set_threads", "threads")
+             "rms_norm_grad", "dequantize", "quantized_matmul", "set_threads", "threads")
 
 
 def _self_check(module: Any) -> str | None:
@@ -254,12 +254,51 @@ def cross_entropy_backward(logits: mx.array, targets: mx.array, loss: mx.array,
     return _module().cross_entropy_grad(logits, targets, loss, cotangent)
 
 
+def _native_packing(w: mx.array, scales: mx.array, biases: mx.array | None, bits: int,
+                    mode: str) -> bool:
+    """Whether the native kernels read these packed weights: affine 4- or 8-bit, float32
+    scales and biases, a 2-D weight."""
+    return (available() and mode == "affine" and bits in (4, 8) and biases is not None
+            and w.ndim == 2 and scales.dtype == biases.dtype == mx.float32)
+
+
 def dequantize(w: mx.array, scales: mx.array, biases: mx.array | None, group_size: int,
                bits: int, mode: str = "affine") -> mx.array:
     """mx.dequantize to float32, on the native kernel where it applies (affine 4- or
     8-bit, float32 scales and biases, a 2-D weight) and MLX's own elsewhere."""
-    if (available() and mode == "affine" and bits in (4, 8) and biases is not None
-            and w.ndim == 2 and scales.dtype == biases.dtype == mx.float32):
+    if _native_packing(w, scales, biases, bits, mode):
         return _module().dequantize(w, scales, biases, group_size, bits)
     return mx.dequantize(w, scales=scales, biases=biases, group_size=group_size, bits=bits,
                          mode=mode)
+
+
+#: quantized_matmul's kernel takes at most this many rows of x (the C++ kMatvecRows)
+MATVEC_ROWS = 8
+
+
+@lru_cache(maxsize=16)
+def _quantized_matmul(group_size: int, bits: int) -> Callable[..., mx.array]:
+    def forward(x: mx.array, w: mx.array, scales: mx.array, biases: mx.array) -> mx.array:
+        return _module().quantized_matmul(x, w, scales, biases, group_size, bits)
+
+    def vjp(primals: list[mx.array], cotangent: mx.array, output: mx.array
+            ) -> tuple[mx.array, ...]:
+        x, w, scales, biases = primals
+        dx = cotangent @ _module().dequantize(w, scales, biases, group_size, bits)
+        return dx, mx.zeros_like(w), mx.zeros_like(scales), mx.zeros_like(biases)
+
+    return _with_vjp(forward, vjp)
+
+
+def quantized_matmul(x: mx.array, w: mx.array, scales: mx.array, biases: mx.array | None,
+                     group_size: int, bits: int, mode: str = "affine") -> mx.array | None:
+    """x @ dequantize(w).T read straight from the packed weights when x (..., in) has at
+    most MATVEC_ROWS rows and the native kernels take the packing (generation, a token
+    at a time); None where they do not, for the caller's own path."""
+    rows = x.size // x.shape[-1] if x.ndim and x.shape[-1] else 0
+    if (not 0 < rows <= MATVEC_ROWS or x.dtype != mx.float32
+            or not _native_packing(w, scales, biases, bits, mode)):
+        return None
+    assert biases is not None
+    y = _quantized_matmul(group_size, bits)(x.reshape(rows, x.shape[-1]), w, scales, biases)
+    return y.reshape(*x.shape[:-1], w.shape[0])
