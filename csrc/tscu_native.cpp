@@ -304,11 +304,11 @@ void dequantize_rows(const uint32_t* w, const float* scales, const float* biases
 }
 
 // y = x @ dequantize(w).T for a few rows of x (token-by-token generation): each
-// group of a weight row is unpacked into a small buffer and dotted with every row of
+// packed word of a weight row is unpacked in registers and dotted with its values'
 // x, so the packed weights are read once and no float32 copy of them is written
 // (dequantizing SmolLM2-135M's weights for every generated token writes 0.5 GB).
-// sum_j (s q_j + c) x_j = s (q . x) + c sum(x), with the sums of x per group
-// computed once. Threads split the output features; a layer under 2^20 weights
+// Per group, sum_j (s q_j + c) x_j = s (q . x) + c sum(x), with the sums of x per
+// group computed once. Threads split the output features; a layer under 2^20 weights
 // stays on one thread (spawning them would cost more than the work).
 constexpr int64_t kMatvecRows = 8;
 
