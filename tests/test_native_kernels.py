@@ -237,6 +237,23 @@ def test_quantized_matmul_reads_the_packed_weights_as_dequantize_then_matmul(ker
     assert rel_err(got_dx, want_dx) < 1e-5
 
 
+def test_quantized_matmul_with_a_group_size_mlx_does_not_make_against_numpy(kernels):
+    # MLX quantizes in groups of 32, 64 or 128 (the kernel's unrolled cases); a group of
+    # 256 4-bit values takes its general loop, checked here against NumPy's unpacking
+    rng = np.random.default_rng(26)
+    outs, cols, group = 40, 512, 256
+    packed = rng.integers(0, 2**32, (outs, cols // 8), dtype=np.uint32)
+    scales = rng.normal(size=(outs, cols // group)).astype(np.float32) * 0.01
+    biases = rng.normal(size=(outs, cols // group)).astype(np.float32) * 0.01
+    q = (packed[:, :, None] >> (4 * np.arange(8, dtype=np.uint32))) & 15  # low nibble first
+    dense = (q.reshape(outs, cols // group, group) * scales[..., None]
+             + biases[..., None]).reshape(outs, cols)
+    x = rng.normal(size=(2, cols)).astype(np.float32)
+    got = native.quantized_matmul(mx.array(x), mx.array(packed), mx.array(scales),
+                                  mx.array(biases), group, 4)
+    assert got is not None and rel_err(got, x.astype(np.float64) @ dense.T) < 1e-5
+
+
 def test_quantized_matmul_keeps_leading_axes_and_splits_large_layers_across_threads(kernels):
     w = mx.random.normal((2048, 1024), key=mx.random.key(23))  # 2M weights: threaded
     packed, scales, biases = mx.quantize(w, group_size=64, bits=4)

@@ -17,7 +17,7 @@ module keeps weights *stored* 4-bit but multiplies dequantized, in float32:
   `TSCU_DEQUANT_RECOMPUTE=0` keeps them, for comparisons.
 - A few rows at a time (generation: one token per call) the matmul reads the packed
   weights instead (`native.quantized_matmul`): no float32 copy of the model is written
-  for every token (bench/sampling.py: 2.5x on SmolLM2-135M, 5.7x on Qwen3-4B's shapes).
+  for every token (bench/sampling.py: 2.7x on SmolLM2-135M, 7.2x on Qwen3-4B's shapes).
 - `prepare_for_cpu()` casts floating parameters (norms, scales, biases) to
   float32, so activations are float32 end to end.
 

@@ -274,6 +274,8 @@ def dequantize(w: mx.array, scales: mx.array, biases: mx.array | None, group_siz
 
 #: quantized_matmul's kernel takes at most this many rows of x (the C++ kMatvecRows)
 MATVEC_ROWS = 8
+#: ... and groups of at most this many bits (kMaxWordsPerGroup 32-bit words)
+MATVEC_GROUP_BITS = 64 * 32
 
 
 @lru_cache(maxsize=16)
@@ -297,7 +299,8 @@ def quantized_matmul(x: mx.array, w: mx.array, scales: mx.array, biases: mx.arra
     at a time); None where they do not, for the caller's own path."""
     rows = x.size // x.shape[-1] if x.ndim and x.shape[-1] else 0
     if (not 0 < rows <= MATVEC_ROWS or x.dtype != mx.float32
-            or not _native_packing(w, scales, biases, bits, mode)):
+            or not _native_packing(w, scales, biases, bits, mode)
+            or group_size * bits > MATVEC_GROUP_BITS):
         return None
     assert biases is not None
     y = _quantized_matmul(group_size, bits)(x.reshape(rows, x.shape[-1]), w, scales, biases)
