@@ -20,7 +20,6 @@ instead. Both sides run in one process:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -34,24 +33,13 @@ QWEN3_4B = {"hidden": 2560, "intermediate": 9728, "heads": 32, "kv_heads": 8,
 
 
 def real_preset(rounds: int, tokens: int) -> None:
-    import queue
+    from real_preset import real_trainer
 
-    from tscu_tui.commands.demo import demo_config, ensure_demo_data
-    from tscu_tui.engine.data import PreparedDataset
     from tscu_tui.engine.models import native
     from tscu_tui.engine.models.generate import greedy
-    from tscu_tui.engine.train.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="tscu-sampling-") as folder:
-        config = demo_config(None, [
-            f"data.path={json.dumps(str(Path(folder) / 'data'))}",
-            f"output.dir={json.dumps(str(Path(folder) / 'run'))}", "tscu.enabled=false",
-            'telemetry.source="none"'], "real")
-        ensure_demo_data(config)
-        trainer = Trainer(config, None, queue.Queue())
-        trainer.data = PreparedDataset.open(trainer.dataset_path)
-        trainer._prepare_run_dir()
-        trainer._setup()
+        trainer = real_trainer(Path(folder) / "data", Path(folder) / "run")
         model, tokenizer = trainer.session.model, trainer.session.tokenizer
         prompt = [int(t) for t in trainer.data.blocks("validation")[0][:40]]
         paths = {"dequantize + matmul": 0, "packed weights": native.MATVEC_ROWS}

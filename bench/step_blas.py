@@ -125,27 +125,17 @@ def classify(row: dict[str, float], rank: int, head_dim: int, block: int,
 def child(args: argparse.Namespace) -> None:
     """Inside the shimmed process: the real preset's trainer, its steps, the bound."""
     import ctypes
-    import queue
     import time
 
     import mlx.nn as nn
+    from real_preset import real_trainer
 
-    from tscu_tui.commands.demo import demo_config, ensure_demo_data
-    from tscu_tui.engine.data import PreparedDataset
     from tscu_tui.engine.models.runtime import mx
-    from tscu_tui.engine.train.trainer import Trainer
 
     shim = ctypes.CDLL(os.environ["TSCU_SHIM_LIBRARY"])
     out = Path(args.out)
-    config = demo_config(None, [
-        f"data.path={json.dumps(str(Path(args.data)))}",
-        f"output.dir={json.dumps(str(out / 'run'))}", "tscu.enabled=false",
-        'telemetry.source="none"'], "real")
-    ensure_demo_data(config)
-    trainer = Trainer(config, None, queue.Queue())
-    trainer.data = PreparedDataset.open(trainer.dataset_path)
-    trainer._prepare_run_dir()
-    trainer._setup()
+    trainer = real_trainer(Path(args.data), out / "run")
+    config = trainer.config
     model = trainer.session.model
     model.train()
     batch = config.train.batch_size

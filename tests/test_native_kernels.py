@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +36,21 @@ def causal_ref(scores: np.ndarray, queries: int) -> np.ndarray:
     masked = np.where(np.arange(cols)[None, :] > rows, -np.inf, scores.astype(np.float64))
     e = np.exp(masked - masked.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
+
+
+def per_thread_count(kernels: Any, compute: Callable[[], mx.array]) -> list[mx.array]:
+    """compute()'s result with the native kernels on 1, 2 and 3 threads."""
+    before = kernels.threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            native.set_threads(threads)
+            assert kernels.threads() == threads
+            outs.append(compute())
+            mx.eval(outs[-1])
+    finally:
+        native.set_threads(before)
+    return outs
 
 
 @pytest.fixture(scope="module")
@@ -259,15 +276,8 @@ def test_quantized_matmul_keeps_leading_axes_and_splits_large_layers_across_thre
     packed, scales, biases = mx.quantize(w, group_size=64, bits=4)
     dense = mx.dequantize(packed, scales, biases, group_size=64, bits=4)
     x = mx.random.normal((1, 2, 1024), key=mx.random.key(24))
-    before = kernels.threads()
-    try:
-        outs = []
-        for threads in (1, 2, 3):
-            native.set_threads(threads)
-            outs.append(native.quantized_matmul(x, packed, scales, biases, 64, 4))
-            mx.eval(outs[-1])
-    finally:
-        native.set_threads(before)
+    outs = per_thread_count(kernels, lambda: native.quantized_matmul(x, packed, scales,
+                                                                    biases, 64, 4))
     assert outs[0].shape == (1, 2, 2048) and rel_err(outs[0], x @ dense.T) < 1e-5
     assert all(mx.array_equal(outs[0], other).item() for other in outs[1:])
 
@@ -325,17 +335,8 @@ def test_results_do_not_depend_on_the_thread_count(kernels):
     logits = mx.random.normal((64, 4096), key=mx.random.key(10))
     targets = mx.random.randint(0, 4096, (64,), key=mx.random.key(11))
     scores = mx.random.normal((4, 64, 64), key=mx.random.key(12))
-    before = kernels.threads()
-    try:
-        outs = []
-        for threads in (1, 2, 3):
-            native.set_threads(threads)
-            assert kernels.threads() == threads
-            outs.append(mx.concatenate([native.cross_entropy(logits, targets),
-                                        native.causal_softmax(scores, 64).reshape(-1)]))
-            mx.eval(outs[-1])
-    finally:
-        native.set_threads(before)
+    outs = per_thread_count(kernels, lambda: mx.concatenate([
+        native.cross_entropy(logits, targets), native.causal_softmax(scores, 64).reshape(-1)]))
     assert all(mx.array_equal(outs[0], other).item() for other in outs[1:])
 
 
