@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from runs import tiny_config, train
 
 from tscu_tui.engine.data import PrepareOptions, prepare_dataset
 from tscu_tui.engine.events import SampleEvent
+from tscu_tui.engine.models import native
 from tscu_tui.engine.models.load import EMBEDDED_MODEL
 from tscu_tui.engine.runs.sample import generate_samples
 
@@ -19,7 +21,8 @@ TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|i
             "{% if terse %}(terse) {% endif %}{% endif %}")
 
 
-def test_samples_at_each_evaluation_use_the_template_and_are_kept(tmp_path: Path) -> None:
+def test_samples_at_each_evaluation_use_the_template_and_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     records = [{"messages": [{"role": "user", "content": f"Spell {w}."},
                              {"role": "assistant", "content": " ".join(w)}]}
                for w in ["cat", "dog", "bird", "fish", "horse", "mouse"] * 20]
@@ -53,10 +56,17 @@ def test_samples_at_each_evaluation_use_the_template_and_are_kept(tmp_path: Path
     summary = json.loads((out / "mlx_training_summary.json").read_text())
     assert summary["data"]["chat_template"]["kwargs"] == {"terse": True}
     assert 0 < summary["data"]["loss_token_share"] < 1
-    # The results screen's sampler asks through the same template and variables.
+    # The results screen's sampler asks through the same template and variables, and
+    # decodes on the training's CPU path (the packed weights, a token at a time).
+    rows: list[int] = []
+    kernels = native.status().module
+    real = kernels.quantized_matmul
+    monkeypatch.setattr(kernels, "quantized_matmul",
+                        lambda x, *rest: rows.append(x.shape[0]) or real(x, *rest))
     pair = generate_samples(EMBEDDED_MODEL, out, "Spell owl.", max_tokens=4)
     assert pair.prompt == samples[0].prompts[0]
     assert pair.adapted == samples[-1].answers[0][:len(pair.adapted)]
+    assert rows and set(rows) == {1}
 
 
 def test_without_sample_prompts_the_held_out_records_are_asked(demo_data: Path,

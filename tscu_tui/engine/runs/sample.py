@@ -18,6 +18,7 @@ from typing import Any
 from tscu_tui.engine.data import PreparedDataset
 from tscu_tui.engine.data.chat import ChatTemplate, prompt_tokens, recorded_template
 from tscu_tui.engine.errors import ModelError, TscuError, first_line
+from tscu_tui.engine.models.cpu_fastpath import prepare_for_cpu
 from tscu_tui.engine.models.generate import greedy
 from tscu_tui.engine.models.load import load_model
 from tscu_tui.engine.runs.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, SUMMARY_FILE
@@ -68,6 +69,9 @@ def generate_samples(base_model: str, run_dir: Path, prompt: str,
 
     check_adapter(run_dir)
     model, tokenizer, _ = load_model(base_model)
+    # on the CPU: float32 and the training's fast path (packed-weight matmuls a token at a
+    # time), so the answers are computed as the run's own samples were; elsewhere a no-op
+    prepare_for_cpu(model)
     chat = run_template(run_dir, tokenizer)
     tokens, shown = prompt_tokens(prompt, tokenizer, chat)
     stop = chat.end_marker.strip() if chat is not None else ""
