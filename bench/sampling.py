@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from step_profile import spread
+
 import tscu_tui.engine  # noqa: F401  (loads OpenBLAS; must come before anything imports mlx)
 
 QWEN3_4B = {"hidden": 2560, "intermediate": 9728, "heads": 32, "kv_heads": 8,
@@ -59,8 +61,7 @@ def real_preset(rounds: int, tokens: int) -> None:
           f"40-token prompt, median of {rounds} rounds (ABBA), ms per token (prompt "
           f"included):")
     for name in paths:
-        ms = [1000 * t for t in times[name]]
-        print(f"  {name:22s} {statistics.median(ms):7.1f} ({min(ms):.1f}-{max(ms):.1f})")
+        print(f"  {name:22s} {spread([1000 * t for t in times[name]], '7.1f')}")
     ratio = statistics.median(times["dequantize + matmul"]) / statistics.median(
         times["packed weights"])
     same = texts["dequantize + matmul"] == texts["packed weights"] and len(
@@ -69,7 +70,8 @@ def real_preset(rounds: int, tokens: int) -> None:
           f"{'are the same text' if same else 'DIFFER'}")
 
 
-def best_ms(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """fn()'s median time in ms over `repeats` calls, after one to warm up."""
     fn()
     times = []
     for _ in range(repeats):
@@ -104,7 +106,7 @@ def qwen3_shapes(repeats: int) -> None:
         x = mx.random.normal((1, in_dim))
         mx.eval(packed, x)
         for name, fn in sides.items():
-            per_token[name] += count * best_ms(
+            per_token[name] += count * median_ms(
                 lambda fn=fn, x=x, packed=packed: mx.eval(fn(x, *packed)), repeats)
     print(f"\nQwen3-4B's shapes, one token (36 layers' seven projections + the "
           f"151,936-word head; random 4-bit weights, group 64), median of {repeats}:")

@@ -33,6 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from step_profile import spread
+
 import tscu_tui.engine  # noqa: F401  (loads OpenBLAS; must come before anything imports mlx)
 
 SHIM_SOURCE = r"""
@@ -242,13 +244,6 @@ def summarise(result: dict) -> dict[str, float]:
     out["share without outside BLAS"] = bound_s / (step - out["outside BLAS"])
     out["share with the projections alone"] = bound_s / by_class["projections and head"]
     return out
-
-
-def spread(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{med:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def report(runs: list[dict[str, float]], result: dict) -> None:

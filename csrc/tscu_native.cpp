@@ -454,14 +454,14 @@ class NativeKernel : public mx::Primitive {
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
     switch (kind_) {
-      case 2: return {{inputs[0].shape().begin(), inputs[0].shape().end() - 1}};
-      case 5: return {inputs[0].shape(), inputs[0].shape()};
-      case 6: {
+      case CrossEntropy: return {{inputs[0].shape().begin(), inputs[0].shape().end() - 1}};
+      case SwigluGrad: return {inputs[0].shape(), inputs[0].shape()};
+      case Dequantize: {
         auto shape = inputs[0].shape();
         shape.back() = shape.back() * 32 / static_cast<int>(param_ % 256);
         return {shape};
       }
-      case 11: return {{inputs[0].shape(0), inputs[1].shape(0)}};
+      case QuantizedMatmul: return {{inputs[0].shape(0), inputs[1].shape(0)}};
       default: return {inputs[0].shape()};
     }
   }
