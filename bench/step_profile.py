@@ -18,7 +18,9 @@ CPU path in pure MLX ops (TSCU_NATIVE=0), "after" with tscu's native kernels too
 (csrc/, built by scripts/build_native.py). Each side is a fresh process, run one
 after the other, never in parallel. The bound is
 4 x (matmul parameters) FLOPs per token at the GFLOP/s these very matmuls reach
-in the same process.
+in the same process; the report also gives the share with the attention's
+products counted as model FLOPs (12 x layers x width x sequence per token, as
+PaLM's model FLOPs utilisation counts them and as issue 26's own figures did).
 
     python bench/step_profile.py [--model smollm2-135m] [--batch 4] [--block 256]
                                  [--sides before,mlx-kernels,after] [--repeat N]
@@ -39,7 +41,10 @@ import tscu_tui.engine  # noqa: F401  (loads OpenBLAS; must come before anything
 
 SIDES = {"before": {"TSCU_CPU_KERNELS": "0", "TSCU_MALLOC": "default", "TSCU_NATIVE": "0"},
          "mlx-kernels": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "0"},
-         "after": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "1"}}
+         "unfused-attention": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "1",
+                               "TSCU_FUSED_ATTENTION": "0"},
+         "after": {"TSCU_CPU_KERNELS": "1", "TSCU_MALLOC": "", "TSCU_NATIVE": "1",
+                   "TSCU_FUSED_ATTENTION": "1"}}
 PARTS = ["matmuls", "dequantize", "lora", "attention", "mlp activation",
          "norms, rope, residuals", "cross-entropy", "optimizer"]
 
@@ -119,6 +124,9 @@ def measure(model_name: str, batch: int, block: int, steps: int) -> dict[str, fl
     out["matmuls"] = matmul_s + head_s
     out["gemm_gflops"] = (gemm_flops * layers + 4 * n * vocab * hidden) / out["matmuls"] / 1e9
     out["flops_per_token"] = 4 * (layers * sum(o * i for o, i in shapes) + vocab * hidden)
+    # the attention's products as model FLOPs count them (PaLM's 12 x layers x width x
+    # sequence: forward 4, backward 8, the full square; the causal half is not subtracted)
+    out["attention_flops_per_token"] = 12 * layers * heads * head_dim * (block - 1)
 
     quantized = [m for _, m in model.named_modules()
                  if isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding)]
@@ -206,8 +214,9 @@ def child_main(args: argparse.Namespace) -> None:
 
 def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
     env = {**os.environ, **SIDES[side]}
-    if not env["TSCU_MALLOC"]:
-        env.pop("TSCU_MALLOC")
+    for name, value in SIDES[side].items():
+        if not value:
+            env.pop(name)
     cmd = [sys.executable, __file__, "--child", "--model", args.model, "--batch",
            str(args.batch), "--block", str(args.block), "--steps", str(args.steps)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -255,6 +264,13 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
               f"tokens/s ({results[side]['flops_per_token'] / 1e9:.2f} GFLOP/token): "
               f"{spread([100 * s for s in shares], '.0f')}% of it"
               + (f" over {n} runs" if n > 1 else ""))
+        model_flops = [r["flops_per_token"] + r["attention_flops_per_token"]
+                       for r in runs[side]]
+        model_shares = [rate * flops / (g * 1e9)
+                        for rate, flops, g in zip(rates, model_flops, gflops, strict=True)]
+        print(f"  {'':{len(side)}s}  counting the attention's products too "
+              f"({model_flops[0] / 1e9:.3f} GFLOP/token, model FLOPs as PaLM's MFU counts "
+              f"them): {spread([100 * s for s in model_shares], '.1f')}% of the same rate")
     for side in sides:
         if SIDES[side]["TSCU_NATIVE"] == "1" and not results[side].get("native"):
             from tscu_tui.engine.models import native

@@ -14,7 +14,9 @@
 //   - RMS norm and its input gradient;
 //   - affine 4/8-bit dequantization (MLX's runs on one thread too).
 //   - x @ dequantize(w).T for a few rows of x (generation, one token at a time),
-//     reading the packed weights once instead of writing a float32 copy.
+//     reading the packed weights once instead of writing a float32 copy;
+//   - causal attention, forward and backward, fused around sgemm calls on the
+//     key blocks each block of queries sees (the masked half is never multiplied).
 // Python wraps each forward/backward pair in an mx.custom_function
 // (tscu_tui/engine/models/native.py), so the primitives need no autodiff rules
 // of their own. Float32, row-contiguous inputs only; the Python side checks.
@@ -25,12 +27,17 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
+
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
@@ -398,6 +405,195 @@ QuantizedMatmulFn quantized_matmul_kernel(int bits, int64_t group) {
   }
 }
 
+// ------------------------------------------------------------------ attention
+
+// Causal attention fused around the BLAS the process already uses: for each
+// head, blocks of kAttnBlock queries multiply only the keys some row of the
+// block sees (the causal diagonal and, with packed documents, the keys before
+// the block's earliest document start are skipped), the softmax runs on the
+// block while it is in cache, and the backward pass multiplies the same tiles.
+// The (batch, head) pairs are split across the kernel's threads, each calling
+// sgemm with OpenBLAS held at one thread for the kernel's duration, so the small
+// products never wait on BLAS's own thread hand-offs. cblas_sgemm and OpenBLAS's
+// thread count are looked up in the process (the library tscu loaded before MLX,
+// which MLX's matmuls call too); without them Python keeps the MLX-op attention.
+
+enum CblasOrder { kRowMajor = 101 };
+enum CblasTranspose { kNoTrans = 111, kTrans = 112 };
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int,
+                         const float*, int, float, float*, int);
+
+struct Blas {
+  SgemmFn sgemm = nullptr;
+  void (*set_threads)(int) = nullptr;  // openblas_set_num_threads (process-wide)
+  int (*get_threads)() = nullptr;      // openblas_get_num_threads
+};
+
+const Blas& blas() {
+  static const Blas found = [] {
+    Blas b;
+    b.sgemm = reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "cblas_sgemm"));
+    b.set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT,
+                                                          "openblas_set_num_threads"));
+    b.get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    return b;
+  }();
+  return found;
+}
+
+// OpenBLAS at one thread while an attention kernel runs, its count put back after.
+// (OpenBLAS 0.3.31's openblas_set_num_threads_local changes the global count too,
+// measured: so the process-wide setting, saved and restored.) tscu sets the count
+// between steps (threads.py), never while a step's kernels run.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (depth_++ == 0) {
+      saved_ = blas().get_threads();
+      blas().set_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--depth_ == 0) blas().set_threads(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  static inline std::mutex mutex_;
+  static inline int depth_ = 0, saved_ = 1;
+};
+
+constexpr int64_t kAttnBlock = 64;
+
+// C (m x n, ldc) = alpha * op(A) op(B) + beta * C, row-major.
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                 float* c, int64_t ldc) {
+  blas().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
+               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+               static_cast<int>(ldc));
+}
+
+struct AttentionShape {
+  int64_t batch, heads, kv_heads, queries, keys, dim;
+  float scale;
+  Visible vis;  // over rows of the probabilities (batch, heads, queries, keys)
+
+  int64_t group() const { return heads / kv_heads; }
+  // The keys [k0, k1) that some row of queries [r0, r1) of head row `row0`
+  // (= (b * heads + h) * queries) sees.
+  void tile(int64_t row0, int64_t r0, int64_t r1, int64_t& k0, int64_t& k1) const {
+    k0 = keys;
+    k1 = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t lo, hi;
+      vis.range(row0 + r, lo, hi);
+      k0 = std::min(k0, lo);
+      k1 = std::max(k1, hi);
+    }
+  }
+};
+
+// Run f over units [0, units) on the kernel's threads, BLAS on one thread each.
+template <class F>
+void attention_units(int64_t units, F f) {
+  SingleThreadedBlas single;
+  parallel_rows(units, units, f, 0);
+}
+
+// out = softmax(scale q k^T + mask) v, probs kept for the backward pass.
+void attention_forward(const float* q, const float* k, const float* v, float* out,
+                       float* probs, const AttentionShape& s) {
+  const int64_t L = s.queries, S = s.keys, D = s.dim;
+  attention_units(s.batch * s.heads, [&](int64_t a, int64_t b) {
+    for (int64_t unit = a; unit < b; ++unit) {
+      int64_t batch = unit / s.heads, kv = (unit % s.heads) / s.group();
+      const float* qh = q + unit * L * D;
+      const float* kh = k + (batch * s.kv_heads + kv) * S * D;
+      const float* vh = v + (batch * s.kv_heads + kv) * S * D;
+      float* ph = probs + unit * L * S;
+      float* oh = out + unit * L * D;
+      for (int64_t r0 = 0; r0 < L; r0 += kAttnBlock) {
+        int64_t r1 = std::min(L, r0 + kAttnBlock), rows = r1 - r0, k0, k1;
+        s.tile(unit * L, r0, r1, k0, k1);
+        gemm(false, true, rows, k1 - k0, D, s.scale, qh + r0 * D, D, kh + k0 * D, D, 0.0f,
+             ph + r0 * S + k0, S);
+        for (int64_t r = r0; r < r1; ++r) {
+          float* pr = ph + r * S;
+          int64_t lo, hi;
+          s.vis.range(unit * L + r, lo, hi);
+          float m = row_max(pr + lo, hi - lo), sum = 0.0f;
+          for (int64_t j = lo; j < hi; ++j) {
+            float e = fast_exp(pr[j] - m);
+            pr[j] = e;
+            sum += e;
+          }
+          float inv = 1.0f / sum;
+          for (int64_t j = lo; j < hi; ++j) pr[j] *= inv;
+          std::fill(pr, pr + lo, 0.0f);
+          std::fill(pr + hi, pr + S, 0.0f);
+        }
+        gemm(false, false, rows, D, k1 - k0, 1.0f, ph + r0 * S + k0, S, vh + k0 * D, D, 0.0f,
+             oh + r0 * D, D);
+      }
+    }
+  });
+}
+
+// dq, dk, dv of the forward above, from its probabilities and the output's cotangent.
+void attention_backward(const float* q, const float* k, const float* v, const float* probs,
+                        const float* dout, float* dq, float* dk, float* dv,
+                        const AttentionShape& s) {
+  const int64_t L = s.queries, S = s.keys, D = s.dim, G = s.group();
+  // one unit per (batch, kv head): its group's query heads add into the same dk, dv
+  attention_units(s.batch * s.kv_heads, [&](int64_t a, int64_t b) {
+    std::vector<float> ds(static_cast<size_t>(kAttnBlock * S));
+    for (int64_t unit = a; unit < b; ++unit) {
+      const float* kh = k + unit * S * D;
+      const float* vh = v + unit * S * D;
+      float* dkh = dk + unit * S * D;
+      float* dvh = dv + unit * S * D;
+      std::fill(dkh, dkh + S * D, 0.0f);
+      std::fill(dvh, dvh + S * D, 0.0f);
+      for (int64_t g = 0; g < G; ++g) {
+        int64_t head = unit * G + g;  // (batch * heads + h): kv heads own consecutive heads
+        const float* qh = q + head * L * D;
+        const float* ph = probs + head * L * S;
+        const float* doh = dout + head * L * D;
+        float* dqh = dq + head * L * D;
+        for (int64_t r0 = 0; r0 < L; r0 += kAttnBlock) {
+          int64_t r1 = std::min(L, r0 + kAttnBlock), rows = r1 - r0, k0, k1;
+          s.tile(head * L, r0, r1, k0, k1);
+          float* w = ds.data();  // row i of the block at w + i * S; keys k0..k1 used
+          gemm(false, true, rows, k1 - k0, D, 1.0f, doh + r0 * D, D, vh + k0 * D, D, 0.0f,
+               w + k0, S);
+          for (int64_t r = r0; r < r1; ++r) {
+            const float* pr = ph + r * S;
+            float* wr = w + (r - r0) * S;
+            int64_t lo, hi;
+            s.vis.range(head * L + r, lo, hi);
+            float dot = 0.0f;
+            for (int64_t j = lo; j < hi; ++j) dot += pr[j] * wr[j];
+            for (int64_t j = lo; j < hi; ++j) wr[j] = pr[j] * (wr[j] - dot) * s.scale;
+            std::fill(wr + k0, wr + lo, 0.0f);
+            std::fill(wr + hi, wr + k1, 0.0f);
+          }
+          gemm(false, false, rows, D, k1 - k0, 1.0f, w + k0, S, kh + k0 * D, D, 0.0f,
+               dqh + r0 * D, D);
+          gemm(true, false, k1 - k0, D, rows, 1.0f, w + k0, S, qh + r0 * D, D, 1.0f,
+               dkh + k0 * D, D);
+          gemm(true, false, k1 - k0, D, rows, 1.0f, ph + r0 * S + k0, S, doh + r0 * D, D,
+               1.0f, dvh + k0 * D, D);
+        }
+      }
+    }
+  });
+}
+
 // ------------------------------------------------------------------ primitives
 
 // Allocate the outputs, then run `work` on the stream's thread with the arrays
@@ -443,7 +639,8 @@ class NativeKernel : public mx::Primitive {
                                   "TscuSwiglu", "TscuSwigluGrad", "TscuDequantize",
                                   "TscuRmsNorm", "TscuRmsNormGrad",
                                   "TscuSegmentSoftmax", "TscuSegmentSoftmaxGrad",
-                                  "TscuQuantizedMatmul"};
+                                  "TscuQuantizedMatmul", "TscuAttention",
+                                  "TscuAttentionGrad"};
     return names[kind_];
   }
 
@@ -462,13 +659,19 @@ class NativeKernel : public mx::Primitive {
         return {shape};
       }
       case QuantizedMatmul: return {{inputs[0].shape(0), inputs[1].shape(0)}};
+      case Attention: {
+        auto probs = inputs[0].shape();
+        probs.back() = inputs[1].shape(2);
+        return {inputs[0].shape(), probs};
+      }
+      case AttentionGrad: return {inputs[0].shape(), inputs[1].shape(), inputs[2].shape()};
       default: return {inputs[0].shape()};
     }
   }
 
   enum { Softmax, SoftmaxGrad, CrossEntropy, CrossEntropyGrad, Swiglu, SwigluGrad,
          Dequantize, RmsNorm, RmsNormGrad, SegmentSoftmax, SegmentSoftmaxGrad,
-         QuantizedMatmul };
+         QuantizedMatmul, Attention, AttentionGrad };
 
  private:
   static void run(int kind, int64_t param, float fparam, std::vector<mx::array>& in,
@@ -538,6 +741,25 @@ class NativeKernel : public mx::Primitive {
         auto qmm = quantized_matmul_kernel(static_cast<int>(param % 256), group);
         qmm(f(x), w.data<uint32_t>(), f(in[2]), f(in[3]), out[0].data<float>(), rows,
             outs, cols, group);
+        break;
+      }
+      case Attention:  // q, k, v (+ starts); param = causal queries (0: none)
+      case AttentionGrad: {  // q, k, v, probs, dout (+ starts)
+        const auto &k = in[1];
+        AttentionShape shape{x.shape(0), x.shape(1), k.shape(1), x.shape(2), k.shape(2),
+                             x.shape(3), fparam, Visible{nullptr, param, k.shape(2), 1}};
+        size_t plain = kind == Attention ? 3 : 5;
+        if (in.size() > plain) {
+          shape.vis.starts = in[plain].data<int32_t>();
+          shape.vis.rows_per_batch = shape.heads * shape.queries;
+        }
+        if (kind == Attention) {
+          attention_forward(f(x), f(k), f(in[2]), out[0].data<float>(), out[1].data<float>(),
+                            shape);
+        } else {
+          attention_backward(f(x), f(k), f(in[2]), f(in[3]), f(in[4]), out[0].data<float>(),
+                             out[1].data<float>(), out[2].data<float>(), shape);
+        }
         break;
       }
     }
@@ -613,13 +835,20 @@ mx::array softmax_grad(const mx::array& y, const mx::array& dy, int64_t queries)
 
 // Where each query's document starts: int32 (batch, queries), and the scores'
 // rows must be a whole number of (heads x queries) blocks per batch row.
-mx::array starts_of(const mx::array& scores, const mx::array& starts) {
-  if (starts.ndim() != 2 || scores.ndim() < 2 || starts.shape(1) != scores.shape(-2) ||
-      scores.shape(0) != starts.shape(0)) {
+mx::array starts_of(int64_t batch, int64_t queries, const mx::array& starts) {
+  if (starts.ndim() != 2 || starts.shape(1) != queries || starts.shape(0) != batch) {
     throw std::invalid_argument(
         "tscu native: segment starts must be (batch, queries) of the scores");
   }
   return mx::contiguous(mx::astype(starts, mx::int32, cpu_stream()), false, cpu_stream());
+}
+
+mx::array starts_of(const mx::array& scores, const mx::array& starts) {
+  if (scores.ndim() < 2) {
+    throw std::invalid_argument(
+        "tscu native: segment starts must be (batch, queries) of the scores");
+  }
+  return starts_of(scores.shape(0), scores.shape(-2), starts);
 }
 
 mx::array segment_softmax(const mx::array& x, const mx::array& starts) {
@@ -741,6 +970,60 @@ mx::array quantized_matmul(const mx::array& x, const mx::array& w, const mx::arr
                dense(biases, "biases")})[0];
 }
 
+bool attention_available() {
+  return blas().sgemm && blas().set_threads && blas().get_threads;
+}
+
+// q (batch, heads, queries, dim), k and v (batch, kv_heads, keys, dim), heads a
+// multiple of kv_heads; causal needs queries <= keys; starts as segment_softmax's.
+void check_attention(const mx::array& q, const mx::array& k, const mx::array& v, bool causal,
+                     const std::optional<mx::array>& starts) {
+  if (!attention_available()) {
+    throw std::invalid_argument("tscu native: attention needs cblas_sgemm and "
+                                "openblas_set_num_threads in the process");
+  }
+  if (q.ndim() != 4 || k.ndim() != 4 || k.shape() != v.shape() || k.shape(0) != q.shape(0) ||
+      k.shape(3) != q.shape(3) || k.shape(1) < 1 || q.shape(1) % k.shape(1) ||
+      k.shape(2) < 1 || q.shape(2) < 1) {
+    throw std::invalid_argument("tscu native: attention takes q (batch, heads, queries, dim) "
+                                "and k, v (batch, kv_heads, keys, dim), heads a multiple of "
+                                "kv_heads");
+  }
+  if ((causal || starts) && q.shape(2) > k.shape(2)) {
+    throw std::invalid_argument("tscu native: causal attention needs queries <= keys");
+  }
+}
+
+std::vector<mx::array> attention(const mx::array& q, const mx::array& k, const mx::array& v,
+                                 float scale, bool causal, std::optional<mx::array> starts) {
+  check_attention(q, k, v, causal, starts);
+  std::vector<mx::array> inputs{dense(q, "queries"), dense(k, "keys"), dense(v, "values")};
+  mx::Shape probs = q.shape();
+  probs.back() = k.shape(2);
+  if (starts) inputs.push_back(starts_of(q.shape(0), q.shape(2), *starts));
+  int64_t queries = (causal || starts) ? q.shape(2) : 0;
+  return make(NativeKernel::Attention, queries, {q.shape(), probs}, inputs, scale);
+}
+
+std::vector<mx::array> attention_grad(const mx::array& q, const mx::array& k,
+                                      const mx::array& v, const mx::array& probs,
+                                      const mx::array& dout, float scale, bool causal,
+                                      std::optional<mx::array> starts) {
+  check_attention(q, k, v, causal, starts);
+  mx::Shape shape = q.shape();
+  shape.back() = k.shape(2);
+  if (probs.shape() != shape || dout.shape() != q.shape()) {
+    throw std::invalid_argument("tscu native: attention_grad's probs or cotangent do not "
+                                "match q, k, v");
+  }
+  std::vector<mx::array> inputs{dense(q, "queries"), dense(k, "keys"), dense(v, "values"),
+                                dense(probs, "probabilities"), dense(dout, "cotangent")};
+  if (starts) inputs.push_back(starts_of(q.shape(0), q.shape(2), *starts));
+  int64_t queries = (causal || starts) ? q.shape(2) : 0;
+  return make(NativeKernel::AttentionGrad, queries, {q.shape(), k.shape(), v.shape()}, inputs,
+              scale);
+}
+
 }  // namespace tscu
 
 NB_MODULE(_native, m) {
@@ -773,6 +1056,14 @@ NB_MODULE(_native, m) {
         nb::arg("scales"), nb::arg("biases"), nb::arg("group_size"), nb::arg("bits"),
         "x @ dequantize(weight).T for 1 to 8 rows of float32 x, never writing the "
         "float32 weights (affine 4- or 8-bit).");
+  m.def("attention", &tscu::attention, nb::arg("queries"), nb::arg("keys"), nb::arg("values"),
+        nb::arg("scale"), nb::arg("causal"), nb::arg("starts") = nb::none(),
+        "softmax(scale q k^T + mask) v and the probabilities, causal (and, with starts, "
+        "per document) in blocks of queries that multiply only the keys they see.");
+  m.def("attention_grad", &tscu::attention_grad, nb::arg("queries"), nb::arg("keys"),
+        nb::arg("values"), nb::arg("probs"), nb::arg("cotangent"), nb::arg("scale"),
+        nb::arg("causal"), nb::arg("starts") = nb::none());
+  m.def("attention_available", &tscu::attention_available);
   m.def("set_threads", [](int n) { tscu::g_threads.store(std::max(1, n)); },
         nb::arg("threads"));
   m.def("threads", []() { return tscu::g_threads.load(); });

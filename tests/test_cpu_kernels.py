@@ -1,10 +1,11 @@
 """The CPU path's kernels compute what MLX's own ops compute, values and gradients.
 
 Each kernel is checked against the formula written with MLX's `exp`-based ops
-(and mlx-lm's attention), in float32, on both paths: the native kernels (csrc/)
-and the pure-MLX ones. `2 ** (x log2 e)` and the native polynomial differ from
-`exp(x)` by a few ulp, so agreement is to ~1e-5 relative, far below any effect of a bug
-(a wrong mask, a missing term or a transposed head is off by O(1)).
+(and mlx-lm's attention), in float32, on every path: the native kernels (csrc/),
+the same with the attention unfused, and the pure-MLX ones. `2 ** (x log2 e)` and
+the native polynomial differ from `exp(x)` by a few ulp, so agreement is to ~1e-5
+relative, far below any effect of a bug (a wrong mask, a missing term or a transposed
+head is off by O(1)).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from tscu_tui.engine.models.runtime import mx
 TOLERANCE = 2e-5
 
 
-@pytest.fixture(autouse=True, params=["native", "mlx-ops"])
+@pytest.fixture(autouse=True, params=["native", "native-unfused", "mlx-ops"])
 def kernel_path(request, monkeypatch) -> str:
-    """Every test here runs twice: on the native kernels (csrc/) and on the pure-MLX ones."""
-    if request.param == "native":
+    """Every test here runs on the native kernels (csrc/), on them with the attention as
+    matmuls around the native softmax (TSCU_FUSED_ATTENTION=0), and on the pure-MLX ones."""
+    if request.param.startswith("native"):
         if not native.available():
             pytest.skip(f"native kernels: {native.status().reason} (test_native_kernels fails)")
+        if request.param == "native-unfused":
+            monkeypatch.setenv("TSCU_FUSED_ATTENTION", "0")
     else:
         monkeypatch.setattr(native, "status",
                             lambda: native.NativeStatus(None, "off for this test"))
@@ -67,8 +71,14 @@ def test_swiglu_values_and_gradients():
 
 
 @pytest.mark.parametrize(("heads", "kv_heads", "length"), [(4, 4, 9), (6, 2, 16), (9, 3, 1)])
-def test_attention_matches_mlx_lm_with_causal_mask_and_gqa(heads, kv_heads, length):
+def test_attention_matches_mlx_lm_with_causal_mask_and_gqa(heads, kv_heads, length,
+                                                           kernel_path, monkeypatch):
     from mlx_lm.models.base import scaled_dot_product_attention as reference
+
+    fused_calls = []
+    fused = native.attention
+    monkeypatch.setattr(native, "attention",
+                        lambda *a, **kw: fused_calls.append(1) or fused(*a, **kw))
 
     keys = 16  # a KV cache longer than the queries: query i sees keys <= 16 - length + i
     q = mx.random.normal((2, heads, length, 8), key=mx.random.key(2))
@@ -84,6 +94,8 @@ def test_attention_matches_mlx_lm_with_causal_mask_and_gqa(heads, kv_heads, leng
     assert close(ours(q, k, v), theirs(q, k, v))
     for a, b in zip(grads(ours, q, k, v), grads(theirs, q, k, v), strict=True):
         assert close(a, b)
+    # the fused kernel where it applies (several queries, native, not switched off)
+    assert bool(fused_calls) == (kernel_path == "native" and length > 1)
 
 
 def test_attention_hands_unusual_inputs_to_mlx_lm():

@@ -382,3 +382,138 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+# ---------------------------------------------------------------------------- attention
+
+def attention_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool,
+                  starts: np.ndarray | None = None) -> np.ndarray:
+    """float64 attention, GQA by repeating k and v, mask as the kernel documents."""
+    q, k, v = (a.astype(np.float64) for a in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    scores = scale * q @ k.swapaxes(-1, -2)
+    length, keys = q.shape[2], k.shape[2]
+    visible = np.ones((q.shape[0], 1, length, keys), bool)
+    if causal or starts is not None:
+        visible &= (np.arange(keys)[None, :] <= np.arange(length)[:, None] + keys - length)
+    if starts is not None:
+        visible &= np.arange(keys)[None, None, None, :] >= starts[:, None, :, None]
+    scores = np.where(visible, scores, -np.inf)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)) @ v
+
+
+def mlx_attention(q: mx.array, k: mx.array, v: mx.array, scale: float, causal: bool,
+                  starts: mx.array | None = None) -> mx.array:
+    """The same in MLX's own ops (for autodiff's gradients)."""
+    group = q.shape[1] // k.shape[1]
+    k, v = mx.repeat(k, group, axis=1), mx.repeat(v, group, axis=1)
+    scores = scale * q @ k.swapaxes(-1, -2)
+    length, keys = q.shape[2], k.shape[2]
+    visible = mx.ones((q.shape[0], 1, length, keys), dtype=mx.bool_)
+    if causal or starts is not None:
+        visible = visible & (mx.arange(keys)[None, :] <= mx.arange(length)[:, None]
+                             + keys - length)
+    if starts is not None:
+        visible = visible & (mx.arange(keys)[None, None, None, :]
+                             >= starts[:, None, :, None])
+    return mx.softmax(mx.where(visible, scores, -mx.inf), axis=-1) @ v
+
+
+def _qkv(batch: int, heads: int, kv_heads: int, length: int, keys: int, dim: int, seed: int
+         ) -> tuple[mx.array, mx.array, mx.array]:
+    q = mx.random.normal((batch, heads, length, dim), key=mx.random.key(seed))
+    k = mx.random.normal((batch, kv_heads, keys, dim), key=mx.random.key(seed + 1))
+    v = mx.random.normal((batch, kv_heads, keys, dim), key=mx.random.key(seed + 2))
+    return q, k, v
+
+
+# lengths across several blocks of 64 queries, a last block cut short, fewer queries
+# than keys (a cache in front), GQA groups of 1-3, and no mask at all
+@pytest.mark.parametrize("heads,kv_heads,length,keys,causal", [
+    (2, 2, 130, 130, True), (6, 2, 200, 200, True), (3, 1, 70, 150, True),
+    (4, 2, 100, 100, False), (2, 1, 1, 40, True)])
+def test_fused_attention_and_its_gradients(kernels, heads, kv_heads, length, keys, causal):
+    q, k, v = _qkv(2, heads, kv_heads, length, keys, 32, 20)
+    out = native.attention(q, k, v, 0.2, causal)
+    assert out.shape == q.shape
+    assert rel_err(out, attention_ref(np.array(q), np.array(k), np.array(v), 0.2, causal)) < 2e-5
+    cotangent = mx.random.normal(q.shape, key=mx.random.key(23))
+    ours = mx.vjp(lambda q, k, v: native.attention(q, k, v, 0.2, causal), [q, k, v],
+                  [cotangent])[1]
+    theirs = mx.vjp(lambda q, k, v: mlx_attention(q, k, v, 0.2, causal), [q, k, v],
+                    [cotangent])[1]
+    for a, b in zip(ours, theirs, strict=True):
+        assert rel_err(a, b) < 2e-5
+
+
+def test_fused_attention_keeps_packed_documents_apart(kernels):
+    """Documents start mid-block and across blocks of 64: each query sees its own only."""
+    length = 150
+    q, k, v = _qkv(2, 4, 2, length, length, 16, 30)
+    first = np.zeros((2, length), np.int32)
+    for row, cuts in enumerate(([40, 90, 149], [70])):
+        for cut in cuts:
+            first[row, cut:] = cut
+    starts = mx.array(first)
+    out = native.attention(q, k, v, 0.3, True, starts)
+    want = attention_ref(np.array(q), np.array(k), np.array(v), 0.3, True, first)
+    assert rel_err(out, want) < 2e-5
+    # the plain causal result differs: the mask is what makes them agree
+    assert rel_err(native.attention(q, k, v, 0.3, True), want) > 1e-2
+    cotangent = mx.random.normal(q.shape, key=mx.random.key(33))
+    ours = mx.vjp(lambda q, k, v: native.attention(q, k, v, 0.3, True, starts), [q, k, v],
+                  [cotangent])[1]
+    theirs = mx.vjp(lambda q, k, v: mlx_attention(q, k, v, 0.3, True, starts), [q, k, v],
+                    [cotangent])[1]
+    for a, b in zip(ours, theirs, strict=True):
+        assert rel_err(a, b) < 2e-5
+
+
+def test_fused_attention_is_the_same_on_any_thread_count_and_compiled(kernels):
+    q, k, v = _qkv(2, 6, 2, 130, 130, 32, 40)
+    cotangent = mx.random.normal(q.shape, key=mx.random.key(43))
+
+    def all_of(q: mx.array, k: mx.array, v: mx.array) -> mx.array:
+        out, grads = mx.vjp(lambda q, k, v: native.attention(q, k, v, 0.2, True), [q, k, v],
+                            [cotangent])
+        return mx.concatenate([a.reshape(-1) for a in (*out, *grads)])
+
+    outs = per_thread_count(kernels, lambda: all_of(q, k, v))
+    assert all(mx.array_equal(outs[0], other).item() for other in outs[1:])
+    assert mx.array_equal(mx.compile(all_of)(q, k, v), outs[0]).item()
+
+
+def test_fused_attention_refuses_bad_shapes_with_a_plain_error(kernels):
+    q, k, v = _qkv(1, 3, 2, 8, 8, 16, 50)
+    with pytest.raises(ValueError, match="heads a multiple of kv_heads"):
+        kernels.attention(q, k, v, 1.0, True)
+    q, k, v = _qkv(1, 2, 1, 9, 8, 16, 50)
+    with pytest.raises(ValueError, match="queries <= keys"):
+        kernels.attention(q, k, v, 1.0, True)
+    with pytest.raises(ValueError, match="must be float32"):
+        kernels.attention(q.astype(mx.float16), k, v, 1.0, False)
+    with pytest.raises(ValueError, match="segment starts must be"):
+        kernels.attention(q[:, :, :8], k, v, 1.0, True, mx.zeros((1, 7), mx.int32))
+
+
+def test_fused_attention_gives_openblas_its_thread_count_back(kernels):
+    """The kernel holds OpenBLAS at one thread while it runs (its own threads split the
+    heads); the count the policy set must be there again for the step's matmuls."""
+    import ctypes
+
+    from tscu_tui.engine.models.blas import set_blas_threads
+
+    process = ctypes.CDLL(None)
+    before = process.openblas_get_num_threads()
+    q, k, v = _qkv(1, 2, 1, 70, 70, 16, 60)
+    try:
+        for count in (2, 1, 3):
+            assert set_blas_threads(count)
+            out = mx.vjp(lambda q, k, v: native.attention(q, k, v, 0.5, True), [q, k, v],
+                         [q])[1]
+            mx.eval(out)
+            assert process.openblas_get_num_threads() == count
+    finally:
+        set_blas_threads(before)

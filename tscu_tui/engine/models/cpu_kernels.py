@@ -11,7 +11,9 @@ formula, and free of the inf/inf a quotient's autodiff gives at overflow):
 - `swiglu(gate, up)`: the MLP activation `silu(gate) * up`;
 - `scaled_dot_product_attention`: matmuls around a softmax with the causal mask
   added as a constant, or per packed document (document_mask.py) (GQA without
-  repeating keys or values);
+  repeating keys or values); where the native kernels and OpenBLAS are loaded, one
+  fused kernel (native.attention) that multiplies only the key blocks each block of
+  queries sees, forward and backward (`TSCU_FUSED_ATTENTION=0` keeps the matmuls);
 - `cross_entropy(logits, targets)`: per-token loss; its VJP is `softmax - onehot`.
 
 Where tscu's native kernels are built (native.py) these three, and the RMS norms
@@ -108,6 +110,13 @@ def causal_mask(queries: int, keys: int) -> mx.array:
     return mx.where(mx.arange(keys)[None, :] > rows, -math.inf, 0.0).astype(mx.float32)
 
 
+def fused_attention_enabled() -> bool:
+    """`TSCU_FUSED_ATTENTION=0` keeps the attention as matmuls around the native softmax
+    (for comparisons)."""
+    return os.environ.get("TSCU_FUSED_ATTENTION", "1").strip().lower() not in ("0", "false",
+                                                                             "off")
+
+
 def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.array,
                                  cache: Any, scale: float, mask: Any,
                                  sinks: mx.array | None = None) -> mx.array:
@@ -124,6 +133,10 @@ def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.a
                                                  scale=scale, mask=mask, sinks=sinks)
     b, heads, length, dim = queries.shape
     kv_heads, span = keys.shape[1], keys.shape[2]
+    if length > 1 and native.attention_available() and fused_attention_enabled():
+        # (a single query, generation's, stays on the two matmuls: nothing to skip)
+        return native.attention(queries, keys, values, scale, causal,
+                                cache.starts if documents else None)
     group = heads // kv_heads  # query heads per key/value head (GQA)
     q = (queries * scale).reshape(b, kv_heads, group * length, dim)
     scores = (q @ keys.swapaxes(-1, -2)).reshape(b, kv_heads, group, length, span)

@@ -199,6 +199,45 @@ def segment_softmax(scores: mx.array, starts: mx.array) -> mx.array:
     return _segment_softmax()(scores, starts)
 
 
+def attention_available() -> bool:
+    """Whether the fused attention runs here: the native kernels, and in the process
+    OpenBLAS's cblas_sgemm and thread count (the library tscu loads before MLX)."""
+    return available() and bool(_module().attention_available())
+
+
+@lru_cache(maxsize=64)
+def _attention(scale: float, causal: bool) -> Callable[..., tuple[mx.array, mx.array]]:
+    native = _module()
+
+    def forward(q: mx.array, k: mx.array, v: mx.array, *starts: mx.array
+                ) -> tuple[mx.array, mx.array]:
+        out, probs = native.attention(q, k, v, scale, causal, *starts)
+        return out, probs
+
+    def vjp(primals: list[mx.array], cotangents: list[mx.array], outputs: list[mx.array]
+            ) -> tuple[mx.array, ...]:
+        q, k, v, *starts = primals
+        # the probabilities are kept for this pass only; nothing downstream reads them
+        dq, dk, dv = native.attention_grad(q, k, v, outputs[1], cotangents[0], scale, causal,
+                                           *starts)
+        return (dq, dk, dv, *(mx.zeros_like(s) for s in starts))
+
+    fn = mx.custom_function(forward)
+    fn.vjp(vjp)
+    return fn
+
+
+def attention(queries: mx.array, keys: mx.array, values: mx.array, scale: float,
+              causal: bool, starts: mx.array | None = None) -> mx.array:
+    """softmax(scale q k^T + mask) v for float32 q (batch, heads, queries, dim) and k, v
+    (batch, kv_heads, keys, dim), GQA without repeating k or v. `causal`: query i (the
+    last `queries` of the keys) sees keys up to its own; `starts` (batch, queries) adds
+    packed documents as segment_softmax does (and implies causal). Blocks of queries
+    multiply only the keys they see, forward and backward (see csrc/)."""
+    args = (queries, keys, values) if starts is None else (queries, keys, values, starts)
+    return _attention(float(scale), bool(causal or starts is not None))(*args)[0]
+
+
 @lru_cache(maxsize=1)
 def _swiglu() -> Callable[[mx.array, mx.array], mx.array]:
     native = _module()
