@@ -429,7 +429,7 @@ def _qkv(batch: int, heads: int, kv_heads: int, length: int, keys: int, dim: int
     return q, k, v
 
 
-# lengths across several blocks of 64 queries, a last block cut short, fewer queries
+# lengths across several blocks of queries (32), a last block cut short, fewer queries
 # than keys (a cache in front), GQA groups of 1-3, and no mask at all
 @pytest.mark.parametrize("heads,kv_heads,length,keys,causal", [
     (2, 2, 130, 130, True), (6, 2, 200, 200, True), (3, 1, 70, 150, True),
@@ -449,7 +449,7 @@ def test_fused_attention_and_its_gradients(kernels, heads, kv_heads, length, key
 
 
 def test_fused_attention_keeps_packed_documents_apart(kernels):
-    """Documents start mid-block and across blocks of 64: each query sees its own only."""
+    """Documents start mid-block and across blocks of queries: each sees its own only."""
     length = 150
     q, k, v = _qkv(2, 4, 2, length, length, 16, 30)
     first = np.zeros((2, length), np.int32)
