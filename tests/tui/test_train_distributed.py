@@ -54,9 +54,16 @@ async def test_train_screen_starts_two_ranks_and_shows_each_node(demo_data, tmp_
     assert events[0].world_size == 2 and events[-1].reason == "emergency_stop"
     steps = [e for e in events if type(e).__name__ == "StepEvent"]
     for e in steps:  # the run's watts are the nodes' sum; its degrees the hottest node's
-        if e.power_w is not None:
+        if e.power_w is not None:  # (only when every node measured: parallel.combine_nodes)
             assert e.power_w == pytest.approx(sum(e.node_power_w), rel=1e-5)
-        assert e.temp_c == pytest.approx(max(e.node_temp_c), abs=1e-4)
+        # the hottest node that measured: on a busy machine a node's first window may
+        # still be open at a step's end (seen once in a full suite run)
+        measured = [t for t in e.node_temp_c if t is not None]
+        if measured:
+            assert e.temp_c == pytest.approx(max(measured), abs=1e-4)
+        else:
+            assert e.temp_c is None
+    assert sum(None not in e.node_temp_c for e in steps) > len(steps) // 2
     analysis = json.loads((out / "mlx_tscu_analysis.json").read_text())
     assert [n["rank"] for n in analysis["nodes"]] == [0, 1]
     assert all(n["avg_power_watts"] and n["energy_joules"] for n in analysis["nodes"])
