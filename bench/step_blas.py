@@ -16,7 +16,10 @@ calls' sum. The same process then times the bound's matmuls alone (as
 step_profile.py does) through the same shim, so the in-step and isolated rates of
 the very same shapes are compared in one run. The last lines work out the share of
 the bound the step would reach if a class took no time at all: what any kernel for
-that class could give at most.
+that class could give at most. It runs the attention as matmuls around the native
+softmax (TSCU_FUSED_ATTENTION=0): the fused kernel calls sgemm from several threads at
+once, which neither the shim's table nor "calls never overlap" allows; that kernel's
+gain is step_profile.py's (`--sides unfused-attention,after`).
 
     python bench/step_blas.py [--steps 4] [--repeat 1]
 """
@@ -203,7 +206,7 @@ def child(args: argparse.Namespace) -> None:
 def run_once(library: Path, blas: str, data: str, steps: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="tscu-step-blas-") as out:
         env = {**os.environ, "LD_PRELOAD": str(library), "TSCU_SHIM_BLAS": blas,
-               "TSCU_SHIM_LIBRARY": str(library)}
+               "TSCU_SHIM_LIBRARY": str(library), "TSCU_FUSED_ATTENTION": "0"}
         done = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps),
                                "--data", data, "--out", out],
                               env=env, capture_output=True, text=True, check=False)
