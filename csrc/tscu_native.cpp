@@ -145,23 +145,36 @@ struct Visible {
   }
 };
 
+// One row: y = softmax(x) over the visible [lo, hi), 0 elsewhere in [0, cols).
+// x and y may be the same row.
+inline void softmax_row(const float* x, float* y, int64_t lo, int64_t hi, int64_t cols) {
+  float m = row_max(x + lo, hi - lo), s = 0.0f;
+  for (int64_t j = lo; j < hi; ++j) {
+    float e = fast_exp(x[j] - m);
+    y[j] = e;
+    s += e;
+  }
+  float inv = 1.0f / s;
+  for (int64_t j = lo; j < hi; ++j) y[j] *= inv;
+  std::fill(y, y + lo, 0.0f);
+  std::fill(y + hi, y + cols, 0.0f);
+}
+
+// One row's input gradient over [lo, hi): scale * y * (dy - <y, dy>); dy and dx may be
+// the same row. The caller zeroes what lies outside.
+inline void softmax_grad_row(const float* y, const float* dy, float* dx, int64_t lo,
+                             int64_t hi, float scale = 1.0f) {
+  float dot = 0.0f;
+  for (int64_t j = lo; j < hi; ++j) dot += y[j] * dy[j];
+  for (int64_t j = lo; j < hi; ++j) dx[j] = y[j] * (dy[j] - dot) * scale;
+}
+
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, Visible vis) {
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
-      const float* xr = x + r * cols;
-      float* yr = y + r * cols;
       int64_t lo, hi;
       vis.range(r, lo, hi);
-      float m = row_max(xr + lo, hi - lo), s = 0.0f;
-      for (int64_t j = lo; j < hi; ++j) {
-        float e = fast_exp(xr[j] - m);
-        yr[j] = e;
-        s += e;
-      }
-      float inv = 1.0f / s;
-      for (int64_t j = lo; j < hi; ++j) yr[j] *= inv;
-      std::fill(yr, yr + lo, 0.0f);
-      std::fill(yr + hi, yr + cols, 0.0f);
+      softmax_row(x + r * cols, y + r * cols, lo, hi, cols);
     }
   });
 }
@@ -170,14 +183,10 @@ void softmax_grad_rows(const float* y, const float* dy, float* dx, int64_t rows,
                        int64_t cols, Visible vis) {
   parallel_rows(rows, rows * cols, [=](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
-      const float* yr = y + r * cols;
-      const float* dyr = dy + r * cols;
       float* dxr = dx + r * cols;
       int64_t lo, hi;
       vis.range(r, lo, hi);
-      float dot = 0.0f;
-      for (int64_t j = lo; j < hi; ++j) dot += yr[j] * dyr[j];
-      for (int64_t j = lo; j < hi; ++j) dxr[j] = yr[j] * (dyr[j] - dot);
+      softmax_grad_row(y + r * cols, dy + r * cols, dxr, lo, hi);
       std::fill(dxr, dxr + lo, 0.0f);
       std::fill(dxr + hi, dxr + cols, 0.0f);
     }
@@ -525,19 +534,9 @@ void attention_forward(const float* q, const float* k, const float* v, float* ou
         gemm(false, true, rows, k1 - k0, D, s.scale, qh + r0 * D, D, kh + k0 * D, D, 0.0f,
              ph + r0 * S + k0, S);
         for (int64_t r = r0; r < r1; ++r) {
-          float* pr = ph + r * S;
           int64_t lo, hi;
           s.vis.range(unit * L + r, lo, hi);
-          float m = row_max(pr + lo, hi - lo), sum = 0.0f;
-          for (int64_t j = lo; j < hi; ++j) {
-            float e = fast_exp(pr[j] - m);
-            pr[j] = e;
-            sum += e;
-          }
-          float inv = 1.0f / sum;
-          for (int64_t j = lo; j < hi; ++j) pr[j] *= inv;
-          std::fill(pr, pr + lo, 0.0f);
-          std::fill(pr + hi, pr + S, 0.0f);
+          softmax_row(ph + r * S, ph + r * S, lo, hi, S);
         }
         gemm(false, false, rows, D, k1 - k0, 1.0f, ph + r0 * S + k0, S, vh + k0 * D, D, 0.0f,
              oh + r0 * D, D);
@@ -574,13 +573,10 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
           gemm(false, true, rows, k1 - k0, D, 1.0f, doh + r0 * D, D, vh + k0 * D, D, 0.0f,
                w + k0, S);
           for (int64_t r = r0; r < r1; ++r) {
-            const float* pr = ph + r * S;
             float* wr = w + (r - r0) * S;
             int64_t lo, hi;
             s.vis.range(head * L + r, lo, hi);
-            float dot = 0.0f;
-            for (int64_t j = lo; j < hi; ++j) dot += pr[j] * wr[j];
-            for (int64_t j = lo; j < hi; ++j) wr[j] = pr[j] * (wr[j] - dot) * s.scale;
+            softmax_grad_row(ph + r * S, wr, wr, lo, hi, s.scale);
             std::fill(wr + k0, wr + lo, 0.0f);
             std::fill(wr + hi, wr + k1, 0.0f);
           }
