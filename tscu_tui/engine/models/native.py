@@ -158,10 +158,12 @@ def _module() -> Any:
 
 # ---------------------------------------------------------------------------- functions
 
-Vjp = Callable[[list[mx.array], mx.array, mx.array], tuple[mx.array, ...]]
+#: vjp(primals, cotangent, output); for a function of several outputs the cotangent and
+#: the output are lists, one entry per output
+Vjp = Callable[[list[mx.array], Any, Any], tuple[mx.array, ...]]
 
 
-def _with_vjp(forward: Callable[..., mx.array], vjp: Vjp) -> Callable[..., mx.array]:
+def _with_vjp(forward: Callable[..., Any], vjp: Vjp) -> Callable[..., Any]:
     """`forward` as an `mx.custom_function` whose VJP is vjp(primals, cotangent, output)."""
     fn = mx.custom_function(forward)
     fn.vjp(vjp)
@@ -212,7 +214,7 @@ def _attention(scale: float, causal: bool) -> Callable[..., tuple[mx.array, mx.a
     def forward(q: mx.array, k: mx.array, v: mx.array, *starts: mx.array
                 ) -> tuple[mx.array, mx.array]:
         out, probs = native.attention(q, k, v, scale, causal, *starts)
-        return out, probs
+        return out, probs  # (the probabilities for the backward pass)
 
     def vjp(primals: list[mx.array], cotangents: list[mx.array], outputs: list[mx.array]
             ) -> tuple[mx.array, ...]:
@@ -222,9 +224,7 @@ def _attention(scale: float, causal: bool) -> Callable[..., tuple[mx.array, mx.a
                                            *starts)
         return (dq, dk, dv, *(mx.zeros_like(s) for s in starts))
 
-    fn = mx.custom_function(forward)
-    fn.vjp(vjp)
-    return fn
+    return _with_vjp(forward, vjp)
 
 
 def attention(queries: mx.array, keys: mx.array, values: mx.array, scale: float,
